@@ -1,0 +1,106 @@
+"""Fact resolution: walk exactly the planned paths with direct look-ups, recording every read.
+
+The plan is a trie per root (`case`, then each derived fact) built by the compiler from
+the paths the rules, parameters and guards read. Each `(entity, property)` is read at most
+once per case; every read is kept for provenance.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from engine.lang.compiler import CompiledRuleset, TrieEdge
+from engine.lang.semantics import TODAY
+from engine.model import IRI, Entity, Provenance
+
+from .derived import GRAPH_KEY, GraphContext
+
+
+class Reads:
+    """The raw reads of one case: `(subject, predicate, values)`; provenance is built on demand."""
+
+    __slots__ = ("items", "queries")
+
+    def __init__(self) -> None:
+        self.items: list[tuple[str, str, list[Any]]] = []
+        self.queries: list[dict[str, Any]] = []
+
+    def provenance(self) -> list[Provenance]:
+        out = []
+        for s, p, values in self.items:
+            for v in values:
+                o = v.iri if type(v) is Entity else (v.isoformat() if hasattr(v, "isoformat") else str(v))
+                out.append(Provenance(s, p, o))
+        return out
+
+
+class _Walker:
+    __slots__ = ("store", "entities", "reads")
+
+    def __init__(self, store: Any, reads: Reads):
+        self.store = store
+        self.entities: dict[str, Entity] = {}
+        self.reads = reads
+
+    def entity(self, iri: str) -> Entity:
+        e = self.entities.get(iri)
+        if e is None:
+            e = self.entities[iri] = Entity(iri)
+        return e
+
+    def walk(self, value: Any, trie: dict[str, TrieEdge]) -> None:
+        t = type(value)
+        if t is list:
+            for v in value:
+                self.walk(v, trie)
+        elif t is Entity:
+            props = value.props
+            for name, edge in trie.items():
+                if edge.prop is None:
+                    continue
+                vals = props.get(name)
+                if vals is None:
+                    raw = self.store.objects(value.iri, edge.prop)
+                    vals = [self.entity(o) if type(o) is IRI else o for o in raw]
+                    props[name] = vals
+                    self.reads.items.append((value.iri, edge.prop, vals))
+                if edge.children:
+                    for v in vals:
+                        if type(v) is Entity:
+                            self.walk(v, edge.children)
+        elif t is dict:
+            for name, edge in trie.items():
+                if edge.kind == "field" and edge.children:
+                    child = value.get(name)
+                    if child is not None:
+                        self.walk(child, edge.children)
+
+    def adopt(self, value: Any) -> Any:
+        """Share entities across roots so each (entity, property) is read once."""
+        t = type(value)
+        if t is Entity:
+            return self.entity(value.iri)
+        if t is list:
+            return [self.adopt(v) for v in value]
+        if t is dict:
+            return {k: self.adopt(v) for k, v in value.items()}
+        return value
+
+
+def resolve_facts(rs: CompiledRuleset, payload: dict[str, Any], graph: GraphContext, *, as_of: Any
+                  ) -> tuple[dict[str, Any], Reads]:
+    """Build the environment the rules evaluate: `case`, derived facts, the decision date."""
+    reads = Reads()
+    walker = _Walker(graph.store, reads)
+    case = walker.adopt(payload)
+    env: dict[str, Any] = {"case": case, TODAY: as_of, GRAPH_KEY: graph.for_case(reads)}
+    trie = rs.plan.get("case")
+    if trie:
+        walker.walk(case, trie)
+    for d in rs.derived:
+        value = walker.adopt(d.fn(env))
+        env[d.name] = value
+        sub = rs.plan.get(d.name)
+        if sub and value is not None:
+            walker.walk(value, sub)
+    return env, reads

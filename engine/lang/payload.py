@@ -1,0 +1,77 @@
+"""Case payloads checked against a ruleset's `case:` schema, with graph references made entities."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from engine.errors import Diagnostic
+from engine.model import Entity
+
+from .checker import expand_iri
+from .types import Type
+
+
+def validate_payload(t: Type, value: Any, prefixes: dict[str, str], *, where: str = "payload"
+                     ) -> tuple[Any, list[Diagnostic]]:
+    """Return the payload as rule values (IRIs → `Entity`, ISO dates → `date`) and any problems."""
+    errors: list[Diagnostic] = []
+    out = _convert(t, value, prefixes, where, errors)
+    return out, errors
+
+
+def _err(errors: list[Diagnostic], where: str, message: str, help: str | None = None) -> None:
+    errors.append(Diagnostic("case_invalid", f"`{where}`: {message}", help=help))
+
+
+def _convert(t: Type, v: Any, prefixes: dict[str, str], where: str, errors: list[Diagnostic]) -> Any:
+    if v is None:
+        if not t.optional and t.kind != "object":
+            _err(errors, where, "is required", help=f"give a {t}")
+        return None
+    k = t.kind
+    if k == "object":
+        if not isinstance(v, dict):
+            _err(errors, where, f"must be an object, got {type(v).__name__}")
+            return None
+        fields = t.field_map()
+        unknown = sorted(set(v) - set(fields))
+        for u in unknown:
+            from engine.errors import did_you_mean
+
+            best = did_you_mean(u, fields)
+            _err(errors, f"{where}.{u}", "is not a field of this case",
+                 help=f"did you mean `{best}`?" if best else "known fields: " + ", ".join(sorted(fields)))
+        return {name: _convert(ft, v.get(name), prefixes, f"{where}.{name}", errors) for name, ft in t.fields}
+    if k == "list":
+        if not isinstance(v, list):
+            _err(errors, where, f"must be a list, got {type(v).__name__}")
+            return None
+        return [_convert(t.elem or Type("any"), x, prefixes, f"{where}[{i}]", errors) for i, x in enumerate(v)]
+    if k == "ref":
+        if not isinstance(v, str) or not v:
+            _err(errors, where, f"must be the IRI of a `{t.cls}`", help="for example `bwd:INV-10001`")
+            return None
+        return Entity(expand_iri(v, prefixes))
+    if k == "number":
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            _err(errors, where, f"must be a number, got {v!r}")
+            return None
+        return v
+    if k == "string":
+        if not isinstance(v, str):
+            _err(errors, where, f"must be text, got {v!r}")
+            return None
+        return v
+    if k == "boolean":
+        if not isinstance(v, bool):
+            _err(errors, where, f"must be true or false, got {v!r}")
+            return None
+        return v
+    if k == "date":
+        try:
+            return dt.date.fromisoformat(str(v)[:10])
+        except ValueError:
+            _err(errors, where, f"must be a date like 2026-01-31, got {v!r}")
+            return None
+    return v

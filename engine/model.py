@@ -1,0 +1,97 @@
+"""Values shared by every stage: entities resolved from the graph, provenance, cases, decisions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class IRI(str):
+    """An IRI value read from the graph (as opposed to a string literal)."""
+
+    __slots__ = ()
+
+
+class Entity:
+    """A graph node as the rules see it: its IRI and the properties the plan resolved.
+
+    `props` maps a property's local name to the list of its values (literals as Python
+    values, other nodes as `Entity`). Only planned properties are present.
+    """
+
+    __slots__ = ("iri", "props")
+
+    def __init__(self, iri: str):
+        self.iri = iri
+        self.props: dict[str, list[Any]] = {}
+
+    def __repr__(self) -> str:
+        return f"<{self.iri}>"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Entity) and other.iri == self.iri
+
+    def __hash__(self) -> int:
+        return hash(self.iri)
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """One triple read from the graph: where a fact came from."""
+
+    subject: str
+    predicate: str
+    object: str
+    graph: str = ""
+
+    def to_json(self) -> dict:
+        return {"s": self.subject, "p": self.predicate, "o": self.object, "g": self.graph}
+
+
+@dataclass
+class Case:
+    """One request for a decision: a case type, its payload and who asks."""
+
+    type: str
+    payload: dict[str, Any]
+    id: str | None = None
+    agent: str = "anonymous"
+    as_of: str | None = None  # ISO date the rules see as `today()`; the engine clock when absent
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "Case":
+        from engine.errors import CaseError
+
+        if not isinstance(data, dict):
+            raise CaseError("a case must be a JSON object with `type` and `payload`")
+        unknown = set(data) - {"type", "payload", "id", "agent", "as_of"}
+        if unknown:
+            raise CaseError(f"unknown case key(s): {', '.join(sorted(f'`{k}`' for k in unknown))}; "
+                            "put business fields under `payload`")
+        if not isinstance(data.get("type"), str):
+            raise CaseError("the case has no `type` (for example `invoice.received`)")
+        payload = data.get("payload", {})
+        if not isinstance(payload, dict):
+            raise CaseError("`payload` must be a JSON object")
+        return cls(type=data["type"], payload=payload, id=data.get("id"),
+                   agent=data.get("agent", "anonymous"), as_of=data.get("as_of"))
+
+    def to_json(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"type": self.type, "payload": self.payload}
+        if self.id:
+            d["id"] = self.id
+        if self.agent != "anonymous":
+            d["agent"] = self.agent
+        if self.as_of:
+            d["as_of"] = self.as_of
+        return d
+
+
+@dataclass
+class Facts:
+    """What the rules saw: the resolved document, path values and the triples read."""
+
+    doc: dict[str, Any]
+    provenance: list[Provenance] = field(default_factory=list)
+    derived: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)

@@ -1,0 +1,183 @@
+"""A workspace on disk: `rulebridge.toml`, `rules/`, `knowledge_graph/` — loaded and checked.
+
+`load_workspace` never raises on user errors: it returns the workspace with every
+diagnostic found, so `rulebridge check` can report them all at once.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from engine.errors import Diagnostic, DiagnosticSink, Span
+from engine.kg.derived import DERIVED_IMPLS, GraphAlgorithms, GraphContext, NamedQuery, derived_signatures, load_queries
+from engine.kg.ontology import load_schema
+from engine.kg.store import GraphStore, data_files, open_store
+from engine.lang.actions import ActionCatalog, load_actions
+from engine.lang.compiler import CompileContext, CompiledRuleset, RulesetCompiler
+from engine.lang.types import Schema
+
+DEFAULT_CONFIG: dict[str, Any] = {
+    "workspace": {"name": "workspace"},
+    "rules": {"dir": "rules", "actions": "rules/actions.yaml"},
+    "graph": {"backend": "oxigraph", "data": "knowledge_graph/data", "ontology": "knowledge_graph/ontology",
+              "shapes": "knowledge_graph/shapes", "queries": "knowledge_graph/queries", "store_path": ""},
+    "prefixes": {},
+}
+
+
+@dataclass
+class Config:
+    """`rulebridge.toml`, with defaults for everything left out."""
+
+    root: Path
+    data: dict[str, Any]
+
+    def section(self, name: str) -> dict[str, Any]:
+        return {**DEFAULT_CONFIG.get(name, {}), **self.data.get(name, {})}
+
+    def path(self, section: str, key: str) -> Path:
+        return self.root / str(self.section(section)[key])
+
+
+def load_config(root: Path, sink: DiagnosticSink) -> Config:
+    """Read `rulebridge.toml` (optional: defaults apply without it)."""
+    f = root / "rulebridge.toml"
+    data: dict[str, Any] = {}
+    if f.exists():
+        try:
+            data = tomllib.loads(f.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            msg = str(exc)
+            line, col = 0, 0
+            if "(at line" in msg:
+                tail = msg.rsplit("(at line", 1)[1]
+                try:
+                    line = int(tail.split(",")[0])
+                    col = int(tail.split("column")[1].strip(" )"))
+                except (ValueError, IndexError):
+                    pass
+            sink.error("config", f"invalid TOML: {msg.split(' (at line')[0].lower()}", Span(str(f), line, col))
+    return Config(root, data)
+
+
+@dataclass
+class Workspace:
+    """Everything a workspace declares, compiled; `diagnostics` holds what is wrong with it."""
+
+    root: Path
+    config: Config
+    schema: Schema
+    prefixes: dict[str, str]
+    actions: ActionCatalog
+    queries: dict[str, NamedQuery]
+    rulesets: dict[str, CompiledRuleset]  # by ruleset name
+    by_case_type: dict[str, CompiledRuleset]
+    store: GraphStore | None
+    graph: GraphContext | None
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+
+    @property
+    def errors(self) -> list[Diagnostic]:
+        return [d for d in self.diagnostics if d.severity.value == "error"]
+
+    @property
+    def rule_revision(self) -> str:
+        import hashlib
+
+        h = hashlib.sha256()
+        for name in sorted(self.rulesets):
+            h.update(f"{name}@{self.rulesets[name].version};".encode())
+        return h.hexdigest()[:12]
+
+
+def rule_files(rules_dir: Path, actions_file: Path) -> list[Path]:
+    """Every ruleset file under `rules/` (YAML), except the action catalog."""
+    if not rules_dir.exists():
+        return []
+    files = sorted(p for p in rules_dir.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file())
+    return [p for p in files if p.resolve() != actions_file.resolve() and not p.name.startswith("_")]
+
+
+def load_workspace(root: Path | str, *, load_graph: bool = True, only: list[Path] | None = None,
+                   backend: str | None = None) -> Workspace:
+    """Load and check a workspace. With `only`, compile just those rule files."""
+    root = Path(root).resolve()
+    sink = DiagnosticSink()
+    config = load_config(root, sink)
+    graph_cfg = config.section("graph")
+    schema, prefixes = load_schema(config.path("graph", "ontology"), sink)
+    prefixes = {**prefixes, **{str(k): str(v) for k, v in config.section("prefixes").items()}}
+    actions_file = config.path("rules", "actions")
+    actions = load_actions(actions_file, schema, sink) if actions_file.exists() else ActionCatalog()
+    queries = load_queries(config.path("graph", "queries"), sink)
+    ctx = CompileContext(schema, actions, derived_signatures(queries, schema), DERIVED_IMPLS, prefixes)
+    rulesets: dict[str, CompiledRuleset] = {}
+    by_type: dict[str, CompiledRuleset] = {}
+    files = only if only is not None else rule_files(config.path("rules", "dir"), actions_file)
+    for f in files:
+        rs = RulesetCompiler(f, ctx, sink).compile()
+        if rs is None:
+            continue
+        if rs.name in rulesets:
+            sink.error("duplicate_id", f"ruleset `{rs.name}` is also defined in {rulesets[rs.name].file}",
+                       Span(rs.file, 1, 1))
+            continue
+        if rs.case_type in by_type:
+            other = by_type[rs.case_type]
+            sink.error("duplicate_case_type", f"case type `{rs.case_type}` is already decided by ruleset "
+                       f"`{other.name}`", Span(rs.file, 1, 1),
+                       help="one ruleset decides a case type; merge the rules or use another `on:`")
+            continue
+        rulesets[rs.name] = rs
+        by_type[rs.case_type] = rs
+    store = None
+    graph = None
+    if load_graph:
+        backend = backend or str(graph_cfg.get("backend", "oxigraph"))
+        store_path = graph_cfg.get("store_path") or ""
+        try:
+            store = open_store(config.path("graph", "data"), backend=backend,
+                               path=(root / store_path) if store_path else None)
+        except (OSError, SyntaxError, ValueError) as exc:
+            sink.error("graph_syntax", f"cannot load the graph: {str(exc).splitlines()[0][:300]}",
+                       Span(str(config.path("graph", "data"))))
+        if store is not None:
+            graph = GraphContext(store, queries, schema, GraphAlgorithms(store))
+    return Workspace(root, config, schema, prefixes, actions, queries, rulesets, by_type, store, graph,
+                     sorted(sink.items, key=Diagnostic.sort_key))
+
+
+def validate_shapes(ws: Workspace) -> list[Diagnostic]:
+    """SHACL validation of the workspace graph data against `knowledge_graph/shapes/`."""
+    from pyshacl import validate
+    from rdflib import Graph, Namespace
+
+    shapes_dir = ws.config.path("graph", "shapes")
+    shape_files = data_files(shapes_dir)
+    if not shape_files:
+        return []
+    data = Graph()
+    for f in data_files(ws.config.path("graph", "data")):
+        data.parse(str(f))
+    shapes = Graph()
+    for f in shape_files:
+        shapes.parse(str(f))
+    ont = Graph()
+    for f in data_files(ws.config.path("graph", "ontology")):
+        ont.parse(str(f))
+    conforms, report, _text = validate(data, shacl_graph=shapes, ont_graph=ont, inference="none",
+                                       allow_warnings=True)
+    if conforms:
+        return []
+    SH = Namespace("http://www.w3.org/ns/shacl#")
+    out = []
+    for r in sorted(report.subjects(SH.resultSeverity, None), key=str)[:200]:
+        focus = report.value(r, SH.focusNode)
+        path = report.value(r, SH.resultPath)
+        msg = report.value(r, SH.resultMessage)
+        out.append(Diagnostic("shacl", f"`{focus}`: {path.split('#')[-1] if path else ''}: {msg}",
+                              Span(str(ws.config.path("graph", "data")))))
+    return out
