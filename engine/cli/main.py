@@ -1,0 +1,256 @@
+"""`rulebridge`: check, test, decide, explain, demo — each a thin layer over the facade.
+
+Exit codes are mapped here and only here: 0 success (a deny or an escalation is a normal
+result), 1 findings (diagnostics with errors, failed tests, coverage too low), 2 bad input
+(a malformed case file, an unknown case type).
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+import time
+from enum import Enum
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from engine.errors import CaseError, Diagnostic, LoadError, RulebridgeError, Span, render_json, render_text
+
+EXIT_OK, EXIT_FINDINGS, EXIT_INPUT = 0, 1, 2
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="rulebridge — a governed decision engine: rules over a knowledge graph decide.")
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+class Format(str, Enum):
+    text = "text"
+    json = "json"
+
+
+WorkspaceOpt = typer.Option(Path("."), "--workspace", "-w", help="The workspace folder (with rulebridge.toml).")
+FormatOpt = typer.Option(Format.text, "--format", "-f", help="text for people, json for machines.")
+
+
+def _fail_diagnostics(diags: list[Diagnostic], fmt: Format, code: int) -> None:
+    if fmt == Format.json:
+        out.print(render_json(diags), markup=False)
+    else:
+        err.print(render_text(diags), markup=False)
+    raise typer.Exit(code)
+
+
+def _open_engine(workspace: Path, fmt: Format, **kw: Any):
+    from engine.api import Engine
+
+    try:
+        return Engine.open(workspace, **kw)
+    except LoadError as exc:
+        _fail_diagnostics(exc.diagnostics, fmt, EXIT_FINDINGS)
+
+
+def _read_case(path: Path, fmt: Format) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        _fail_diagnostics([Diagnostic("case_invalid", f"no such case file `{path}`")], fmt, EXIT_INPUT)
+    except json.JSONDecodeError as exc:
+        _fail_diagnostics([Diagnostic("case_invalid", f"the case file is not valid JSON: {exc.msg.lower()}",
+                                      Span(str(path), exc.lineno, exc.colno))], fmt, EXIT_INPUT)
+    return data
+
+
+@app.command()
+def check(path: Path = typer.Argument(Path("."), help="The workspace folder."),
+          fmt: Format = FormatOpt,
+          deny_warnings: bool = typer.Option(False, "--deny-warnings", help="Treat warnings as errors."),
+          shacl: bool = typer.Option(True, "--shacl/--no-shacl", help="Validate the graph data with SHACL.")) -> None:
+    """Load and check rules, decision tables, the ontology and the graph."""
+    from engine.workspace import load_workspace, validate_shapes
+
+    ws = load_workspace(path)
+    diags = list(ws.diagnostics)
+    if shacl and ws.store is not None:
+        diags += validate_shapes(ws)
+    errors = [d for d in diags if d.severity.value == "error" or deny_warnings]
+    if fmt == Format.json:
+        out.print(render_json(diags), markup=False)
+    elif diags:
+        err.print(render_text(diags), markup=False)
+    if errors:
+        raise typer.Exit(EXIT_FINDINGS)
+    if fmt == Format.text:
+        n_rules = sum(len(r.rules) for r in ws.rulesets.values())
+        n_guards = sum(len(r.guards) for r in ws.rulesets.values())
+        out.print(f"ok: {len(ws.rulesets)} rulesets, {n_rules} rules, {n_guards} guards, "
+                  f"{len(ws.actions.actions)} actions, {len(ws.queries)} queries, "
+                  f"{len(ws.store) if ws.store is not None else 0} triples (graph revision "
+                  f"{ws.store.revision if ws.store is not None else '-'})")
+
+
+@app.command("test")
+def test_cmd(path: Path = typer.Argument(Path("."), help="The workspace folder."),
+             min_coverage: float = typer.Option(0.0, "--min-coverage", help="Fail below this rule coverage (%)."),
+             fmt: Format = FormatOpt,
+             ruleset: Optional[list[str]] = typer.Option(None, "--ruleset", "-r", help="Only these rulesets.")) -> None:
+    """Run the tests beside the rules and report which rules no test exercises."""
+    from engine.ruletest import run_tests
+
+    engine = _open_engine(path, fmt)
+    report = run_tests(engine, rulesets=ruleset)
+    if fmt == Format.json:
+        out.print(json.dumps({
+            "passed": len(report.results) - len(report.failed), "failed": len(report.failed),
+            "coverage": round(report.coverage, 1),
+            "results": [r.__dict__ for r in report.results],
+            "uncovered": report.uncovered}, indent=2), markup=False)
+    else:
+        for r in report.results:
+            mark = "[green]pass[/]" if r.passed else "[red]FAIL[/]"
+            out.print(f"{mark} {r.ruleset} :: {r.name}")
+            for p in r.problems:
+                out.print(f"     {Path(r.file).name}:{r.line}: {p}", markup=False)
+        table = Table(title="rule coverage")
+        table.add_column("ruleset")
+        table.add_column("covered", justify="right")
+        table.add_column("not exercised by any test")
+        for name in sorted(report.covered):
+            total = len(report.covered[name]) + len(report.uncovered[name])
+            table.add_row(name, f"{len(report.covered[name])}/{total}", ", ".join(report.uncovered[name]) or "-")
+        out.print(table)
+        out.print(f"{len(report.results) - len(report.failed)} passed, {len(report.failed)} failed; "
+                  f"coverage {report.coverage:.1f}%")
+    if report.failed:
+        raise typer.Exit(EXIT_FINDINGS)
+    if report.coverage < min_coverage:
+        err.print(f"error[coverage]: rule coverage {report.coverage:.1f}% is below --min-coverage {min_coverage}%")
+        raise typer.Exit(EXIT_FINDINGS)
+
+
+def _decide(case_file: Path, workspace: Path, fmt: Format, explain: bool) -> None:
+    engine = _open_engine(workspace, fmt)
+    data = _read_case(case_file, fmt)
+    try:
+        result = engine.explain(data) if explain else engine.decide(data)
+    except CaseError as exc:
+        _fail_diagnostics(exc.diagnostics, fmt, EXIT_INPUT)
+    from engine.cli.render import render_decision, render_explanation
+
+    if explain:
+        if fmt == Format.json:
+            out.print(json.dumps(result.to_json(), indent=2, default=str), markup=False)
+        else:
+            render_explanation(out, result)
+    else:
+        rs = engine.ws.rulesets[result.ruleset]
+        if fmt == Format.json:
+            out.print(json.dumps(result.to_json(rs), indent=2, default=str), markup=False)
+        else:
+            render_decision(out, result, rs)
+
+
+@app.command()
+def decide(case_file: Path = typer.Argument(..., help="A case as JSON: {type, payload}."),
+           workspace: Path = WorkspaceOpt, fmt: Format = FormatOpt) -> None:
+    """Decide one case."""
+    _decide(case_file, workspace, fmt, explain=False)
+
+
+@app.command()
+def explain(case_file: Path = typer.Argument(..., help="A case as JSON: {type, payload}."),
+            workspace: Path = WorkspaceOpt, fmt: Format = FormatOpt) -> None:
+    """Decide one case and show why each rule matched or not."""
+    _decide(case_file, workspace, fmt, explain=True)
+
+
+@app.command()
+def demo(workspace: Path = WorkspaceOpt,
+         cases: Optional[Path] = typer.Option(None, "--cases", help="A JSON Lines file of cases "
+                                              "(default: examples/demo_cases.jsonl, else sampled from the graph)."),
+         count: int = typer.Option(240, "--count", "-n", help="How many cases to sample when no file is used."),
+         fmt: Format = FormatOpt) -> None:
+    """Run a stream of sample cases through the engine and summarise the decisions."""
+    from rich.progress import Progress
+
+    from engine.demo import load_cases, sample_cases
+
+    t_open = time.perf_counter()
+    engine = _open_engine(workspace, fmt)
+    engine.warm()
+    open_s = time.perf_counter() - t_open
+    default_file = engine.ws.root / "examples" / "demo_cases.jsonl"
+    source = cases or (default_file if default_file.exists() else None)
+    stream = list(load_cases(source)) if source else sample_cases(engine.ws, count)
+    rows: dict[str, dict[str, Any]] = {}
+    times: list[float] = []
+    with Progress(console=err, transient=True, disable=fmt == Format.json) as progress:
+        task = progress.add_task("deciding", total=len(stream))
+        for case in stream:
+            t0 = time.perf_counter()
+            try:
+                d = engine.decide(case)
+                key, outcome, reason = d.ruleset, d.outcome, d.reason
+            except CaseError:
+                key, outcome, reason = case.get("type", "?"), "invalid", "case_invalid"
+            times.append(time.perf_counter() - t0)
+            row = rows.setdefault(key, {"cases": 0, "execute": 0, "deny": 0, "escalate": 0, "no_action": 0,
+                                        "invalid": 0, "by_rule": 0, "no_rule": 0})
+            row["cases"] += 1
+            row[outcome] += 1
+            row["by_rule"] += reason in ("rule", "guard_deny", "guard_review")
+            row["no_rule"] += reason in ("no_rule_matched", "unique_conflict")
+            progress.advance(task)
+    total = {k: sum(r[k] for r in rows.values()) for k in ("cases", "execute", "deny", "escalate", "no_action",
+                                                           "invalid", "by_rule", "no_rule")}
+    us = sorted(t * 1e6 for t in times)
+    p50 = statistics.median(us) if us else 0.0
+    p99 = us[min(len(us) - 1, int(len(us) * 0.99))] if us else 0.0
+    if fmt == Format.json:
+        out.print(json.dumps({"rulesets": rows, "total": total, "p50_us": round(p50, 1), "p99_us": round(p99, 1),
+                              "open_s": round(open_s, 3), "source": str(source) if source else "sampled"},
+                             indent=2), markup=False)
+        return
+    table = Table(title=f"rulebridge demo — {total['cases']} cases on the embedded defaults "
+                        f"(no server, no API key)")
+    for col in ("ruleset", "cases", "decided by rule", "execute", "deny", "escalated", "no rule decides",
+                "no action"):
+        table.add_column(col, justify="left" if col == "ruleset" else "right")
+    for name in sorted(rows):
+        r = rows[name]
+        table.add_row(name, str(r["cases"]), str(r["by_rule"]), str(r["execute"]), str(r["deny"]),
+                      str(r["escalate"]), str(r["no_rule"]), str(r["no_action"]))
+    table.add_row("[bold]total[/]", str(total["cases"]), str(total["by_rule"]), str(total["execute"]),
+                  str(total["deny"]), str(total["escalate"]), str(total["no_rule"]), str(total["no_action"]))
+    out.print(table)
+    out.print(f"time per case: p50 {p50:.0f} µs, p99 {p99:.0f} µs, mean {statistics.fmean(us) if us else 0:.0f} µs "
+              f"(workspace opened and compiled in {open_s:.2f} s; graph revision {engine.ws.store.revision})")
+    out.print("cases no rule decides escalate to a person (reason `no_rule_matched`); the LLM fallback is not "
+              "part of this build yet.")
+    if total["invalid"]:
+        out.print(f"[yellow]{total['invalid']} case(s) were invalid[/]")
+
+
+@app.command()
+def generate(triples: int = typer.Option(100_000, "--triples", "-t", help="Approximate number of triples."),
+             seed: int = typer.Option(7, "--seed"),
+             out_file: Path = typer.Option(..., "--out", "-o", help="Output file (.nt or .ttl)."),
+             ) -> None:
+    """Write a synthetic Brightwater graph of any size (for benchmarks)."""
+    from engine.kg import generate as gen
+
+    fmt = "turtle" if out_file.suffix == ".ttl" else "nt"
+    gen.main(["--triples", str(triples), "--seed", str(seed), "--out", str(out_file), "--format", fmt])
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    try:
+        app()
+    except RulebridgeError as exc:
+        err.print(render_text(exc.diagnostics), markup=False)
+        sys.exit(EXIT_FINDINGS)
