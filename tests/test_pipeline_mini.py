@@ -46,7 +46,7 @@ def test_decision_carries_revisions_and_provenance(mini_engine):
     assert (IRI + "V1", "https://example.test/ontology#status", "approved") in triples
 
 
-def test_guard_denies_sanctioned_vendor_even_when_a_rule_approves(tmp_path, mini_engine):
+def test_within_hops_finds_a_sanctioned_owner_two_hops_away(mini_engine):
     # I2's vendor V2 is owned by H1, owned by the sanctioned H2: two hops.
     env_value = mini_engine.explain(case("I2")).decision.env["sanctioned_link"]
     assert env_value is True
