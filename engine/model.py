@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,6 +50,21 @@ class Provenance:
         return {"s": self.subject, "p": self.predicate, "o": self.object, "g": self.graph}
 
 
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def as_of_date(value: Any) -> dt.date | None:
+    """The date of an `as_of` value (`2026-01-31`, or an ISO date-time), None when it is not one."""
+    if type(value) is not str or not _ISO_DATE.fullmatch(value[:10]):
+        return None
+    try:
+        if len(value) > 10:
+            return dt.datetime.fromisoformat(value).date()
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        return None
+
+
 @dataclass
 class Case:
     """One request for a decision: a case type, its payload and who asks."""
@@ -57,6 +74,14 @@ class Case:
     id: str | None = None
     agent: str = "anonymous"
     as_of: str | None = None  # ISO date the rules see as `today()`; the engine clock when absent
+
+    def __post_init__(self) -> None:
+        # INVARIANT: a Case's `as_of` is absent or an ISO date, so every stage may read it as one.
+        if self.as_of not in (None, "") and as_of_date(self.as_of) is None:
+            from engine.errors import CaseError
+
+            raise CaseError(f"`as_of`: must be a date like 2026-01-31, got {self.as_of!r}",
+                            code="case_invalid")
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "Case":

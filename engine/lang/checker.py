@@ -176,8 +176,8 @@ class Checker:
 
     def _compare(self, n: Compare, scope: Scope) -> Type:
         lt, rt = self.check(n.left, scope), self.check(n.right, scope)
-        self._coerce_literal(n.right, lt)
-        self._coerce_literal(n.left, rt)
+        if not (self._coerce_literal(n.right, lt) and self._coerce_literal(n.left, rt)):
+            return BOOLEAN  # the literal is reported; comparing with it again would repeat the mistake
         lt, rt = n.left.type or lt, n.right.type or rt
         if n.op in ("in", "not in"):
             if rt.kind == "string" and lt.kind in ("string", "any", "null"):
@@ -201,18 +201,23 @@ class Checker:
                             help="`<`, `<=`, `>`, `>=` work on numbers, strings and dates of the same kind")
         return BOOLEAN
 
-    def _coerce_literal(self, lit: Node, other: Type) -> None:
-        """A string literal compared with a date becomes a date; with an entity, an expanded IRI."""
+    def _coerce_literal(self, lit: Node, other: Type) -> bool:
+        """A string literal compared with a date becomes a date; with an entity, an expanded IRI.
+
+        False when the literal cannot be what it is compared with (reported here).
+        """
         if not isinstance(lit, Lit) or not isinstance(lit.value, str):
-            return
+            return True
         if other.kind == "date":
             try:
                 lit.value = dt.date.fromisoformat(lit.value)
                 lit.type = DATE
             except ValueError:
                 self.sink.error("type_mismatch", f"`{lit.value}` is not a date", lit.span, help="write dates as `2026-01-31`")
+                return False
         elif other.kind == "ref":
             lit.value = expand_iri(lit.value, self.prefixes)
+        return True
 
     def _comprehension(self, n: Comprehension, scope: Scope) -> Type:
         st = self.check(n.source, scope)

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path as FsPath
 from typing import Any, Callable
 
 from engine.errors import DiagnosticSink, Span, suggest_help
+from engine.model import as_of_date
 
 from . import expr as E
 from .actions import ActionCatalog, parse_type
@@ -170,6 +173,11 @@ def _check_keys(d: LDict, allowed: tuple[str, ...], what: str, sink: DiagnosticS
             sink.error("schema", f"unknown key `{k}` in {what}", d.key_spans.get(k), help=help_, suggestion=sug)
 
 
+def _locate(value: Any) -> Callable[[int], tuple[int, int]] | None:
+    """Where each character of a YAML scalar is in its file (escapes and folded lines included)."""
+    return value.position if isinstance(value, LStr) and getattr(value, "span", None) is not None else None
+
+
 def _expr_span(value: Any, fallback: Span | None) -> Span | None:
     sp = span_of(value, fallback)
     if sp is not None and isinstance(value, LStr) and value.style in ('"', "'"):
@@ -209,6 +217,11 @@ class RulesetCompiler:
         for key in ("ruleset", "on", "case"):
             if key not in data or isinstance(data.get(key), LNone):
                 self.sink.error("schema", f"missing `{key}:`", top, help=_MISSING_HELP[key])
+        for key in ("ruleset", "on"):
+            value = data.get(key)
+            if value is not None and not isinstance(value, (LStr, LNone)):
+                self.sink.error("schema", f"`{key}:` must be text, not {_kind_of_yaml(value)}",
+                                span_of(value, _loc(data, key, top)), help=_MISSING_HELP[key])
         name = str(data.get("ruleset") or self.path.stem)
         case_type = str(data.get("on") or "")
         hit_policy = str(data.get("hit_policy", "priority"))
@@ -343,31 +356,45 @@ class RulesetCompiler:
             if not isinstance(when, list):
                 self.sink.error("schema", "`when` is a condition or a list of conditions", _loc(item, "when", item.span))
                 continue
-            conditions = [c for c in (self._condition(w, scope, _loc(item, "when", item.span)) for w in when) if c]
+            compiled = [self._condition(w, scope, _loc(item, "when", item.span)) for w in when]
+            conditions = [c for c in compiled if c is not None]
             if "then" not in item:
                 self.sink.error("schema", f"rule `{rid}` has no `then`", item.span,
                                 help="`then:` proposes an action (`action:` and `params:`) or says `escalate:`")
                 continue
             then = self._consequence(item["then"], scope, _loc(item, "then", item.span))
-            if then is None:
+            # A rule with a broken condition is left out: kept with the others it would fire more
+            # broadly than written, and the analysis would warn about that phantom rule.
+            if then is None or len(conditions) < len(compiled):
                 continue
             rules.append(Rule(rid, str(item.get("description", "")), int(priority), i, conditions, then,
                               span_of(item["id"], item.span)))
         return rules
 
     def _table_rules(self, table: Any, scope: Scope) -> list[Rule]:
+        # Each input column is checked once, at its header; a broken column is not reported again per row.
+        broken = set()
+        for column, span in table.columns.items():
+            n_err = len(self.sink.errors)
+            node = E.parse_expr(column, span, self.sink)
+            if node is not None:
+                self.checker.check(node, scope)
+            if node is None or len(self.sink.errors) > n_err:
+                broken.add(column)
         rules: list[Rule] = []
         for i, row in enumerate(table.rows):
-            conditions = []
-            for text, span in row.conditions:
-                node = E.parse_expr(text, span, self.sink)
-                if node is not None:
-                    c = self._finish_condition(node, scope)
-                    if c:
-                        conditions.append(c)
+            conditions: list[Condition | None] = []
+            for test in row.conditions:
+                if test.column in broken:
+                    conditions.append(None)
+                    continue
+                node = E.parse_expr(test.text, test.span, self.sink, locate=test.position)
+                conditions.append(self._finish_condition(node, scope) if node is not None else None)
             then = self._consequence(row.then, scope, row.span)
-            if then is not None:
-                rules.append(Rule(row.id, row.description, row.priority, i, conditions, then, row.span, "table"))
+            # A row with a broken condition is left out, not kept broader than it was written.
+            if then is not None and all(c is not None for c in conditions):
+                rules.append(Rule(row.id, row.description, row.priority, i, [c for c in conditions if c],
+                                  then, row.span, "table"))
         return rules
 
     def _condition(self, value: Any, scope: Scope, where: Span | None) -> Condition | None:
@@ -441,7 +468,7 @@ class RulesetCompiler:
             t = self.checker.check(node, scope)
             if isinstance(node, E.Lit) and isinstance(node.value, str) and pdef.type.kind == "ref":
                 node.value = expand_iri(node.value, self.ctx.prefixes)
-            elif not _param_fits(t, pdef.type):
+            elif not _param_fits(t, pdef.type, self.ctx.schema):
                 self.sink.error("action_params", f"parameter `{pname}` of `{name}` expects {pdef.type}, "
                                 f"but this is {t}", node.span)
                 continue
@@ -459,7 +486,8 @@ class RulesetCompiler:
             if value.style in ('"', "'", "|", ">"):
                 return E.Lit(str(value), _expr_span(value, where))
             n_err = len(self.sink.errors)
-            node = E.parse_expr(str(value), _expr_span(value, where) or Span(self.file), self.sink)
+            node = E.parse_expr(str(value), _expr_span(value, where) or Span(self.file), self.sink,
+                                locate=_locate(value))
             if node is None and len(self.sink.errors) > n_err:
                 last = self.sink.items[-1]
                 self.sink.items[-1] = type(last)(last.code, last.message, last.span, last.severity,
@@ -568,6 +596,10 @@ class RulesetCompiler:
             if not isinstance(case, LDict):
                 self.sink.error("schema", f"`case` of test `{name}` is the payload mapping", span_of(case, item.span))
                 continue
+            if item.get("as_of") and as_of_date(str(item["as_of"])) is None:
+                self.sink.error("schema", f"`as_of` of test `{name}` must be a date like 2026-01-31",
+                                span_of(item["as_of"], item.span))
+                continue
             out.append(RuleTest(name, plain(case), str(item["as_of"]) if item.get("as_of") else None,
                                 plain(expect), span_of(item["name"], item.span)))
         return out
@@ -579,7 +611,8 @@ class RulesetCompiler:
         if not isinstance(value, LStr):
             self.sink.error("expr_syntax", "expected an expression in quotes or plain text", span_of(value, where))
             return None
-        return E.parse_expr(str(value), _expr_span(value, where) or Span(self.file), self.sink)
+        return E.parse_expr(str(value), _expr_span(value, where) or Span(self.file), self.sink,
+                            locate=_locate(value))
 
     def _collect_paths(self, node: E.Node, varmap: dict[str, tuple] | None = None) -> None:
         """Add every graph path a node reads to the plan; loop variables resolve to their source path."""
@@ -665,9 +698,39 @@ def network_atom(node: E.Node) -> tuple[tuple[str, ...], str, Any] | None:
           or (kind == "string" and isinstance(lit, str))
           or (kind == "boolean" and isinstance(lit, bool) and op in ("==", "!="))
           or (kind == "date" and isinstance(lit, dt.date)))
-    if not ok:
+    op = NEGATE[op] if negate else op
+    if not ok or not native_literal(lit, op):
         return None
-    return tuple(left.full), (NEGATE[op] if negate else op), lit
+    return tuple(left.full), op, lit
+
+
+# durable-rules holds integers in 64 bits and compares them with doubles as doubles, and it
+# compares strings as their JSON text, a case value that is a proper prefix of the literal by its
+# closing quote (so "a" < "a!" is false there). A literal becomes a network atom only where that
+# gives the reference evaluator's answer; any other comparison is a synthetic field, computed in Python.
+EXACT_INT = 2 ** 53  # every integer up to here is a double
+_ESCAPED = re.compile(r'[\x00-\x1f"\\\ud800-\udfff]')  # written escaped in JSON (or not UTF-8 at all)
+
+
+def native_literal(lit: Any, op: str = "==") -> bool:
+    """Whether durable-rules compares a case value with `lit` by `op` exactly as the reference evaluator does.
+
+    Numbers: finite and within ±2**53, so that the matcher may send a larger case integer as
+    ±infinity and still order it right against every literal. Text: nothing JSON escapes, and
+    to be ordered, no character that sorts before the quote `"` (space and `!`).
+    """
+    if isinstance(lit, (bool, dt.date)):
+        return True
+    if isinstance(lit, (int, float)):
+        return math.isfinite(lit) and abs(lit) <= EXACT_INT
+    if isinstance(lit, str):
+        return not needs_escape(lit) and (op in ("==", "!=") or not (" " in lit or "!" in lit))
+    return False
+
+
+def needs_escape(text: str) -> bool:
+    """Whether JSON writes `text` with escapes (quote, backslash, control characters, surrogates)."""
+    return _ESCAPED.search(text) is not None
 
 
 def _atom_path(node: E.Node) -> E.Path:
@@ -685,14 +748,27 @@ def _scalar_path(p: E.Path) -> bool:
     return bool(p.full) and p.type is not None and p.type.is_scalar and "many" not in p.kinds
 
 
-def _param_fits(t: Type, want: Type) -> bool:
+def _kind_of_yaml(value: Any) -> str:
+    """How a loaded YAML value is described in messages."""
+    if isinstance(value, LDict):
+        return "a mapping"
+    if isinstance(value, LList):
+        return "a list"
+    if isinstance(value, LBool):
+        return "true or false"
+    return "a number" if isinstance(value, (int, float)) else "text"
+
+
+def _param_fits(t: Type, want: Type, schema: Schema) -> bool:
+    """Whether a value of type `t` may be passed where `want` is expected (subclasses fit)."""
     if t.kind in ("any", "null") or want.kind == "any":
         return True
     if want.kind == "ref":
-        return t.kind == "ref" and (t.cls == want.cls) or t.kind == "string"
+        return (t.kind == "ref" and schema.is_subclass(t.cls or "", want.cls or "")) or t.kind == "string"
     if want.kind == "list":
-        return t.kind == "list"
+        return t.kind == "list" and _param_fits(t.elem or ANY, want.elem or ANY, schema)
     return t.kind == want.kind
+
 
 _MISSING_HELP = {
     "ruleset": "name the ruleset with a dotted id, e.g. `ruleset: accounts_payable.invoice_approval`",

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import ast
 import json
+import math
+import sys
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from engine.errors import DiagnosticSink, Span
 
@@ -25,6 +27,11 @@ ARITH_OPS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.Mod: "
 # Calls that take a generator expression (quantifiers, aggregates, first, list).
 COMPREHENSIONS = ("all", "any", "sum", "count", "min", "max", "first", "list")
 CONSTANTS = {"true": True, "false": False, "null": None}
+PYTHON_CONSTANTS = {"True": "true", "False": "false", "None": "null"}
+# Deeper expressions are rejected: every later stage (checker, compiler, evaluator) recurses
+# once per level, and nobody writes a condition nested this deep on purpose.
+MAX_DEPTH = 100
+_NUMBER_RANGE = f"numbers must lie between -{sys.float_info.max:.4g} and {sys.float_info.max:.4g}"
 
 
 class Node:
@@ -167,9 +174,9 @@ def render(node: Node) -> str:
     if isinstance(node, Unary):
         return f"not ({render(node.operand)})" if node.op == "not" else f"-({render(node.operand)})"
     if isinstance(node, Arith):
-        return f"({render(node.left)} {node.op} {render(node.right)})"
+        return f"({_operand(node.left)} {node.op} {_operand(node.right)})"
     if isinstance(node, Compare):
-        return f"{render(node.left)} {node.op} {render(node.right)}"
+        return f"{_operand(node.left)} {node.op} {_operand(node.right)}"
     if isinstance(node, BoolOp):
         return "(" + f" {node.op} ".join(render(i) for i in node.items) + ")"
     if isinstance(node, Call):
@@ -181,41 +188,111 @@ def render(node: Node) -> str:
     raise TypeError(node)
 
 
+def _operand(node: Node) -> str:
+    """An operand of a comparison or arithmetic: a comparison or `not` there needs parentheses,
+    else `(p == q) == r` would read back as the chain `p == q == r`."""
+    text = render(node)
+    if isinstance(node, Compare) or (isinstance(node, Unary) and node.op == "not"):
+        return f"({text})"
+    return text
+
+
+Locate = Callable[[int], tuple[int, int]]  # index in the text -> 1-based (line, column) in its file
+
+
+class _Place:
+    """Spans in the file for positions in the stripped source text of an expression."""
+
+    def __init__(self, text: str, span: Span, locate: Locate | None):
+        self.file = span.file
+        self.src = text.strip()
+        self.lead = len(text) - len(text.lstrip())
+        self.lines = self.src.split("\n")
+        self.starts = [0]
+        for line in self.lines[:-1]:
+            self.starts.append(self.starts[-1] + len(line) + 1)
+        self.locate = locate or _layout(text, span)
+
+    def at(self, line: int, col: int, end_line: int | None = None, end_col: int | None = None) -> Span:
+        """The span from (line, col) to (end_line, end_col), 0-based character positions in the source."""
+        line = min(max(line, 0), len(self.lines) - 1)
+        col = min(max(col, 0), len(self.lines[line]))
+        start = self.lead + self.starts[line] + col
+        fl, fc = self.locate(start)
+        length = 1
+        if end_line is not None and end_col is not None and end_line < len(self.lines):
+            end = self.lead + self.starts[end_line] + min(end_col, len(self.lines[end_line]))
+            if end > start:
+                el, ec = self.locate(end - 1)
+                if el == fl and ec >= fc:
+                    length = ec - fc + 1
+        return Span(self.file, fl, fc, fl, fc + length)
+
+    def node(self, n: ast.AST) -> Span:
+        """Where a syntax node is; `ast` reports columns in UTF-8 bytes."""
+        line = getattr(n, "lineno", 1) - 1
+        end_line = getattr(n, "end_lineno", line + 1) - 1
+        return self.at(line, self._chars(line, getattr(n, "col_offset", 0)),
+                       end_line, self._chars(end_line, getattr(n, "end_col_offset", 0)))
+
+    def _chars(self, line: int, byte_col: int) -> int:
+        if not 0 <= line < len(self.lines):
+            return byte_col
+        return len(self.lines[line].encode("utf-8")[:byte_col].decode("utf-8", "ignore"))
+
+
+def _layout(text: str, span: Span) -> Locate:
+    """Positions of a text written as is from `span` on: later lines count columns from 1."""
+    def locate(i: int) -> tuple[int, int]:
+        line = text.count("\n", 0, i)
+        col = i - (text.rfind("\n", 0, i) + 1)
+        return span.line + line, (span.col + col if line == 0 else col + 1)
+    return locate
+
+
 class _Converter:
-    def __init__(self, text: str, base: Span, sink: DiagnosticSink):
+    def __init__(self, text: str, place: _Place, sink: DiagnosticSink):
         self.text = text
-        self.base = base
+        self.place = place
         self.sink = sink
         self.ok = True
+        self.errors = 0
+
+    def source(self, n: ast.AST) -> str:
+        return ast.get_source_segment(self.text, n) or ast.unparse(n)
 
     def span(self, n: ast.AST) -> Span:
-        line = getattr(n, "lineno", 1) - 1
-        col = getattr(n, "col_offset", 0)
-        end_col = getattr(n, "end_col_offset", col + 1)
-        end_line = getattr(n, "end_lineno", line + 1) - 1
-        length = end_col - col if end_line == line else 1
-        return self.base.shifted(line=line, col=col, length=length)
+        return self.place.node(n)
 
     def fail(self, n: ast.AST, message: str, help: str | None = None, code: str = "expr_forbidden"):
         self.ok = False
+        self.errors += 1
         self.sink.error(code, message, self.span(n), help=help)
         return Lit(None, self.span(n))
 
     def convert(self, n: ast.AST) -> Node:
         sp = self.span(n)
         if isinstance(n, ast.Constant):
-            if isinstance(n.value, (bool, int, float, str)) or n.value is None:
+            if isinstance(n.value, bool) or n.value is None:
+                # `True`, `False` and `None` parse as constants; the language spells them in lower case.
+                return self.fail(n, f"`{n.value}` is Python spelling",
+                                 help=f"write `{PYTHON_CONSTANTS[str(n.value)]}`")
+            if isinstance(n.value, float) and not math.isfinite(n.value):
+                return self.fail(n, f"number `{self.source(n)}` is too large", help=_NUMBER_RANGE)
+            if isinstance(n.value, int) and abs(n.value) > sys.float_info.max:
+                return self.fail(n, "this number is too large", help=_NUMBER_RANGE)
+            if isinstance(n.value, (int, float, str)):
                 return Lit(n.value, sp)
             return self.fail(n, f"unsupported literal `{ast.unparse(n)}`")
         if isinstance(n, ast.Name):
             if n.id in CONSTANTS:
                 return Lit(CONSTANTS[n.id], sp)
-            if n.id in ("True", "False", "None"):
-                return self.fail(n, f"`{n.id}` is Python spelling",
-                                 help=f"write `{ {'True': 'true', 'False': 'false', 'None': 'null'}[n.id] }`")
             return Path(n.id, (), sp)
         if isinstance(n, ast.Attribute):
+            n_err = self.errors
             base = self.convert(n.value)
+            if self.errors > n_err:
+                return base  # the step's base is already reported; one mistake, one diagnostic
             if not isinstance(base, Path):
                 return self.fail(n, "a `.` step must follow a name or another step",
                                  help="paths look like `invoice.vendor.status`")
@@ -247,9 +324,9 @@ class _Converter:
             left = self.convert(n.left)
             for op_node, right_ast in zip(n.ops, n.comparators):
                 op = COMPARE_OPS.get(type(op_node))
-                right = self.convert(right_ast)
                 if op is None:
                     return self.fail(n, "`is` is not supported", help="use `==` and `!=` (also with `null`)")
+                right = self.convert(right_ast)
                 parts.append(Compare(op, left, right, sp))
                 left = right
             return parts[0] if len(parts) == 1 else BoolOp("and", parts, sp)
@@ -259,8 +336,7 @@ class _Converter:
                                  help="methods are not available; use builtins such as `lower(x)`")
             if any(k.arg is None for k in n.keywords):
                 return self.fail(n, "`**` arguments are not supported")
-            name_span = self.base.shifted(line=n.func.lineno - 1, col=n.func.col_offset,
-                                          length=len(n.func.id))
+            name_span = self.place.node(n.func)
             if len(n.args) == 1 and isinstance(n.args[0], ast.GeneratorExp):
                 return self.comprehension(n.func.id, n.args[0], sp, n)
             kwargs = {k.arg: self.convert(k.value) for k in n.keywords if k.arg}
@@ -292,27 +368,61 @@ class _Converter:
         return Comprehension(kind, gen.target.id, self.convert(gen.iter), self.convert(g.elt), cond, sp)
 
 
-def parse_expr(text: str, span: Span, sink: DiagnosticSink) -> Node | None:
-    """Parse one expression; `span` is where its text starts. Errors go to `sink`."""
-    src = text.strip()
-    lead = len(text) - len(text.lstrip())
-    base = span.shifted(col=lead) if lead else span
+def parse_expr(text: str, span: Span, sink: DiagnosticSink, *, locate: Locate | None = None) -> Node | None:
+    """Parse one expression; `span` is where its text starts. Errors go to `sink`.
+
+    `locate` maps an index in `text` to its line and column in the file, for text that is not
+    written there as is (YAML escapes, folded lines); without it the text starts at `span`.
+    """
+    place = _Place(text, span, locate)
+    src = place.src
     if not src:
         sink.error("expr_syntax", "empty expression", span)
         return None
     try:
         tree = ast.parse(src, mode="eval")
     except SyntaxError as exc:
-        col = max((exc.offset or 1) - 1, 0)
-        line = max((exc.lineno or 1) - 1, 0)
+        if (exc.offset or 0) <= 0:
+            # Python reports offset 0 when the text ends too early: point just past its end.
+            lines = src.split("\n")
+            line, col = len(lines) - 1, len(lines[-1])
+        else:
+            col = max(exc.offset - 1, 0)
+            line = max((exc.lineno or 1) - 1, 0)
         msg = (exc.msg or "invalid syntax").lower()
         hint = None
         if "=" in src and "==" not in src and "<=" not in src and ">=" not in src and "!=" not in src:
             hint = "compare with `==`, not `=`"
         elif "&&" in src or "||" in src:
             hint = "use `and` / `or`"
-        sink.error("expr_syntax", f"cannot parse expression: {msg}", base.shifted(line=line, col=col), help=hint)
+        sink.error("expr_syntax", f"cannot parse expression: {msg}", place.at(line, col), help=hint)
         return None
-    conv = _Converter(src, base, sink)
+    except (RecursionError, MemoryError):
+        _too_deep(place, sink)
+        return None
+    except ValueError as exc:  # e.g. a NUL character
+        sink.error("expr_syntax", f"cannot parse expression: {str(exc).lower()}", place.at(0, 0))
+        return None
+    if _depth(tree) > MAX_DEPTH:
+        _too_deep(place, sink)
+        return None
+    conv = _Converter(src, place, sink)
     node = conv.convert(tree.body)
     return node if conv.ok else None
+
+
+def _depth(tree: ast.AST) -> int:
+    """How deeply the syntax tree nests, measured without recursion."""
+    deepest, stack = 0, [(tree, 1)]
+    while stack:
+        node, d = stack.pop()
+        deepest = max(deepest, d)
+        if d <= MAX_DEPTH + 1:
+            stack.extend((c, d + 1) for c in ast.iter_child_nodes(node))
+    return deepest
+
+
+def _too_deep(place: _Place, sink: DiagnosticSink) -> None:
+    sink.error("expr_forbidden", f"expression is nested too deeply (more than {MAX_DEPTH} levels)",
+               place.at(0, 0, 0, len(place.lines[0])),
+               help="split it into several conditions, or name parts of it under `derived:`")

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
+import re
+import string
+import sys
 from typing import Any
 
 from engine.errors import Diagnostic
@@ -18,6 +22,29 @@ def validate_payload(t: Type, value: Any, prefixes: dict[str, str], *, where: st
     errors: list[Diagnostic] = []
     out = _convert(t, value, prefixes, where, errors)
     return out, errors
+
+
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:")
+_HEX2 = re.compile(r"[0-9A-Fa-f]{2}")
+_IRI_ASCII = frozenset(string.ascii_letters + string.digits + "-._~!$&'()*+,;=:@/?#")
+
+
+def is_iri(text: str) -> bool:
+    """Whether `text` is an absolute IRI (RFC 3987, without IP-literal hosts): what the graph accepts."""
+    if not _SCHEME.match(text) or text.count("#") > 1:
+        return False
+    for i, c in enumerate(text):
+        o = ord(c)
+        if c == "%":
+            if not _HEX2.fullmatch(text, i + 1, i + 3):
+                return False
+        elif o < 0x80:
+            if c not in _IRI_ASCII:
+                return False
+        elif (o < 0xA0 or 0xD800 <= o <= 0xF8FF or 0xFDD0 <= o <= 0xFDEF or (o & 0xFFFE) == 0xFFFE
+              or o > 0xEFFFD):
+            return False  # controls, surrogates, private use and non-characters
+    return True
 
 
 def _err(errors: list[Diagnostic], where: str, message: str, help: str | None = None) -> None:
@@ -52,10 +79,22 @@ def _convert(t: Type, v: Any, prefixes: dict[str, str], where: str, errors: list
         if not isinstance(v, str) or not v:
             _err(errors, where, f"must be the IRI of a `{t.cls}`", help="for example `bwd:INV-10001`")
             return None
-        return Entity(expand_iri(v, prefixes))
+        iri = expand_iri(v, prefixes)
+        if not is_iri(iri):
+            _err(errors, where, f"must be the IRI of a `{t.cls}`: `{v}` is not an IRI",
+                 help="write a prefixed name such as `bwd:INV-10001` or a full IRI such as `https://...`")
+            return None
+        return Entity(iri)
     if k == "number":
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             _err(errors, where, f"must be a number, got {v!r}")
+            return None
+        if isinstance(v, float) and not math.isfinite(v):
+            _err(errors, where, f"must be a finite number, got {v!r}")
+            return None
+        if isinstance(v, int) and abs(v) > sys.float_info.max:
+            _err(errors, where, "is too large a number",
+                 help=f"numbers must lie within ±{sys.float_info.max:.4g}")
             return None
         return v
     if k == "string":

@@ -24,13 +24,13 @@ Fn = Callable[[Env], Any]
 
 
 def kind_of(v: Any) -> str | None:
-    """The runtime kind of a value: number, string, boolean, date, ref, list; None for null."""
+    """The runtime kind of a value: number, string, boolean, date, ref, list; None for null (and NaN)."""
     if v is None:
         return None
     t = type(v)
     if t is bool:
         return "boolean"
-    if t is int or t is float:
+    if t is int or (t is float and v == v):
         return "number"
     if t is str:
         return "string"
@@ -45,13 +45,18 @@ def kind_of(v: Any) -> str | None:
     return None
 
 
+def is_unknown(v: Any) -> bool:
+    """Whether a value is unknown: null, or a NaN number (it orders and equals nothing)."""
+    return v is None or (type(v) is float and v != v)
+
+
 def _norm(v: Any) -> Any:
-    return v.iri if type(v) is Entity else v
+    return str(v.iri) if type(v) is Entity else v  # graph IRIs are an `IRI` str subclass; payload ones plain
 
 
 def equal(a: Any, b: Any) -> bool | None:
     """Equality in three-valued logic; values of different kinds are unknown, not unequal."""
-    if a is None or b is None:
+    if is_unknown(a) or is_unknown(b):
         return None
     a, b = _norm(a), _norm(b)
     ka, kb = kind_of(a), kind_of(b)
@@ -62,7 +67,7 @@ def equal(a: Any, b: Any) -> bool | None:
 
 def order(op: str, a: Any, b: Any) -> bool | None:
     """`<`, `<=`, `>`, `>=` in three-valued logic; only numbers, strings and dates are ordered."""
-    if a is None or b is None:
+    if is_unknown(a) or is_unknown(b):
         return None
     ka = kind_of(a)
     if ka != kind_of(b) or ka not in ("number", "string", "date"):
@@ -91,8 +96,12 @@ def compare(op: str, a: Any, b: Any) -> bool | None:
                 return None
             r = a in b
         else:
+            # Kleene `or` of the equalities: an unknown element (or a kind mismatch) makes a
+            # miss unknown, so `not in` never holds on a value nobody knows.
             items = b if type(b) is list else [b]
-            r = any(equal(a, x) for x in items)
+            r = or_(equal(a, x) for x in items)
+        if r is None:
+            return None
         return r if op == "in" else not r
     return order(op, a, b)
 
@@ -127,10 +136,19 @@ def or_(values) -> bool | None:
 
 
 def arith(op: str, a: Any, b: Any) -> Any:
+    """`+ - * / %` in three-valued logic; a result that is no number (NaN, overflow) is unknown."""
     if a is None or b is None or kind_of(a) != "number" or kind_of(b) != "number":
         if op == "+" and type(a) is str and type(b) is str:
             return a + b
         return None
+    try:
+        r = _arith(op, a, b)
+    except OverflowError:  # an integer too large to meet a float
+        return None
+    return None if is_unknown(r) else r
+
+
+def _arith(op: str, a: Any, b: Any) -> Any:
     if op == "+":
         return a + b
     if op == "-":
@@ -182,7 +200,7 @@ def _nonnull(xs: Any) -> list[Any]:
         return []
     if type(xs) is not list:
         xs = [xs]
-    return [x for x in xs if x is not None]
+    return [x for x in xs if not is_unknown(x)]
 
 
 def _agg_min(xs: list[Any]) -> Any:
@@ -206,10 +224,20 @@ def _agg_max(xs: list[Any]) -> Any:
 
 
 def _agg_sum(xs: Any) -> Any:
+    if is_unknown(xs):
+        return None  # the sum of an unknown list is unknown, not 0
     xs = _nonnull(xs)
     if any(kind_of(x) != "number" for x in xs):
         return None
-    return sum(xs) if xs else 0
+    try:
+        r = sum(xs) if xs else 0
+    except OverflowError:
+        return None
+    return None if is_unknown(r) else r
+
+
+def _count(xs: Any) -> Any:
+    return None if is_unknown(xs) else len(_nonnull(xs))
 
 
 def _date(s: Any) -> Any:
@@ -245,7 +273,7 @@ def _str_fn(f: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _round(x: Any, digits: Any = 0) -> Any:
-    if kind_of(x) != "number" or kind_of(digits) != "number":
+    if kind_of(x) != "number" or kind_of(digits) != "number" or not -400 <= digits <= 400:
         return None
     return round(x, int(digits))
 
@@ -256,7 +284,7 @@ def _abs(x: Any) -> Any:
 
 def _coalesce(*xs: Any) -> Any:
     for x in xs:
-        if x is not None:
+        if not is_unknown(x):
             return x
     return None
 
@@ -264,7 +292,7 @@ def _coalesce(*xs: Any) -> Any:
 def _exists(x: Any) -> bool:
     if type(x) is list:
         return len(_nonnull(x)) > 0
-    return x is not None
+    return not is_unknown(x)
 
 
 def _first(xs: Any) -> Any:
@@ -287,7 +315,7 @@ PURE_BUILTINS: dict[str, Callable[..., Any]] = {
     "exists": _exists,
     "coalesce": _coalesce,
     "sum": _agg_sum,
-    "count": lambda xs: len(_nonnull(xs)),
+    "count": _count,
     "min": lambda *xs: _agg_min(list(xs[0]) if len(xs) == 1 and type(xs[0]) is list else list(xs)),
     "max": lambda *xs: _agg_max(list(xs[0]) if len(xs) == 1 and type(xs[0]) is list else list(xs)),
     "all": lambda xs: and_(_nonnull_keep(xs)),
@@ -400,7 +428,7 @@ def _compile_comprehension(n: Comprehension, c: Callable[[Node], Fn]) -> Fn:
     if kind == "sum":
         return lambda env: None if (xs := items(env)) is None else _agg_sum(xs)
     if kind == "count":
-        return lambda env: None if (xs := items(env)) is None else len(_nonnull(xs))
+        return lambda env: None if (xs := items(env)) is None else _count(xs)
     if kind == "min":
         return lambda env: None if (xs := items(env)) is None else _agg_min(xs)
     if kind == "max":

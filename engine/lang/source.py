@@ -20,6 +20,23 @@ class LStr(str, Located):
     """A string scalar with its span; `.style` is the YAML quoting style ('' plain, '"', "'")."""
 
     style: str = ""
+    raw: str | None = None  # the scalar as written, when that differs from its value
+
+    def position(self, i: int) -> tuple[int, int]:
+        """The 1-based (line, column) in the file of character `i` of the value.
+
+        Escapes (`\\"`, `''`) and folded lines make the value differ from what is written;
+        the value is aligned with the written text to find each character.
+        """
+        if self.raw is None:
+            return self.span.line, self.span.col + i
+        offsets = self.__dict__.get("_offsets")
+        if offsets is None:
+            offsets = self.__dict__["_offsets"] = _align(str(self), self.raw, self.style)
+        k = offsets[i] if i < len(offsets) else (offsets[-1] + 1 if offsets else 0)
+        line = self.raw.count("\n", 0, k)
+        col = k - (self.raw.rfind("\n", 0, k) + 1)
+        return self.span.line + line, (self.span.col + col if line == 0 else col + 1)
 
 
 class LInt(int, Located):
@@ -54,6 +71,32 @@ class LNone(Located):
         return False
 
 
+def _align(value: str, raw: str, style: str) -> list[int]:
+    """For each character of a scalar's value, its offset in the scalar as written.
+
+    Every character of the value is looked for a little ahead in the written text; what is
+    skipped is quoting, escapes and the line breaks and indentation that folding removes. A
+    character that escapes produce (`\\u00e9`) is not found and stays at the current place.
+    """
+    j = raw.index("\n") + 1 if style in ("|", ">") and "\n" in raw else (1 if style in ('"', "'") else 0)
+    out: list[int] = []
+    for c in value:
+        k, limit = j, j + 8
+        while k < len(raw) and raw[k] != c and k < limit:
+            if raw[k] in " \t\r\n":
+                limit += 1  # folding removes line breaks and indentation of any length
+            k += 1
+        if k < len(raw) and raw[k] == c:
+            out.append(k)
+            j = k + 1
+        elif c in " \n" and j < len(raw) and raw[j] in "\r\n":
+            out.append(j)  # a line break folded into a space
+            j += 1
+        else:
+            out.append(min(j, max(len(raw) - 1, 0)))
+    return out
+
+
 def _span(file: str, node: yaml.Node) -> Span:
     s, e = node.start_mark, node.end_mark
     return Span(file, s.line + 1, s.column + 1, e.line + 1, e.column + 1)
@@ -64,29 +107,73 @@ class _Loader(yaml.SafeLoader):
 
 
 _CONSTRUCTOR = yaml.SafeLoader("")
+# Rule files are a few levels deep; far deeper nesting, or aliases expanding to millions of
+# values, is a mistake or an attack, reported instead of exhausting the stack or the memory.
+MAX_DEPTH = 100
+MAX_VALUES = 500_000
 
 
-def _to_value(node: yaml.Node, file: str) -> Any:
-    span = _span(file, node)
-    if isinstance(node, yaml.MappingNode):
+class _Problem(Exception):
+    """A YAML document that composes but cannot be used: reported at `span`."""
+
+    def __init__(self, message: str, span: Span, help: str | None = None):
+        super().__init__(message)
+        self.message, self.span, self.help = message, span, help
+
+
+class _Builder:
+    """Composed YAML nodes to located values; duplicate keys go to the sink, cycles raise."""
+
+    def __init__(self, file: str, sink: DiagnosticSink):
+        self.file = file
+        self.sink = sink
+        self.active: set[int] = set()  # ids of the nodes being built: an alias back to one is a cycle
+        self.count = 0
+
+    def value(self, node: yaml.Node, depth: int = 0) -> Any:
+        self.count += 1
+        if self.count > MAX_VALUES:
+            raise _Problem(f"the file expands to more than {MAX_VALUES} values", _span(self.file, node),
+                           help="aliases (`*name`) repeat their anchor's whole value; use fewer of them")
+        if depth > MAX_DEPTH:
+            raise _Problem(f"values are nested more than {MAX_DEPTH} levels deep", _span(self.file, node))
+        if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)):
+            if id(node) in self.active:
+                raise _Problem("an alias refers to a value that contains it", _span(self.file, node),
+                               help="an anchor (`&name`) cannot be used (`*name`) inside its own value")
+            self.active.add(id(node))
+            try:
+                return self._collection(node, depth)
+            finally:
+                self.active.discard(id(node))
+        return _scalar(node, self.file)
+
+    def _collection(self, node: yaml.Node, depth: int) -> Any:
+        file = self.file
+        if isinstance(node, yaml.SequenceNode):
+            lst = LList(self.value(v, depth + 1) for v in node.value)
+            lst.span = _span(file, node)
+            return lst
         out = LDict()
-        out.span = span
+        out.span = _span(file, node)
         out.key_spans = {}
         for k, v in node.value:
             # Keys are text: YAML 1.1 would read `on:` as `true:` and `1:` as an integer.
-            if isinstance(k, yaml.ScalarNode):
-                key = LStr(k.value)
-                key.span = _span(file, k)
-            else:
-                key = LStr(str(_to_value(k, file)))
-                key.span = _span(file, k)
-            out[key] = _to_value(v, file)
-            out.key_spans[key] = _span(file, k)
+            key = LStr(k.value if isinstance(k, yaml.ScalarNode) else str(self.value(k, depth + 1)))
+            key.span = _span(file, k)
+            if key in out:
+                first = out.key_spans[key]
+                self.sink.error("yaml_syntax", f"duplicate key `{key}`", key.span,
+                                help=f"`{key}` is already set at line {first.line}; a key may appear once "
+                                "in a mapping")
+                continue
+            out[key] = self.value(v, depth + 1)
+            out.key_spans[key] = key.span
         return out
-    if isinstance(node, yaml.SequenceNode):
-        lst = LList(_to_value(v, file) for v in node.value)
-        lst.span = span
-        return lst
+
+
+def _scalar(node: yaml.Node, file: str) -> Any:
+    span = _span(file, node)
     assert isinstance(node, yaml.ScalarNode)
     resolved = _CONSTRUCTOR.construct_object(node) if node.tag != "tag:yaml.org,2002:str" else node.value
     if isinstance(resolved, bool):
@@ -108,6 +195,11 @@ def _to_value(node: yaml.Node, file: str) -> Any:
     out_s = LStr(str(resolved) if not isinstance(resolved, str) else resolved)
     out_s.span = span
     out_s.style = node.style or ""
+    s, e = node.start_mark, node.end_mark
+    if s.buffer is not None and e.buffer is s.buffer:  # composed from text: keep the scalar as written
+        raw = s.buffer[s.pointer:e.pointer]
+        if raw != out_s:
+            out_s.raw = raw
     return out_s
 
 
@@ -122,6 +214,10 @@ def load_yaml(path: Path | str, sink: DiagnosticSink, *, text: str | None = None
             return None
     try:
         node = yaml.compose(text, Loader=_Loader)
+    except RecursionError:
+        sink.error("yaml_syntax", f"invalid YAML: values are nested more than {MAX_DEPTH} levels deep",
+                   Span(file, 1, 1))
+        return None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         span = Span(file, mark.line + 1, mark.column + 1) if mark else Span(file)
@@ -135,7 +231,10 @@ def load_yaml(path: Path | str, sink: DiagnosticSink, *, text: str | None = None
     if node is None:
         return None
     try:
-        return _to_value(node, file)
+        return _Builder(file, sink).value(node)
+    except _Problem as exc:
+        sink.error("yaml_syntax", f"invalid YAML: {exc.message}", exc.span, help=exc.help)
+        return None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         span = Span(file, mark.line + 1, mark.column + 1) if mark else Span(file)

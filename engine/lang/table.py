@@ -30,6 +30,22 @@ from .source import LDict, LStr
 RESERVED = ("id", "priority", "description", "then", "message")
 _INTERVAL = re.compile(r"^([\[\(\]])\s*([^.]+?)\s*\.\.\s*([^\]\)\[]+?)\s*([\]\)\[])$")
 _COMPARISON = re.compile(r"^(<=|>=|!=|==|<|>)\s*(.+)$")
+_PATH = re.compile(r"[A-Za-z_][\w.]*")  # a column that is a path needs no parentheses around it
+
+
+@dataclass
+class CellTest:
+    """An input cell as a condition on its column: the synthesised text and where it came from."""
+
+    text: str
+    column: str
+    span: Span  # the cell
+    offsets: list[int]  # per character of `text`: its offset in the cell (the column's text: the cell start)
+
+    def position(self, i: int) -> tuple[int, int]:
+        """The (line, column) in the CSV file of character `i` of `text`; always inside the cell."""
+        k = self.offsets[min(i, len(self.offsets) - 1)] if self.offsets else 0
+        return self.span.line, self.span.col + k
 
 
 @dataclass
@@ -37,7 +53,7 @@ class TableRow:
     id: str
     priority: int
     description: str
-    conditions: list[tuple[str, Span]]
+    conditions: list[CellTest]
     then: LDict
     span: Span
 
@@ -47,6 +63,7 @@ class Table:
     hit_policy: str
     rows: list[TableRow] = field(default_factory=list)
     raw: str = ""
+    columns: dict[str, Span] = field(default_factory=dict)  # input column header -> its cell
 
 
 def _cell_spans(line: str, values: list[str], file: str, lineno: int) -> list[Span]:
@@ -111,6 +128,32 @@ def cell_to_test(column: str, cell: str) -> str | None:
     return f"{column} == {_literal(c)}"
 
 
+def cell_test(column: str, cell: str, span: Span) -> CellTest | None:
+    """The condition an input cell stands for, mapped back onto the cell; None for "any value"."""
+    mark = "\x00"  # stands for the column while the test is built, so its characters can be told apart
+    test = cell_to_test(mark, cell)
+    if test is None:
+        return None
+    col = column if _PATH.fullmatch(column.strip()) else f"({column})"
+    text, offsets, j = [], [], 0
+    for ch in test:
+        if ch == mark:
+            text.append(col)
+            offsets.extend([0] * len(col))
+            continue
+        k = j
+        if ch != " ":  # spaces are mostly synthesised; other characters are looked for a little ahead
+            while k < len(cell) and k < j + 4 and cell[k] != ch:
+                k += 1
+        if k < len(cell) and cell[k] == ch:
+            offsets.append(k)
+            j = k + 1
+        else:
+            offsets.append(min(j, max(len(cell.rstrip()) - 1, 0)))
+        text.append(ch)
+    return CellTest("".join(text), column, span, offsets)
+
+
 def load_table(path: Path, sink: DiagnosticSink, where: Span | None) -> Table | None:
     """Read a decision table; errors carry the file, line and column of the cell."""
     file = str(path)
@@ -144,6 +187,8 @@ def load_table(path: Path, sink: DiagnosticSink, where: Span | None) -> Table | 
                 sink.error("table_syntax", "a decision table needs a `then` column", Span(file, lineno, 1),
                            help="`then` holds an action name, or escalate / deny / no_action")
                 return None
+            table.columns = {c: sp for c, sp in zip(header, header_spans)
+                             if c not in RESERVED and not c.startswith("param:")}
             continue
         if len(values) != len(header):
             sink.error("table_syntax", f"row has {len(values)} cells, the header has {len(header)}",
@@ -164,10 +209,9 @@ def load_table(path: Path, sink: DiagnosticSink, where: Span | None) -> Table | 
         for col, sp in zip(header, header_spans):
             if col in RESERVED or col.startswith("param:"):
                 continue
-            test = cell_to_test(col, row[col])
+            test = cell_test(col, row[col], cell_span[col])
             if test is not None:
-                # The span points at the cell; the expression text is synthesised from header + cell.
-                conditions.append((test, cell_span[col]))
+                conditions.append(test)
         then = LDict()
         then.span = cell_span["then"]
         then.key_spans = {}
