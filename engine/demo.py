@@ -51,9 +51,24 @@ def sample_cases(ws: Workspace, n: int = 240, *, seed: int = 7) -> list[dict[str
     out = []
     for i in range(n):
         rs = rulesets[i % len(rulesets)]
-        out.append({"type": rs.case_type, "id": f"demo-{i + 1:04d}",
-                    "payload": _sample(ws, rs.case_schema, "case", rng, cache), "as_of": "2026-11-01"})
+        case = {"type": rs.case_type, "id": f"demo-{i + 1:04d}",
+                "payload": _sample(ws, rs.case_schema, "case", rng, cache), "as_of": "2026-11-01"}
+        agent = demo_agent(ws, rs.name)
+        if agent:
+            case["agent"] = agent
+        out.append(case)
     return out
+
+
+def demo_agent(ws: Workspace, ruleset: str) -> str | None:
+    """The agent a demo case comes from: the first declared agent, other than the default, that may ask."""
+    reg = ws.agents
+    if reg is None or reg.implicit:
+        return None
+    for aid in sorted(reg.agents):
+        if aid != reg.default and reg.agents[aid].may_ask(ruleset):
+            return aid
+    return None
 
 
 def load_cases(path: Path) -> Iterator[dict[str, Any]]:

@@ -65,7 +65,7 @@ def run_tests(engine: Any, *, rulesets: list[str] | None = None) -> TestReport:
         for t in rs.tests:
             res = TestResult(rs.name, t.name, rs.file, t.span.line if t.span else 0, True)
             try:
-                d = engine.decide(Case(rs.case_type, t.payload, as_of=t.as_of))
+                d = engine.decide(Case(rs.case_type, t.payload, as_of=t.as_of), llm=False, review=False)
             except CaseError as exc:
                 res.passed = False
                 res.problems.append("the case is invalid: " + "; ".join(x.message for x in exc.diagnostics))

@@ -25,6 +25,10 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "graph": {"backend": "oxigraph", "data": "knowledge_graph/data", "ontology": "knowledge_graph/ontology",
               "shapes": "knowledge_graph/shapes", "queries": "knowledge_graph/queries", "store_path": ""},
     "prefixes": {},
+    "agents": {"file": "rules/agents.yaml"},
+    "llm": {},
+    "review": {"expire_after_hours": 72},
+    "storage": {"url": ""},
 }
 
 
@@ -78,6 +82,8 @@ class Workspace:
     store: GraphStore | None
     graph: GraphContext | None
     diagnostics: list[Diagnostic] = field(default_factory=list)
+    agents: Any = None  # engine.govern.agents.AgentRegistry
+    gate: Any = None  # engine.govern.verify.Gate (None until the graph is loaded)
 
     @property
     def errors(self) -> list[Diagnostic]:
@@ -93,12 +99,13 @@ class Workspace:
         return h.hexdigest()[:12]
 
 
-def rule_files(rules_dir: Path, actions_file: Path) -> list[Path]:
-    """Every ruleset file under `rules/` (YAML), except the action catalog."""
+def rule_files(rules_dir: Path, *declarations: Path) -> list[Path]:
+    """Every ruleset file under `rules/` (YAML), except the action catalog and the agents file."""
     if not rules_dir.exists():
         return []
+    skip = {d.resolve() for d in declarations}
     files = sorted(p for p in rules_dir.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file())
-    return [p for p in files if p.resolve() != actions_file.resolve() and not p.name.startswith("_")]
+    return [p for p in files if p.resolve() not in skip and not p.name.startswith("_")]
 
 
 def load_workspace(root: Path | str, *, load_graph: bool = True, only: list[Path] | None = None,
@@ -116,7 +123,8 @@ def load_workspace(root: Path | str, *, load_graph: bool = True, only: list[Path
     ctx = CompileContext(schema, actions, derived_signatures(queries, schema), DERIVED_IMPLS, prefixes)
     rulesets: dict[str, CompiledRuleset] = {}
     by_type: dict[str, CompiledRuleset] = {}
-    files = only if only is not None else rule_files(config.path("rules", "dir"), actions_file)
+    agents_file = config.path("agents", "file")
+    files = only if only is not None else rule_files(config.path("rules", "dir"), actions_file, agents_file)
     for f in files:
         rs = RulesetCompiler(f, ctx, sink).compile()
         if rs is None:
@@ -146,8 +154,63 @@ def load_workspace(root: Path | str, *, load_graph: bool = True, only: list[Path
                        Span(str(config.path("graph", "data"))))
         if store is not None:
             graph = GraphContext(store, queries, schema, GraphAlgorithms(store))
+    from engine.govern.agents import load_agents
+
+    agents = load_agents(agents_file, actions, ctx, sink)
+    gate = _gate(config, schema, prefixes, actions, ctx, sink, store)
+    gate.agents_plan = agents.plan
+    _check_literal_params(rulesets, gate, sink, with_graph=store is not None)
+    from engine.llm.config import load_llm_config
+
+    for d in load_llm_config(config.section("llm"), root)[1]:
+        sink.error(d.code, d.message, Span(str(root / "rulebridge.toml")), help=d.help)
     return Workspace(root, config, schema, prefixes, actions, queries, rulesets, by_type, store, graph,
-                     sorted(sink.items, key=Diagnostic.sort_key))
+                     sorted(sink.items, key=Diagnostic.sort_key), agents, gate)
+
+
+def _check_literal_params(rulesets: dict[str, CompiledRuleset], gate: Any, sink: DiagnosticSink, *,
+                          with_graph: bool) -> None:
+    """A consequence parameter written as a literal must fit its action's schema (ranges, enums, IRIs)."""
+    from engine.act.catalog import literal_errors
+    from engine.lang.expr import Lit
+
+    for rs in rulesets.values():
+        for rule in rs.rules:
+            then = rule.then
+            if then.kind != "action" or not then.action:
+                continue
+            for name, (node, _fn) in then.params.items():
+                if not isinstance(node, Lit) or node.value is None:
+                    continue
+                spec = gate.catalog.specs[then.action].params.get(name)
+                if spec is not None and spec.type.kind == "ref" and not with_graph:
+                    continue
+                for msg in literal_errors(gate.catalog, then.action, name, node.value, gate.param_ctx):
+                    sink.error("action_params", f"parameter `{name}` of `{then.action}` in rule `{rule.id}`: "
+                               f"{msg.lower()}", node.span or rule.span,
+                               help="the value must fit the action's schema in the action catalog")
+
+
+def _gate(config: Config, schema: Schema, prefixes: dict[str, str], actions: ActionCatalog, ctx: CompileContext,
+          sink: DiagnosticSink, store: GraphStore | None) -> Any:
+    """The verification gate: action models, compiled preconditions, the class-membership test."""
+    from engine.act.catalog import Catalog, ParamContext
+    from engine.govern.verify import Gate
+    from engine.kg.store import RDF_TYPE
+    from engine.lang.conditions import ParamConditionCompiler
+
+    compiler = ParamConditionCompiler(ctx, sink, actions.file or "actions.yaml")
+    pre = {name: compiler.compile_all(spec.preconditions, spec) for name, spec in actions.actions.items()}
+    by_iri = {iri: name for name, iri in schema.classes.items()}
+
+    def instance_of(iri: str, cls: str) -> bool:
+        if store is None:
+            return False
+        return any(schema.is_subclass(by_iri.get(str(t), ""), cls) for t in store.objects(iri, RDF_TYPE))
+
+    llm = config.section("llm")
+    threshold = float(llm.get("confidence_threshold", 0.8))
+    return Gate(Catalog(actions), pre, compiler.plan, {}, ParamContext(prefixes, instance_of), prefixes, threshold)
 
 
 def validate_shapes(ws: Workspace) -> list[Diagnostic]:

@@ -125,7 +125,7 @@ def test_decision_json_is_versioned_and_plain(engine):
     assert j["version"] == "DecisionV1"
     assert j["case"] == {"type": "invoice.received", "payload": {"invoice": "ex:I1"}, "id": "case-7",
                          "agent": "svc-ap", "as_of": AS_OF}
-    assert j["proposals"] == [{"action": "approve_invoice", "rule": "ap.approve.small",
+    assert j["proposals"] == [{"action": "approve_invoice", "rule": "ap.approve.small", "source": "rule",
                                "params": {"invoice": EX + "I1", "approver": EX + "P2", "note": "auto-approved"}}]
     assert j["facts"]["case.invoice.amount"] == 420.0
     assert j["facts"]["case.invoice.vendor.status"] == "approved"
@@ -161,10 +161,7 @@ def fixture_triples() -> set[tuple[str, str, str]]:
 
 @pytest.mark.parametrize("inv", [
     "I1", "I3", "I4", "I5", "I6",
-    pytest.param("I2", marks=pytest.mark.xfail(strict=True, reason=(
-        "BUG: engine/kg/resolver.py Reads.provenance writes a boolean object as str(True) = `True`, and "
-        "engine/kg/derived.py _within_hops records the flag it found as [True]: the audit claims the triple "
-        "(H2 sanctioned \"True\") while the graph holds \"true\"^^xsd:boolean"))),
+    "I2",
 ])
 def test_provenance_triples_exist_in_the_fixture_data(engine, fixture_triples, inv):
     d = engine.decide(case(inv))
@@ -284,10 +281,6 @@ def test_unknown_case_type_is_no_ruleset_with_did_you_mean(engine):
                                            "did you mean `invoice.received`?")
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: engine/pipeline.py decide: `as_of` is parsed with "
-                   "dt.date.fromisoformat(case.as_of[:10]) unchecked (and engine/model.py Case.from_json does not "
-                   "validate it): `yesterday` raises ValueError, a number raises TypeError, instead of CaseError "
-                   "`case_invalid`")
 @pytest.mark.parametrize("as_of", ["yesterday", "2026-13-01", 20261101])
 def test_invalid_as_of_is_case_invalid(engine, as_of):
     with pytest.raises(CaseError) as err:
@@ -295,9 +288,6 @@ def test_invalid_as_of_is_case_invalid(engine, as_of):
     assert err.value.code == "case_invalid"
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: engine/lang/payload.py accepts any non-empty text as an entity IRI; "
-                   "text that is not an IRI (`not an iri`) then makes pyoxigraph raise ValueError('Invalid IRI code "
-                   "point') from the derived ASK (engine/kg/store.py OxigraphStore._term), escaping decide()")
 def test_text_that_is_not_an_iri_is_case_invalid(engine):
     with pytest.raises(CaseError) as err:
         engine.decide(case("I1") | {"payload": {"invoice": "not an iri at all"}})

@@ -25,7 +25,7 @@ EXIT_OK, EXIT_FINDINGS, EXIT_INPUT = 0, 1, 2
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="rulebridge — a governed decision engine: rules over a knowledge graph decide.")
-out = Console(highlight=False, soft_wrap=True)
+out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
@@ -169,71 +169,193 @@ def explain(case_file: Path = typer.Argument(..., help="A case as JSON: {type, p
     _decide(case_file, workspace, fmt, explain=True)
 
 
+DEMO_RESPONSES = Path("examples/llm/demo_responses.jsonl")
+
+
 @app.command()
 def demo(workspace: Path = WorkspaceOpt,
          cases: Optional[Path] = typer.Option(None, "--cases", help="A JSON Lines file of cases "
                                               "(default: examples/demo_cases.jsonl, else sampled from the graph)."),
          count: int = typer.Option(240, "--count", "-n", help="How many cases to sample when no file is used."),
+         responses: Optional[Path] = typer.Option(None, "--responses", help="The recorded LLM answers to replay "
+                                                  "when no live model is configured "
+                                                  f"(default: {DEMO_RESPONSES})."),
          fmt: Format = FormatOpt) -> None:
-    """Run a stream of sample cases through the engine and summarise the decisions."""
+    """Run a stream of sample cases through the engine and summarise the decisions.
+
+    Cases no rule decides go to the LLM: a live model when `[llm] model` is configured, else
+    answers replayed from a response file shipped in the repository. Escalations land in the
+    review queue (`rulebridge review list`)."""
     from rich.progress import Progress
 
     from engine.demo import load_cases, sample_cases
+    from engine.llm.config import LLMConfig, load_llm_config
+    from engine.workspace import load_config
+    from engine.errors import DiagnosticSink
 
     t_open = time.perf_counter()
-    engine = _open_engine(workspace, fmt)
+    cfg, _ = load_llm_config(load_config(workspace.resolve(), DiagnosticSink()).section("llm"), workspace.resolve())
+    live = cfg.enabled and cfg.mode in ("live", "record")
+    replay_file = None
+    if not live:
+        replay_file = (responses or (workspace / DEMO_RESPONSES)).resolve()
+        cfg = LLMConfig(**{**cfg.__dict__, "mode": "replay", "responses": str(replay_file)})
+    engine = _open_engine(workspace, fmt, llm=cfg)
     engine.warm()
     open_s = time.perf_counter() - t_open
     default_file = engine.ws.root / "examples" / "demo_cases.jsonl"
     source = cases or (default_file if default_file.exists() else None)
     stream = list(load_cases(source)) if source else sample_cases(engine.ws, count)
+    cols = ("cases", "rule", "llm", "review", "deny", "no_action", "invalid", "reached_llm")
     rows: dict[str, dict[str, Any]] = {}
     times: list[float] = []
+    llm_calls = schema_repairs = guard_repairs = 0
     with Progress(console=err, transient=True, disable=fmt == Format.json) as progress:
         task = progress.add_task("deciding", total=len(stream))
         for case in stream:
             t0 = time.perf_counter()
             try:
                 d = engine.decide(case)
-                key, outcome, reason = d.ruleset, d.outcome, d.reason
+                key = d.ruleset
+                col = {"execute": d.source, "escalate": "review", "deny": "deny",
+                       "no_action": "no_action"}[d.outcome]
+                if d.llm is not None:
+                    llm_calls += d.llm.get("calls", 0)
+                    schema_repairs += d.llm.get("schema_repairs", 0)
+                    guard_repairs += d.llm.get("guard_repairs", 0)
             except CaseError:
-                key, outcome, reason = case.get("type", "?"), "invalid", "case_invalid"
+                key, col, d = case.get("type", "?"), "invalid", None
             times.append(time.perf_counter() - t0)
-            row = rows.setdefault(key, {"cases": 0, "execute": 0, "deny": 0, "escalate": 0, "no_action": 0,
-                                        "invalid": 0, "by_rule": 0, "no_rule": 0})
+            row = rows.setdefault(key, dict.fromkeys(cols, 0))
             row["cases"] += 1
-            row[outcome] += 1
-            row["by_rule"] += reason in ("rule", "guard_deny", "guard_review")
-            row["no_rule"] += reason in ("no_rule_matched", "unique_conflict")
+            row[col] += 1
+            row["reached_llm"] += bool(d is not None and d.llm is not None and d.llm.get("calls"))
             progress.advance(task)
-    total = {k: sum(r[k] for r in rows.values()) for k in ("cases", "execute", "deny", "escalate", "no_action",
-                                                           "invalid", "by_rule", "no_rule")}
+    total = {k: sum(r[k] for r in rows.values()) for k in cols}
     us = sorted(t * 1e6 for t in times)
     p50 = statistics.median(us) if us else 0.0
     p99 = us[min(len(us) - 1, int(len(us) * 0.99))] if us else 0.0
+    share = total["reached_llm"] / total["cases"] if total["cases"] else 0.0
+    llm_desc = (f"live model `{cfg.model}`" if live else
+                f"answers replayed from {replay_file} — recorded for this demo, not a live model")
+    summary = {"rulesets": rows, "total": total, "llm_calls": llm_calls, "schema_repairs": schema_repairs,
+               "guard_repairs": guard_repairs, "share_reaching_llm": round(share, 4), "llm": llm_desc,
+               "p50_us": round(p50, 1), "p99_us": round(p99, 1), "open_s": round(open_s, 3),
+               "source": str(source) if source else "sampled",
+               "review_pending": len(engine.review_list("pending"))}
     if fmt == Format.json:
-        out.print(json.dumps({"rulesets": rows, "total": total, "p50_us": round(p50, 1), "p99_us": round(p99, 1),
-                              "open_s": round(open_s, 3), "source": str(source) if source else "sampled"},
-                             indent=2), markup=False)
+        out.print(json.dumps(summary, indent=2), markup=False)
         return
-    table = Table(title=f"rulebridge demo — {total['cases']} cases on the embedded defaults "
-                        f"(no server, no API key)")
-    for col in ("ruleset", "cases", "decided by rule", "execute", "deny", "escalated", "no rule decides",
-                "no action"):
-        table.add_column(col, justify="left" if col == "ruleset" else "right")
+    table = Table(title=f"rulebridge demo — {total['cases']} cases on the embedded defaults (no server, no API key)")
+    heads = {"cases": "cases", "rule": "decided by rule", "llm": "decided by LLM", "review": "escalated to review",
+             "deny": "denied", "no_action": "no action", "reached_llm": "reached the LLM"}
+    table.add_column("ruleset")
+    for c in heads.values():
+        table.add_column(c, justify="right")
     for name in sorted(rows):
-        r = rows[name]
-        table.add_row(name, str(r["cases"]), str(r["by_rule"]), str(r["execute"]), str(r["deny"]),
-                      str(r["escalate"]), str(r["no_rule"]), str(r["no_action"]))
-    table.add_row("[bold]total[/]", str(total["cases"]), str(total["by_rule"]), str(total["execute"]),
-                  str(total["deny"]), str(total["escalate"]), str(total["no_rule"]), str(total["no_action"]))
+        table.add_row(name, *(str(rows[name][k]) for k in heads))
+    table.add_row("[bold]total[/]", *(f"[bold]{total[k]}[/]" for k in heads))
     out.print(table)
+    out.print(f"LLM: {llm_desc}", markup=False)
+    out.print(f"LLM calls {llm_calls} (schema repairs {schema_repairs}, guard repairs {guard_repairs}); "
+              f"{share:.0%} of cases reached the LLM — only those no rule decided.")
     out.print(f"time per case: p50 {p50:.0f} µs, p99 {p99:.0f} µs, mean {statistics.fmean(us) if us else 0:.0f} µs "
               f"(workspace opened and compiled in {open_s:.2f} s; graph revision {engine.ws.store.revision})")
-    out.print("cases no rule decides escalate to a person (reason `no_rule_matched`); the LLM fallback is not "
-              "part of this build yet.")
+    out.print(f"{summary['review_pending']} escalation(s) wait in the review queue: rulebridge review list")
     if total["invalid"]:
         out.print(f"[yellow]{total['invalid']} case(s) were invalid[/]")
+
+
+review_app = typer.Typer(no_args_is_help=True, help="The review queue: escalations waiting for a person.")
+app.add_typer(review_app, name="review")
+ReviewerOpt = typer.Option(..., "--reviewer", envvar="RULEBRIDGE_REVIEWER", help="Who decides (recorded).")
+_REVIEW_INPUT_CODES = {"review_not_found", "review_incomplete", "review_needs_action", "review_hash_mismatch"}
+
+
+def _review_call(fmt: Format, fn: Any, *args: Any, **kw: Any) -> Any:
+    from engine.govern.review import ReviewError
+
+    try:
+        return fn(*args, **kw)
+    except (ReviewError, CaseError) as exc:
+        _fail_diagnostics(exc.diagnostics if isinstance(exc, CaseError) else
+                          [Diagnostic(exc.code, str(exc))], fmt,
+                          EXIT_INPUT if exc.code in _REVIEW_INPUT_CODES else EXIT_FINDINGS)
+
+
+@review_app.command("list")
+def review_list(workspace: Path = WorkspaceOpt, fmt: Format = FormatOpt,
+                status: str = typer.Option("pending", "--status", "-s",
+                                           help="pending | approved | rejected | expired | applied | all")) -> None:
+    """List review items (pending ones by default)."""
+    engine = _open_engine(workspace, fmt)
+    items = engine.review_list(None if status == "all" else status)
+    if fmt == Format.json:
+        out.print(json.dumps([i.to_json() for i in items], indent=2, default=str), markup=False)
+        return
+    from engine.cli.render import render_review_list
+
+    render_review_list(out, items, status)
+
+
+@review_app.command("show")
+def review_show(item_id: str = typer.Argument(..., help="The review item id (R-...)."),
+                workspace: Path = WorkspaceOpt, fmt: Format = FormatOpt) -> None:
+    """Show one review item with its full context: case, facts, rules, LLM attempts, verdict."""
+    engine = _open_engine(workspace, fmt)
+    item = _review_call(fmt, engine.review_show, item_id)
+    if fmt == Format.json:
+        out.print(json.dumps(item.to_json(), indent=2, default=str), markup=False)
+        return
+    from engine.cli.render import render_review_item
+
+    render_review_item(out, item)
+
+
+@review_app.command("approve")
+def review_approve(item_id: str = typer.Argument(..., help="The review item id (R-...)."),
+                   reviewer: str = ReviewerOpt,
+                   action: Optional[str] = typer.Option(None, "--action", help="Approve this action instead of "
+                                                        "the proposal waiting in the item."),
+                   params: Optional[str] = typer.Option(None, "--params", help="Its parameters as a JSON object."),
+                   expect_hash: Optional[str] = typer.Option(None, "--hash", help="The proposal hash you reviewed "
+                                                             "(a prefix will do): refuse if it changed."),
+                   note: str = typer.Option("", "--note"),
+                   workspace: Path = WorkspaceOpt, fmt: Format = FormatOpt) -> None:
+    """Approve an item: re-verified now against the deny guards, bound to the exact action and parameters."""
+    engine = _open_engine(workspace, fmt)
+    parsed = None
+    if params is not None:
+        try:
+            parsed = json.loads(params)
+        except json.JSONDecodeError as exc:
+            _fail_diagnostics([Diagnostic("review_incomplete", f"--params is not JSON: {exc.msg.lower()}")], fmt,
+                              EXIT_INPUT)
+        if not isinstance(parsed, dict):
+            _fail_diagnostics([Diagnostic("review_incomplete", "--params must be a JSON object")], fmt, EXIT_INPUT)
+    if (action is None) != (parsed is None):
+        _fail_diagnostics([Diagnostic("review_incomplete", "give --action and --params together")], fmt, EXIT_INPUT)
+    item = _review_call(fmt, engine.review_approve, item_id, reviewer=reviewer, action=action, params=parsed,
+                        expect_hash=expect_hash, note=note)
+    if fmt == Format.json:
+        out.print(json.dumps(item.to_json(), indent=2, default=str), markup=False)
+    else:
+        out.print(f"[green]approved[/] {item.id} by {item.reviewer}: {item.approved['action']} "
+                  f"(hash {item.approved_hash[:12]}) — it can be applied once")
+
+
+@review_app.command("reject")
+def review_reject(item_id: str = typer.Argument(..., help="The review item id (R-...)."),
+                  reviewer: str = ReviewerOpt,
+                  reason: str = typer.Option(..., "--reason", help="Why (recorded)."),
+                  workspace: Path = WorkspaceOpt, fmt: Format = FormatOpt) -> None:
+    """Reject an item, with a reason."""
+    engine = _open_engine(workspace, fmt)
+    item = _review_call(fmt, engine.review_reject, item_id, reviewer=reviewer, reason=reason)
+    if fmt == Format.json:
+        out.print(json.dumps(item.to_json(), indent=2, default=str), markup=False)
+    else:
+        out.print(f"[red]rejected[/] {item.id} by {item.reviewer}: {item.note}")
 
 
 @app.command()

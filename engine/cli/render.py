@@ -25,9 +25,20 @@ def render_decision(console: Console, d: Any, rs: Any) -> None:
     if d.message:
         console.print(f"  {d.message}", markup=False)
     for p in d.proposals:
-        console.print(f"  action [bold]{p.action}[/] by rule [bold]{p.rule}[/]")
+        by = f"rule [bold]{p.rule}[/]" if p.source == "rule" else f"[bold]{p.source}[/]"
+        console.print(f"  action [bold]{p.action}[/] proposed by {by}")
         for k, v in p.params.items():
             console.print(f"    {k} = {_v(v)}", markup=False)
+        if p.source == "llm":
+            console.print(f"    confidence {p.confidence}; rationale: {p.rationale}", markup=False)
+    for c in d.checks:
+        if not c.code.startswith("guard_"):
+            console.print(f"  check [bold]{c.code}[/]{' ' + c.id if c.id else ''}: {c.message}", markup=False)
+    if d.llm is not None:
+        render_llm(console, d.llm)
+    if d.review_id:
+        console.print(f"  waiting for a person: review item [bold]{d.review_id}[/] "
+                      f"(rulebridge review show {d.review_id})")
     if d.matched:
         console.print(f"  rules matched: {', '.join(d.matched)}; deciding: {', '.join(d.deciding) or '-'}",
                       markup=False)
@@ -70,3 +81,64 @@ def render_explanation(console: Console, ex: Any) -> None:
 
 def _values(values: dict[str, Any]) -> str:
     return ", ".join(f"{k} = {_v(v)}" for k, v in values.items())
+
+
+def render_llm(console: Console, llm: dict[str, Any]) -> None:
+    """The LLM's part of a decision: model, each attempt, what was wrong with it."""
+    origin = "replayed from a response file, not a live model" if llm.get("replayed") else "live"
+    console.print(f"  LLM fallback: model [bold]{llm.get('model')}[/] ({origin}); {llm.get('calls', 0)} call(s), "
+                  f"{llm.get('schema_repairs', 0)} schema repair(s), {llm.get('guard_repairs', 0)} guard repair(s); "
+                  f"permitted actions: {', '.join(llm.get('permitted_actions') or []) or '-'}", markup=False)
+    for i, a in enumerate(llm.get("attempts") or [], 1):
+        state = a.get("error") or ("invalid" if a.get("errors") else "valid")
+        console.print(f"    {i}. {a['kind']}: {state} (prompt {a['prompt_hash'][:12]}, {a.get('latency_ms', 0):.1f} ms)",
+                      markup=False)
+        for e in a.get("errors") or []:
+            console.print(f"       - {e}", markup=False)
+
+
+def render_review_list(console: Console, items: list[Any], status: str) -> None:
+    if not items:
+        console.print(f"no {'' if status == 'all' else status + ' '}review items")
+        return
+    t = Table(title=f"review queue ({status})")
+    for col in ("id", "status", "ruleset", "case", "reason", "proposal", "expires"):
+        t.add_column(col)
+    for i in items:
+        case = i.context.get("case", {})
+        prop = f"{i.proposal['action']} ({i.proposal_hash[:8]})" if i.proposal else "-"
+        t.add_row(i.id, i.status, i.ruleset, str(case.get("id") or json.dumps(case.get("payload"))[:40]),
+                  i.reason, prop, i.expires_at.strftime("%Y-%m-%d %H:%M"))
+    console.print(t)
+
+
+def render_review_item(console: Console, item: Any) -> None:
+    ctx = item.context
+    console.print(f"[bold]{item.id}[/]  {item.status}  ruleset {item.ruleset}  agent {item.agent}  "
+                  f"created {item.created_at:%Y-%m-%d %H:%M} · expires {item.expires_at:%Y-%m-%d %H:%M}")
+    console.print(f"  why it waits: {item.reason}: {item.message}", markup=False)
+    console.print(f"  case: {_v(ctx.get('case'))}", markup=False)
+    if item.proposal:
+        console.print(f"  proposal ({item.proposal.get('source')}): {item.proposal['action']} "
+                      f"{_v(item.proposal['params'])}  hash {item.proposal_hash}", markup=False)
+        if item.proposal.get("rationale"):
+            console.print(f"    rationale: {item.proposal['rationale']} (confidence {item.proposal.get('confidence')})",
+                          markup=False)
+    else:
+        console.print("  no proposal: approve with --action NAME --params '{...}'")
+    console.print(f"  rules matched: {', '.join(ctx.get('rules_matched') or []) or 'none'}", markup=False)
+    for c in ctx.get("checks") or []:
+        console.print(f"  check {c['code']}{' ' + c['id'] if c.get('id') else ''}: {c['message']}", markup=False)
+    if ctx.get("llm"):
+        render_llm(console, ctx["llm"])
+    facts = ctx.get("facts") or {}
+    if facts:
+        t = Table(title="facts", show_edge=False)
+        t.add_column("path")
+        t.add_column("value")
+        for k, v in facts.items():
+            t.add_row(k, _v(v))
+        console.print(t)
+    if item.reviewer:
+        console.print(f"  decided by {item.reviewer} at {item.decided_at:%Y-%m-%d %H:%M}: {item.note or ''}",
+                      markup=False)

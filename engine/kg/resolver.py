@@ -29,7 +29,8 @@ class Reads:
         out = []
         for s, p, values in self.items:
             for v in values:
-                o = v.iri if type(v) is Entity else (v.isoformat() if hasattr(v, "isoformat") else str(v))
+                o = (v.iri if type(v) is Entity else "true" if v is True else "false" if v is False
+                     else v.isoformat() if hasattr(v, "isoformat") else str(v))
                 out.append(Provenance(s, p, o))
         return out
 
@@ -104,3 +105,14 @@ def resolve_facts(rs: CompiledRuleset, payload: dict[str, Any], graph: GraphCont
         if sub and value is not None:
             walker.walk(value, sub)
     return env, reads
+
+
+def resolve_params(params: dict[str, Any], tries: list[dict[str, TrieEdge]], graph: GraphContext,
+                   reads: Reads) -> dict[str, Any]:
+    """Walk the planned paths under `params` (guards, preconditions, agent limits) from a proposal."""
+    walker = _Walker(graph.store, reads)
+    value = walker.adopt(params)
+    for trie in tries:
+        if trie:
+            walker.walk(value, trie)
+    return value

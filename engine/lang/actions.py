@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from engine.errors import DiagnosticSink, Span
 
@@ -37,6 +38,16 @@ class ActionSpec:
     params: dict[str, ParamSpec]
     span: Span | None = None
     inverse: str | None = None
+    preconditions: list["RawCondition"] = field(default_factory=list)
+
+
+@dataclass
+class RawCondition:
+    """A condition as written (checked and compiled by the stage that evaluates it)."""
+
+    text: Any  # an LStr with its source position
+    message: str
+    span: Span | None
 
 
 @dataclass
@@ -118,7 +129,7 @@ def load_actions(path: Path, schema: Schema, sink: DiagnosticSink) -> ActionCata
         unknown = set(body) - {"description", "params", "inverse", "connector", "preconditions", "effect"}
         for k in sorted(unknown):
             sink.error("schema", f"unknown key `{k}` in action `{name}`", body.key_spans.get(k),
-                       help="known keys: description, params, inverse")
+                       help="known keys: description, params, preconditions, inverse")
         params: dict[str, ParamSpec] = {}
         raw_params = body.get("params") or LDict()
         if not isinstance(raw_params, dict):
@@ -139,8 +150,27 @@ def load_actions(path: Path, schema: Schema, sink: DiagnosticSink) -> ActionCata
                 description=str(opts.get("description", "")), minimum=opts.get("minimum"),
                 maximum=opts.get("maximum"), enum=tuple(opts.get("enum", ())))
         catalog.actions[str(name)] = ActionSpec(str(name), str(body.get("description", "")), params, where,
-                                                inverse=str(body["inverse"]) if body.get("inverse") else None)
+                                                inverse=str(body["inverse"]) if body.get("inverse") else None,
+                                                preconditions=raw_conditions(body.get("preconditions"), where, sink))
     return catalog
+
+
+def raw_conditions(spec: Any, where: Span | None, sink: DiagnosticSink) -> list[RawCondition]:
+    """A list of conditions: each an expression, or `{when: expression, message: text}`."""
+    if spec is None:
+        return []
+    if not isinstance(spec, LList):
+        spec = LList([spec])
+    out = []
+    for item in spec:
+        if isinstance(item, LDict):
+            if "when" not in item:
+                sink.error("schema", "a condition is an expression or `{when: ..., message: ...}`", span_of(item, where))
+                continue
+            out.append(RawCondition(item["when"], str(item.get("message") or item["when"]), span_of(item, where)))
+        else:
+            out.append(RawCondition(item, str(item), span_of(item, where)))
+    return out
 
 
 __all__ = ["ActionCatalog", "ActionSpec", "ParamSpec", "load_actions", "parse_type", "LList"]

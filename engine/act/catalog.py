@@ -1,0 +1,141 @@
+"""One pydantic model per action: the single schema for rule consequences, LLM output, HTTP and MCP.
+
+The models are built at load time from the workspace's action catalog (`rules/actions.yaml`).
+Values are validated strictly — no `"2.5"` for a number, no `true` for `1`, no NaN, no extra
+fields — and an IRI parameter must name an instance of its declared graph class, which is
+checked against the graph through the validation context (`ParamContext`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Annotated, Any, Callable, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict, ValidationError, ValidationInfo, create_model
+
+from engine.lang.actions import ActionCatalog, ActionSpec, ParamSpec
+from engine.lang.checker import expand_iri
+from engine.lang.types import Type
+
+MAX_TEXT = 4000  # a parameter of type string longer than this is refused
+
+
+@dataclass(frozen=True)
+class ParamContext:
+    """What validation needs beyond the value: prefixes and a graph class-membership test."""
+
+    prefixes: dict[str, str]
+    instance_of: Callable[[str, str], bool]  # (iri, class local name) -> bool
+
+
+def _iri_validator(cls: str) -> Callable[[str, ValidationInfo], str]:
+    def check(value: str, info: ValidationInfo) -> str:
+        ctx = (info.context or {}).get("params")
+        if not isinstance(ctx, ParamContext):  # fail closed: no graph, no IRI check, no pass
+            raise ValueError("no graph context to check the IRI against")
+        iri = expand_iri(value.strip(), ctx.prefixes)
+        if not iri.startswith(("http://", "https://", "urn:")) or any(c in iri for c in ' <>"{}|\\^`'):
+            raise ValueError(f"`{value}` is not an IRI")
+        if not ctx.instance_of(iri, cls):
+            raise ValueError(f"`{value}` is not a {cls} in the knowledge graph")
+        return iri
+
+    return check
+
+
+def _annotation(t: Type, p: ParamSpec | None, name: str) -> Any:
+    """The pydantic annotation for one rule-language type."""
+    k = t.kind
+    if k == "ref":
+        return Annotated[str, Strict(), Field(min_length=1, max_length=2000, description=f"the IRI of a {t.cls} in the knowledge graph"),
+                         AfterValidator(_iri_validator(t.cls or ""))]
+    if k == "number":
+        kw: dict[str, Any] = {"allow_inf_nan": False}
+        if p is not None and p.minimum is not None:
+            kw["ge"] = p.minimum
+        if p is not None and p.maximum is not None:
+            kw["le"] = p.maximum
+        return Annotated[float, Strict(), Field(**kw)]
+    if k == "string":
+        if p is not None and p.enum:
+            return Literal[tuple(p.enum)]  # type: ignore[valid-type]
+        return Annotated[str, Strict(), Field(max_length=MAX_TEXT)]
+    if k == "boolean":
+        return Annotated[bool, Strict()]
+    if k == "date":
+        return dt.date
+    if k == "list":
+        return list[_annotation(t.elem or Type("any"), None, name)]  # type: ignore[misc]
+    if k == "object":
+        fields = {fname: (_annotation(ft, None, fname), None if ft.optional else ...) for fname, ft in t.fields}
+        return create_model(f"{name}_object", __config__=ConfigDict(extra="forbid"), **fields)  # type: ignore[call-overload]
+    return Any
+
+
+def action_model(spec: ActionSpec) -> type[BaseModel]:
+    """The parameters of `spec` as a strict pydantic model (extra fields forbidden)."""
+    fields: dict[str, Any] = {}
+    for p in spec.params.values():
+        ann = _annotation(p.type, p, p.name)
+        if not p.required:
+            ann = ann | None  # type: ignore[operator]
+        desc = p.description or None
+        if p.type.kind == "ref":  # the outer Field's description replaces the annotation's: keep the class
+            desc = f"the IRI of a {p.type.cls} in the knowledge graph" + (f": {desc}" if desc else "")
+        fields[p.name] = (ann, Field(... if p.required else None, description=desc))
+    model = create_model(spec.name, __config__=ConfigDict(extra="forbid", title=spec.name), **fields)
+    model.__doc__ = spec.description
+    return model
+
+
+class Catalog:
+    """The action catalog with one model per action, built once per workspace."""
+
+    def __init__(self, catalog: ActionCatalog):
+        self.specs = catalog.actions
+        self.models = {name: action_model(spec) for name, spec in catalog.actions.items()}
+
+    def json_schema(self, name: str) -> dict[str, Any]:
+        """The JSON schema of an action's parameters (for the LLM prompt, HTTP and MCP)."""
+        return self.models[name].model_json_schema()
+
+    def validate(self, name: str, params: Any, ctx: ParamContext) -> dict[str, Any]:
+        """Validated, normalised parameters (IRIs expanded); raises `ValidationError` or `KeyError`."""
+        model = self.models[name]
+        obj = model.model_validate(params, context={"params": ctx})
+        return obj.model_dump(mode="json", exclude_none=True)
+
+
+def literal_errors(catalog: "Catalog", action: str, name: str, value: Any, ctx: ParamContext | None) -> list[str]:
+    """Errors of one literal parameter value (ranges, enums, types) — for load-time checks of rules."""
+    model = catalog.models.get(action)
+    if model is None or name not in model.model_fields:
+        return []
+    try:
+        model.__pydantic_validator__.validate_assignment(model.model_construct(), name, value,
+                                                         context={"params": ctx} if ctx else None)
+    except ValidationError as exc:
+        return [e["msg"] for e in exc.errors(include_url=False)]
+    return []
+
+
+def format_errors(exc: ValidationError) -> list[str]:
+    """Validation errors as short lines: `field: message` (what goes back to the model)."""
+    out = []
+    for e in exc.errors(include_url=False):
+        loc = ".".join(str(x) for x in e["loc"]) or "(root)"
+        out.append(f"{loc}: {e['msg']}")
+    return out
+
+
+def proposal_hash(action: str, params: dict[str, Any]) -> str:
+    """A stable hash of an exact action and its parameters (binds approvals and idempotency keys)."""
+    body = json.dumps({"action": action, "params": params}, sort_keys=True, separators=(",", ":"),
+                      ensure_ascii=False, default=str)
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
+__all__ = ["Catalog", "ParamContext", "ValidationError", "action_model", "format_errors", "proposal_hash"]

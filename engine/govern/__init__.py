@@ -1,0 +1,1 @@
+"""Governance: agent identities and scopes, the verification gate, the review queue."""

@@ -1,0 +1,137 @@
+"""Agents: non-human identities with the actions they may take, their limits and rulesets.
+
+Declared in the workspace (`rules/agents.yaml` by default):
+
+    default: ops-console              # the identity of a case that names no agent
+    agents:
+      ap-assistant:
+        description: accounts-payable agent
+        rulesets: [accounts_payable.*]
+        actions:
+          approve_invoice:
+            limits:
+              - {when: "params.invoice.amount <= 100000", message: "approvals above 100,000 need a person"}
+          hold_invoice: {}
+
+An action not listed is out of the agent's scope (denied); a limit that does not hold sends
+the proposal to review. Keys and rotation arrive with the governed-execution issue; until
+then an agent is named by the case and not authenticated.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from engine.errors import DiagnosticSink, Span
+from engine.lang.actions import ActionCatalog, raw_conditions
+from engine.lang.compiler import CompileContext, TrieEdge
+from engine.lang.conditions import ParamCondition, ParamConditionCompiler
+from engine.lang.source import LDict, LList, LStr, load_yaml, span_of
+
+IMPLICIT = "anonymous"
+
+
+@dataclass
+class Agent:
+    """One identity: what it may ask and do."""
+
+    id: str
+    description: str = ""
+    rulesets: tuple[str, ...] = ("*",)
+    actions: dict[str, list[ParamCondition]] = field(default_factory=dict)  # action -> limits
+    all_actions: bool = False
+
+    def may_ask(self, ruleset: str) -> bool:
+        return any(fnmatch.fnmatchcase(ruleset, pat) for pat in self.rulesets)
+
+    def may_take(self, action: str) -> bool:
+        return self.all_actions or action in self.actions
+
+    def limits(self, action: str) -> list[ParamCondition]:
+        return self.actions.get(action, [])
+
+
+@dataclass
+class AgentRegistry:
+    """Every declared agent, the default identity, and the plan of graph paths their limits read."""
+
+    agents: dict[str, Agent]
+    default: str
+    plan: dict[str, TrieEdge] = field(default_factory=dict)
+    file: str | None = None
+    implicit: bool = False  # no agents file: any named agent gets the implicit, unrestricted scope
+
+    def get(self, agent_id: str | None) -> Agent | None:
+        if self.implicit and agent_id:
+            return Agent(agent_id, "implicit identity (no agents declared)", ("*",), {}, True)
+        return self.agents.get(agent_id or self.default)
+
+
+def implicit_registry(catalog: ActionCatalog) -> AgentRegistry:
+    """No agents file: one implicit identity that may ask every ruleset and take every action."""
+    return AgentRegistry({IMPLICIT: Agent(IMPLICIT, "implicit identity (no agents declared)", ("*",), {}, True)},
+                         IMPLICIT, implicit=True)
+
+
+def load_agents(path: Path, catalog: ActionCatalog, ctx: CompileContext, sink: DiagnosticSink) -> AgentRegistry:
+    """Load and check the agents file; every problem is a diagnostic, never an exception."""
+    if not path.exists():
+        return implicit_registry(catalog)
+    data = load_yaml(path, sink)
+    top = Span(str(path), 1, 1)
+    compiler = ParamConditionCompiler(ctx, sink, str(path))
+    reg = AgentRegistry({}, "", file=str(path))
+    if not isinstance(data, LDict) or not isinstance(data.get("agents"), LDict):
+        if data is not None:
+            sink.error("schema", "an agents file has a top-level `agents:` mapping", span_of(data, top))
+        return reg
+    for k in sorted(set(data) - {"agents", "default"}):
+        sink.error("schema", f"unknown key `{k}` in the agents file", data.key_spans.get(k),
+                   help="known keys: agents, default")
+    for aid, body in data["agents"].items():
+        where = data["agents"].key_spans.get(aid)
+        if not isinstance(body, LDict):
+            sink.error("schema", f"agent `{aid}` must be a mapping with `actions:`", where)
+            continue
+        for k in sorted(set(body) - {"description", "rulesets", "actions"}):
+            sink.error("schema", f"unknown key `{k}` in agent `{aid}`", body.key_spans.get(k),
+                       help="known keys: description, rulesets, actions")
+        rulesets = body.get("rulesets", LList([LStr("*")]))
+        if isinstance(rulesets, LStr):
+            rulesets = LList([rulesets])
+        agent = Agent(str(aid), str(body.get("description", "")), tuple(str(r) for r in rulesets))
+        actions = body.get("actions", LDict())
+        if isinstance(actions, LStr) and str(actions) == "*":
+            agent.all_actions = True
+            actions = LDict()
+        if not isinstance(actions, LDict):
+            sink.error("schema", f"`actions` of agent `{aid}` maps action names to `{{limits: [...]}}`, or is `*`",
+                       span_of(actions, where))
+            actions = LDict()
+        for name, spec in actions.items():
+            aspan = actions.key_spans.get(name)
+            action = catalog.actions.get(str(name))
+            if action is None:
+                from engine.errors import suggest_help
+
+                help_, sug = suggest_help(str(name), catalog.actions, "actions")
+                sink.error("unknown_action", f"unknown action `{name}` in agent `{aid}`", aspan, help=help_,
+                           suggestion=sug)
+                continue
+            limits = []
+            if isinstance(spec, LDict):
+                for k in sorted(set(spec) - {"limits"}):
+                    sink.error("schema", f"unknown key `{k}` under action `{name}`", spec.key_spans.get(k),
+                               help="known keys: limits")
+                limits = compiler.compile_all(raw_conditions(spec.get("limits"), aspan, sink), action)
+            agent.actions[str(name)] = limits
+        reg.agents[agent.id] = agent
+    default = data.get("default")
+    if default is not None:
+        if str(default) not in reg.agents:
+            sink.error("unknown_name", f"default agent `{default}` is not declared", span_of(default, top))
+        reg.default = str(default)
+    reg.plan = compiler.plan
+    return reg

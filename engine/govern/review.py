@@ -1,0 +1,226 @@
+"""The review queue: escalations wait here, with their full context, for a person.
+
+Stored with SQLAlchemy (SQLite in the workspace by default; any SQLAlchemy URL works). Every
+state change is one conditional UPDATE (`... WHERE status = 'pending'`), so two reviewers
+racing on one item cannot both win, and an approval can be consumed (applied) exactly once.
+
+States: pending → approved → applied, pending → rejected, pending → expired (fail closed:
+an item nobody decided in time counts as denied).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from sqlalchemy import (JSON, Column, DateTime, Index, MetaData, String, Table, Text, create_engine, event, insert,
+                        select, update)
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.engine import Engine as SAEngine
+
+from engine.errors import RulebridgeError
+
+STATUSES = ("pending", "approved", "rejected", "expired", "applied")
+
+metadata = MetaData()
+review_items = Table(
+    "review_items", metadata,
+    Column("id", String(24), primary_key=True),
+    Column("case_key", String(200), nullable=False, index=True),
+    Column("decision_id", String(64), nullable=False),
+    Column("ruleset", String(200), nullable=False),
+    Column("case_type", String(200), nullable=False),
+    Column("agent", String(200), nullable=False),
+    Column("status", String(16), nullable=False, index=True),
+    Column("reason", String(64), nullable=False),
+    Column("message", Text, nullable=False),
+    Column("proposal", JSON, nullable=True),
+    Column("proposal_hash", String(64), nullable=True),
+    Column("context", JSON, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("reviewer", String(200), nullable=True),
+    Column("note", Text, nullable=True),
+    Column("decided_at", DateTime(timezone=True), nullable=True),
+    Column("approved", JSON, nullable=True),  # the exact proposal approved
+    Column("approved_hash", String(64), nullable=True),
+    Column("applied_at", DateTime(timezone=True), nullable=True),
+)
+# INVARIANT: at most one pending item per case, enforced by the database (two processes enqueueing
+# the same case at once cannot both insert), not by a read-then-write in Python.
+Index("review_items_one_pending_per_case", review_items.c.case_key, unique=True,
+      sqlite_where=review_items.c.status == "pending", postgresql_where=review_items.c.status == "pending")
+
+
+class ReviewError(RulebridgeError):
+    """A review command that cannot be done; `code` is stable (review_not_found, review_not_pending, ...)."""
+
+    code = "review_error"
+
+
+@dataclass
+class ReviewItem:
+    id: str
+    case_key: str
+    decision_id: str
+    ruleset: str
+    case_type: str
+    agent: str
+    status: str
+    reason: str
+    message: str
+    proposal: dict[str, Any] | None
+    proposal_hash: str | None
+    context: dict[str, Any]
+    created_at: dt.datetime
+    expires_at: dt.datetime
+    reviewer: str | None = None
+    note: str | None = None
+    decided_at: dt.datetime | None = None
+    approved: dict[str, Any] | None = None
+    approved_hash: str | None = None
+    applied_at: dt.datetime | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        d = dict(self.__dict__)
+        for k in ("created_at", "expires_at", "decided_at", "applied_at"):
+            d[k] = d[k].isoformat() if d[k] else None
+        return d
+
+
+def _utc(v: dt.datetime | None) -> dt.datetime | None:
+    if v is None:
+        return None
+    return v if v.tzinfo else v.replace(tzinfo=dt.timezone.utc)  # SQLite drops the zone
+
+
+def default_url(root: Path) -> str:
+    return f"sqlite:///{(root / '.rulebridge' / 'state.db').as_posix()}"
+
+
+def open_db(url: str) -> SAEngine:
+    """An SQLAlchemy engine; SQLite gets WAL and a busy timeout, and its folder is created."""
+    if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
+        Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+    eng = create_engine(url, future=True, connect_args={"timeout": 30} if url.startswith("sqlite") else {})
+    if url.startswith("sqlite"):
+        @event.listens_for(eng, "connect")
+        def _pragmas(conn: Any, _record: Any) -> None:
+            cur = conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.close()
+    return eng
+
+
+class ReviewQueue:
+    """Persisted escalations. Time is injected (`clock`) so expiry can be tested."""
+
+    def __init__(self, url: str, *, expire_after: dt.timedelta = dt.timedelta(hours=72),
+                 clock: Callable[[], dt.datetime] | None = None):
+        self.url = url
+        self.db = open_db(url)
+        metadata.create_all(self.db)
+        for index in review_items.indexes:  # a database created before an index was added gets it too
+            index.create(self.db, checkfirst=True)
+        self.expire_after = expire_after
+        self.clock = clock or (lambda: dt.datetime.now(dt.timezone.utc))
+
+    def _row(self, r: Any) -> ReviewItem:
+        m = dict(r._mapping)
+        for k in ("created_at", "expires_at", "decided_at", "applied_at"):
+            m[k] = _utc(m[k])
+        return ReviewItem(**m)
+
+    def enqueue(self, *, case_key: str, decision_id: str, ruleset: str, case_type: str, agent: str, reason: str,
+                message: str, proposal: dict[str, Any] | None, proposal_hash: str | None,
+                context: dict[str, Any]) -> ReviewItem:
+        """Add an escalation; a case already pending (same `case_key`) is not added twice."""
+        now = self.clock()
+        pending = select(review_items).where(review_items.c.case_key == case_key, review_items.c.status == "pending")
+        for _ in range(5):
+            # Insert first (it takes the write lock at once); the unique index refuses a second pending item.
+            item_id = "R-" + secrets.token_hex(5)
+            try:
+                with self.db.begin() as c:
+                    c.execute(insert(review_items).values(
+                        id=item_id, case_key=case_key, decision_id=decision_id, ruleset=ruleset,
+                        case_type=case_type, agent=agent, status="pending", reason=reason, message=message[:4000],
+                        proposal=proposal, proposal_hash=proposal_hash,
+                        context=json.loads(json.dumps(context, default=str)),
+                        created_at=now, expires_at=now + self.expire_after))
+                    return self._row(c.execute(select(review_items).where(review_items.c.id == item_id)).one())
+            except IntegrityError:
+                with self.db.connect() as c:
+                    existing = c.execute(pending).first()
+                if existing is not None:
+                    return self._row(existing)
+                # the pending item was decided in between: try again
+        raise ReviewError(f"could not enqueue case `{case_key}`", code="review_conflict")
+
+    def expire(self) -> int:
+        """Mark every pending item past its deadline `expired` (counted as denied)."""
+        now = self.clock()
+        with self.db.begin() as c:
+            res = c.execute(update(review_items).where(review_items.c.status == "pending",
+                                                       review_items.c.expires_at <= now)
+                            .values(status="expired", decided_at=now, note="expired: no decision in time"))
+            return res.rowcount or 0
+
+    def list(self, status: str | None = None, limit: int = 200) -> list[ReviewItem]:
+        self.expire()
+        q = select(review_items).order_by(review_items.c.created_at, review_items.c.id).limit(limit)
+        if status:
+            q = q.where(review_items.c.status == status)
+        with self.db.connect() as c:
+            return [self._row(r) for r in c.execute(q)]
+
+    def get(self, item_id: str) -> ReviewItem:
+        self.expire()
+        with self.db.connect() as c:
+            r = c.execute(select(review_items).where(review_items.c.id == item_id)).first()
+        if r is None:
+            raise ReviewError(f"no review item `{item_id}`", code="review_not_found")
+        return self._row(r)
+
+    def _decide(self, item_id: str, values: dict[str, Any]) -> ReviewItem:
+        now = self.clock()
+        with self.db.begin() as c:
+            res = c.execute(update(review_items).where(review_items.c.id == item_id,
+                                                       review_items.c.status == "pending",
+                                                       review_items.c.expires_at > now)
+                            .values(decided_at=now, **values))
+            changed = res.rowcount == 1
+        item = self.get(item_id)  # outside the write transaction (SQLite: one writer at a time)
+        if not changed:
+            raise ReviewError(f"review item `{item_id}` is {item.status}, not pending; nothing was changed",
+                              code="review_not_pending")
+        return item
+
+    def approve(self, item_id: str, *, reviewer: str, proposal: dict[str, Any], proposal_hash: str,
+                note: str = "") -> ReviewItem:
+        """Record an approval of the exact (already verified) proposal; only a pending item can be approved."""
+        return self._decide(item_id, {"status": "approved", "reviewer": reviewer, "note": note,
+                                      "approved": proposal, "approved_hash": proposal_hash})
+
+    def reject(self, item_id: str, *, reviewer: str, reason: str) -> ReviewItem:
+        return self._decide(item_id, {"status": "rejected", "reviewer": reviewer, "note": reason})
+
+    def consume(self, item_id: str, approved_hash: str) -> bool:
+        """Apply an approval once: approved → applied for this exact proposal hash; False otherwise."""
+        with self.db.begin() as c:
+            res = c.execute(update(review_items).where(review_items.c.id == item_id,
+                                                       review_items.c.status == "approved",
+                                                       review_items.c.approved_hash == approved_hash)
+                            .values(status="applied", applied_at=self.clock()))
+            return res.rowcount == 1
+
+    def counts(self) -> dict[str, int]:
+        out = {s: 0 for s in STATUSES}
+        for item in self.list(limit=1_000_000):
+            out[item.status] += 1
+        return out

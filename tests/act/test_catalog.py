@@ -1,0 +1,257 @@
+"""The action catalog (`engine/act/catalog.py`): one strict pydantic model per action of
+rules/actions.yaml, checked against the Brightwater graph."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from engine.act.catalog import Catalog, ParamContext, ValidationError, format_errors, proposal_hash
+from tests.brightwater import BWD, workspace
+
+
+@pytest.fixture(scope="module")
+def gate():
+    return workspace().gate
+
+
+@pytest.fixture(scope="module")
+def catalog(gate) -> Catalog:
+    return gate.catalog
+
+
+def ok(catalog, gate, action, params):
+    return catalog.validate(action, params, gate.param_ctx)
+
+
+def errors(catalog, gate, action, params) -> list[str]:
+    with pytest.raises(ValidationError) as info:
+        catalog.validate(action, params, gate.param_ctx)
+    return format_errors(info.value)
+
+
+DISCOUNT = {"order": "bwd:SO-3002", "percent": 7}
+
+
+# -- the catalog ----------------------------------------------------------------------------------
+
+def test_one_model_per_declared_action(catalog):
+    assert set(catalog.models) == {"approve_invoice", "hold_invoice", "release_payment", "hold_payment",
+                                   "approve_discount", "assign_lead"}
+    assert set(catalog.models) == set(catalog.specs)
+
+
+def test_unknown_action_is_a_key_error(catalog, gate):
+    with pytest.raises(KeyError):
+        catalog.validate("approve_everything", {}, gate.param_ctx)
+
+
+# -- numbers ----------------------------------------------------------------------------------------
+
+def test_valid_discount_is_normalised(catalog, gate):
+    assert ok(catalog, gate, "approve_discount", DISCOUNT) == {"order": BWD + "SO-3002", "percent": 7.0}
+
+
+@pytest.mark.parametrize("value", ["2.5", "7", True, False, None, [7], {"v": 7}],
+                         ids=["numeric-text", "integer-text", "true", "false", "null", "list", "object"])
+def test_number_is_strict(catalog, gate, value):
+    errs = errors(catalog, gate, "approve_discount", {**DISCOUNT, "percent": value})
+    assert errs and all(e.startswith("percent:") for e in errs), errs
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf], ids=["nan", "inf", "-inf"])
+def test_nan_and_infinity_are_refused(catalog, gate, value):
+    errs = errors(catalog, gate, "approve_discount", {**DISCOUNT, "percent": value})
+    assert errs == ["percent: Input should be a finite number"]
+
+
+@pytest.mark.parametrize("value, ok_", [(0, True), (100, True), (-0.01, False), (100.01, False), (-1, False),
+                                        (1e308, False)])
+def test_minimum_and_maximum_are_inclusive_bounds(catalog, gate, value, ok_):
+    if ok_:
+        assert ok(catalog, gate, "approve_discount", {**DISCOUNT, "percent": value})["percent"] == value
+    else:
+        assert errors(catalog, gate, "approve_discount", {**DISCOUNT, "percent": value})[0].startswith("percent:")
+
+
+def test_minimum_without_maximum(catalog, gate):
+    base = {"invoice": "bwd:INV-10001", "method": "ach"}
+    assert errors(catalog, gate, "release_payment", {**base, "amount": -5}) == [
+        "amount: Input should be greater than or equal to 0"]
+    # no maximum is declared: the catalog leaves the size of a payment to preconditions, guards and limits
+    assert ok(catalog, gate, "release_payment", {**base, "amount": 10**9})["amount"] == 1e9
+
+
+# -- enums, text, required and extra fields -------------------------------------------------------
+
+@pytest.mark.parametrize("method", ["ach", "wire", "card", "check"])
+def test_enum_accepts_its_values(catalog, gate, method):
+    params = {"invoice": "bwd:INV-10001", "amount": 10, "method": method}
+    assert ok(catalog, gate, "release_payment", params)["method"] == method
+
+
+@pytest.mark.parametrize("method", ["ACH", "bitcoin", "", " ach", 1, None])
+def test_enum_refuses_anything_else(catalog, gate, method):
+    errs = errors(catalog, gate, "release_payment", {"invoice": "bwd:INV-10001", "amount": 10, "method": method})
+    assert [e for e in errs if e.startswith("method:")], errs
+
+
+def test_extra_fields_are_forbidden(catalog, gate):
+    errs = errors(catalog, gate, "approve_discount", {**DISCOUNT, "approved": True})
+    assert errs == ["approved: Extra inputs are not permitted"]
+
+
+def test_missing_required_field(catalog, gate):
+    assert errors(catalog, gate, "approve_discount", {"order": "bwd:SO-3002"}) == ["percent: Field required"]
+
+
+def test_optional_field_may_be_absent_or_null_but_not_of_another_type(catalog, gate):
+    assert "note" not in ok(catalog, gate, "approve_discount", DISCOUNT)
+    assert "note" not in ok(catalog, gate, "approve_discount", {**DISCOUNT, "note": None})
+    assert ok(catalog, gate, "approve_discount", {**DISCOUNT, "note": "ok"})["note"] == "ok"
+    assert errors(catalog, gate, "approve_discount", {**DISCOUNT, "note": 5})[0].startswith("note:")
+
+
+def test_text_is_capped(catalog, gate):
+    params = {"lead": "bwd:LEAD-4001", "owner": "bwd:EMP-037", "reason": "x" * 4001}
+    assert errors(catalog, gate, "assign_lead", params) == ["reason: String should have at most 4000 characters"]
+
+
+def test_params_must_be_an_object(catalog, gate):
+    for value in (None, [], "order=SO-3002", 7):
+        with pytest.raises(ValidationError):
+            catalog.validate("approve_discount", value, gate.param_ctx)
+
+
+def test_every_error_of_a_proposal_is_reported(catalog, gate):
+    errs = errors(catalog, gate, "release_payment", {"invoice": "bwd:SO-3002", "amount": "1", "method": "cash",
+                                                     "extra": 1})
+    assert {e.split(":")[0] for e in errs} == {"invoice", "amount", "method", "extra"}
+
+
+# -- IRIs -------------------------------------------------------------------------------------------
+
+def test_curie_and_full_iri_are_the_same_value(catalog, gate):
+    full = ok(catalog, gate, "approve_discount", {**DISCOUNT, "order": BWD + "SO-3002"})
+    short = ok(catalog, gate, "approve_discount", DISCOUNT)
+    assert full == short
+    assert short["order"] == BWD + "SO-3002"
+
+
+def test_iri_of_the_wrong_class_is_refused(catalog, gate):
+    # C-2038 is the customer of SO-3002: a real node, but not a SalesOrder
+    errs = errors(catalog, gate, "approve_discount", {**DISCOUNT, "order": "bwd:C-2038"})
+    assert len(errs) == 1 and errs[0].startswith("order:") and "SalesOrder" in errs[0], errs
+
+
+def test_iri_of_another_action_class_is_refused(catalog, gate):
+    errs = errors(catalog, gate, "assign_lead", {"lead": "bwd:SO-3002", "owner": "bwd:LEAD-4001", "reason": "x"})
+    assert {e.split(":")[0] for e in errs} == {"lead", "owner"}
+
+
+def test_unknown_iri_is_refused(catalog, gate):
+    errs = errors(catalog, gate, "approve_discount", {**DISCOUNT, "order": "bwd:SO-999999"})
+    assert len(errs) == 1 and "SalesOrder" in errs[0]
+    errs = errors(catalog, gate, "approve_discount", {**DISCOUNT, "order": "https://evil.example/SO-3002"})
+    assert len(errs) == 1 and errs[0].startswith("order:")
+
+
+@pytest.mark.parametrize("value", ["not an iri", "SO-3002", "unknownprefix:SO-3002", "", "bwd:SO 3002",
+                                   "https://brightwater.example/id/SO-3002>", "<https://brightwater.example/id/SO-3002>",
+                                   'bwd:SO-3002" . <x> <y> <z'],
+                         ids=["words", "bare-id", "unknown-prefix", "empty", "space", "trailing-bracket",
+                              "angle-brackets", "injection"])
+def test_text_that_is_not_an_iri_is_refused(catalog, gate, value):
+    errs = errors(catalog, gate, "approve_discount", {**DISCOUNT, "order": value})
+    assert len(errs) == 1 and errs[0].startswith("order:"), errs
+
+
+@pytest.mark.parametrize("value", [3002, None, ["bwd:SO-3002"], {"iri": "bwd:SO-3002"}])
+def test_iri_must_be_text(catalog, gate, value):
+    assert errors(catalog, gate, "approve_discount", {**DISCOUNT, "order": value})[0].startswith("order:")
+
+
+def test_iri_check_fails_closed_without_graph_context(catalog):
+    with pytest.raises(ValidationError) as info:
+        catalog.validate("approve_discount", DISCOUNT, None)  # type: ignore[arg-type]
+    assert "no graph context" in str(info.value)
+
+
+def test_iri_check_uses_the_graph_it_is_given(catalog, gate):
+    nothing_exists = ParamContext(gate.param_ctx.prefixes, lambda iri, cls: False)
+    with pytest.raises(ValidationError):
+        catalog.validate("approve_discount", DISCOUNT, nothing_exists)
+    seen = []
+    anything = ParamContext(gate.param_ctx.prefixes, lambda iri, cls: seen.append((iri, cls)) or True)
+    catalog.validate("approve_discount", DISCOUNT, anything)
+    assert seen == [(BWD + "SO-3002", "SalesOrder")]
+
+
+# -- JSON schema ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("action", ["approve_invoice", "hold_invoice", "release_payment", "hold_payment",
+                                    "approve_discount", "assign_lead"])
+def test_json_schema_per_action(catalog, action):
+    schema = catalog.json_schema(action)
+    spec = catalog.specs[action]
+    assert schema["type"] == "object"
+    assert schema["title"] == action
+    assert schema["additionalProperties"] is False
+    assert set(schema["properties"]) == set(spec.params)
+    assert set(schema.get("required", [])) == {p.name for p in spec.params.values() if p.required}
+    assert schema["description"] == spec.description
+
+
+def test_json_schema_carries_types_bounds_and_enums(catalog):
+    pay = catalog.json_schema("release_payment")["properties"]
+    assert pay["amount"]["type"] == "number" and pay["amount"]["minimum"] == 0
+    assert pay["method"]["enum"] == ["ach", "wire", "card", "check"]
+    disc = catalog.json_schema("approve_discount")["properties"]
+    assert disc["percent"]["minimum"] == 0 and disc["percent"]["maximum"] == 100
+    assert disc["order"]["type"] == "string"
+
+
+def test_json_schema_tells_the_class_of_each_iri_parameter(catalog):
+    """Regression: the parameter's own `description` (or its absence) erased the IRI class from
+    the schema, so the model was never told that `order` is the IRI of a SalesOrder."""
+    disc = catalog.json_schema("approve_discount")["properties"]["order"]
+    assert "SalesOrder" in str(disc)
+    approver = catalog.json_schema("approve_invoice")["properties"]["approver"]
+    assert "Employee" in str(approver)
+    assert "approval limit" in approver["description"]  # the analyst's own description is kept too
+
+
+# -- proposal hash ----------------------------------------------------------------------------------
+
+def test_proposal_hash_is_stable_and_order_independent():
+    a = proposal_hash("approve_discount", {"order": BWD + "SO-3002", "percent": 7.0})
+    b = proposal_hash("approve_discount", {"percent": 7.0, "order": BWD + "SO-3002"})
+    assert a == b
+    assert len(a) == 64 and int(a, 16) >= 0
+    # a fixed value: the hash binds approvals and idempotency keys across processes and versions
+    assert a == proposal_hash("approve_discount", {"order": BWD + "SO-3002", "percent": 7.0})
+
+
+def test_proposal_hash_binds_action_and_every_parameter():
+    base = proposal_hash("approve_discount", {"order": BWD + "SO-3002", "percent": 7.0})
+    assert proposal_hash("approve_discount", {"order": BWD + "SO-3002", "percent": 7.01}) != base
+    assert proposal_hash("approve_discount", {"order": BWD + "SO-3003", "percent": 7.0}) != base
+    assert proposal_hash("approve_discount", {"order": BWD + "SO-3002", "percent": 7.0, "note": "x"}) != base
+    assert proposal_hash("hold_invoice", {"order": BWD + "SO-3002", "percent": 7.0}) != base
+
+
+def test_hash_of_validated_params_does_not_depend_on_spelling(catalog, gate):
+    spellings = [{"order": "bwd:SO-3002", "percent": 7}, {"percent": 7.0, "order": BWD + "SO-3002"},
+                 {"order": " bwd:SO-3002", "percent": 7, "note": None}]
+    hashes = {proposal_hash("approve_discount", ok(catalog, gate, "approve_discount", p)) for p in spellings}
+    assert len(hashes) == 1
+
+
+def test_proposal_hash_known_value():
+    # pinned so that a change of the canonical form (which would orphan stored approvals) is noticed
+    import hashlib
+    import json
+
+    body = json.dumps({"action": "a", "params": {"x": 1}}, sort_keys=True, separators=(",", ":"))
+    assert proposal_hash("a", {"x": 1}) == hashlib.sha256(body.encode()).hexdigest()
