@@ -1,0 +1,1 @@
+"""Reproducible benchmarks with their recorded results (see RESULTS.md)."""
