@@ -428,6 +428,9 @@ def run_config(n_rules: int, triples: int, *, cache: Path, n_cases: int, seconds
             wsmod.open_store = real_open
         res["graph_open_s"] = opened.get("s", float("nan"))
         ws = eng.ws
+        if ws.store is None:  # e.g. another process holds the on-disk store's lock
+            raise SystemExit(f"cannot open the graph store {store_dir}: "
+                             + "; ".join(d.message for d in ws.diagnostics if d.code == "graph_syntax"))
         rs = ws.rulesets[RULESET]
         matcher = eng.matcher_for(rs)
         res["networks"] = len(matcher.networks)
