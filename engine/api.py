@@ -197,20 +197,8 @@ class Engine:
 
     def verify(self, case: Case | dict[str, Any], proposal: Proposal) -> Any:
         """Verify a proposal (from anyone) against the facts of a case, now: the gate's verdict."""
-        from engine.errors import CaseError
         from engine.govern.verify import verify
-        from engine.kg.resolver import resolve_facts
-        from engine.lang.payload import validate_payload
-        from engine.pipeline import _authenticate
+        from engine.pipeline import prepare
 
-        c = self._case(case)
-        rs = self.ws.by_case_type.get(c.type)
-        if rs is None:
-            raise CaseError(f"no ruleset decides case type `{c.type}`", code="no_ruleset")
-        agent = _authenticate(self.ws, c, rs.name)
-        payload, problems = validate_payload(rs.case_schema, c.payload, self.ws.prefixes)
-        if problems:
-            raise CaseError(problems)
-        as_of = dt.date.fromisoformat(c.as_of[:10]) if c.as_of else self.clock()
-        env, reads = resolve_facts(rs, payload, self.ws.graph, as_of=as_of)  # type: ignore[arg-type]
+        rs, agent, env, reads, _as_of = prepare(self.ws, self._case(case), self.clock)
         return verify(proposal, gate=self.ws.gate, rs=rs, env=env, agent=agent, reads=reads)

@@ -157,14 +157,10 @@ def _authenticate(ws: Workspace, case: Case, rs_name: str) -> Agent:
     return agent
 
 
-def decide(ws: Workspace, case: Case, *, matcher_for: Callable[[CompiledRuleset], Any],
-           clock: Callable[[], dt.date], new_id: Callable[[], str], fallback: Any = None,
-           queue: Any = None) -> Decision:
-    """Decide one case. Pure apart from the graph reads, the model and the review queue; the
-    clock and ids are injected. `fallback` is an `engine.llm.fallback.Fallback` (None: no LLM),
-    `queue` an `engine.govern.review.ReviewQueue` (None: escalations are not persisted)."""
-    t0 = time.perf_counter()
-    # 1. which ruleset, who asks, and is the payload what the ruleset expects?
+def prepare(ws: Workspace, case: Case, clock: Callable[[], dt.date]
+            ) -> tuple[CompiledRuleset, Agent, dict[str, Any], Reads, dt.date]:
+    """The ruleset for the case type, the asking agent, the validated payload's facts resolved
+    from the graph (exactly the planned paths, with provenance) and the decision date."""
     rs = ws.by_case_type.get(case.type)
     if rs is None:
         from engine.errors import suggest_help
@@ -176,9 +172,20 @@ def decide(ws: Workspace, case: Case, *, matcher_for: Callable[[CompiledRuleset]
     if problems:
         raise CaseError(problems)
     as_of = dt.date.fromisoformat(case.as_of[:10]) if case.as_of else clock()
-    # 2. resolve facts: exactly the planned paths, with provenance.
     assert ws.graph is not None, "the workspace graph is not loaded"
     env, reads = resolve_facts(rs, payload, ws.graph, as_of=as_of)
+    return rs, agent, env, reads, as_of
+
+
+def decide(ws: Workspace, case: Case, *, matcher_for: Callable[[CompiledRuleset], Any],
+           clock: Callable[[], dt.date], new_id: Callable[[], str], fallback: Any = None,
+           queue: Any = None) -> Decision:
+    """Decide one case. Pure apart from the graph reads, the model and the review queue; the
+    clock and ids are injected. `fallback` is an `engine.llm.fallback.Fallback` (None: no LLM),
+    `queue` an `engine.govern.review.ReviewQueue` (None: escalations are not persisted)."""
+    t0 = time.perf_counter()
+    # 1–2. which ruleset, who asks, is the payload valid; then resolve the planned facts.
+    rs, agent, env, reads, as_of = prepare(ws, case, clock)
     t1 = time.perf_counter()
     # 3. match every rule, then let the hit policy pick.
     matcher = matcher_for(rs)
@@ -265,13 +272,11 @@ def decide(ws: Workspace, case: Case, *, matcher_for: Callable[[CompiledRuleset]
     if session is not None and llm_trace is not None:
         llm_trace.update(attempts=[a.to_json() for a in session.attempts], calls=len(session.attempts),
                          schema_repairs=session.schema_repairs, guard_repairs=session.guard_repairs)
-    guard_hits = [GuardResult(r.id or "", r.code.split("_", 1)[1], r.message,
+    guard_hits = [GuardResult(r.id or "", "review" if r.code == "guard_review" else "deny", r.message,
                               proposals[0].action if proposals else None)
                   for r in checks if r.code in ("guard_deny", "guard_review", "guard_error")]
     order = {g.id: i for i, g in enumerate(rs.guards)}
     guard_hits.sort(key=lambda g: order.get(g.id, len(order)))
-    for g in guard_hits:
-        g.kind = "deny" if g.kind == "error" else g.kind
     t3 = time.perf_counter()
     decision = Decision(
         id=new_id(), case=Case(case.type, case.payload, case.id, agent.id, case.as_of), ruleset=rs.name,

@@ -18,6 +18,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict, Valid
 
 from engine.lang.actions import ActionCatalog, ActionSpec, ParamSpec
 from engine.lang.checker import expand_iri
+from engine.lang.payload import is_iri
 from engine.lang.types import Type
 
 MAX_TEXT = 4000  # a parameter of type string longer than this is refused
@@ -37,7 +38,7 @@ def _iri_validator(cls: str) -> Callable[[str, ValidationInfo], str]:
         if not isinstance(ctx, ParamContext):  # fail closed: no graph, no IRI check, no pass
             raise ValueError("no graph context to check the IRI against")
         iri = expand_iri(value.strip(), ctx.prefixes)
-        if not iri.startswith(("http://", "https://", "urn:")) or any(c in iri for c in ' <>"{}|\\^`'):
+        if not iri.startswith(("http://", "https://", "urn:")) or not is_iri(iri):
             raise ValueError(f"`{value}` is not an IRI")
         if not ctx.instance_of(iri, cls):
             raise ValueError(f"`{value}` is not a {cls} in the knowledge graph")

@@ -17,6 +17,16 @@ def _v(value: Any) -> str:
     return json.dumps(to_json_value(value), default=str)
 
 
+def _facts_table(console: Console, facts: dict[str, Any], title: str) -> None:
+    if facts:
+        t = Table(title=title, show_edge=False)
+        t.add_column("path")
+        t.add_column("value")
+        for k, v in facts.items():
+            t.add_row(k, _v(v))
+        console.print(t)
+
+
 def render_decision(console: Console, d: Any, rs: Any) -> None:
     """A decision for people: outcome, why, what would run, and the facts behind it."""
     color = _COLOR.get(d.outcome, "white")
@@ -44,14 +54,7 @@ def render_decision(console: Console, d: Any, rs: Any) -> None:
                       markup=False)
     for g in d.guards:
         console.print(f"  guard [bold]{g.id}[/] ({g.kind}): {g.message}")
-    facts = d.facts(rs)
-    if facts:
-        t = Table(title="facts the rules read", show_edge=False)
-        t.add_column("path")
-        t.add_column("value")
-        for k, v in facts.items():
-            t.add_row(k, _v(v))
-        console.print(t)
+    _facts_table(console, d.facts(rs), "facts the rules read")
     console.print(f"  rule revision {d.rule_revision} · graph revision {d.graph_revision} · as of {d.as_of} · "
                   f"{len(d.reads.provenance()) if d.reads else 0} triples read · decision {d.id}", markup=False)
 
@@ -131,14 +134,7 @@ def render_review_item(console: Console, item: Any) -> None:
         console.print(f"  check {c['code']}{' ' + c['id'] if c.get('id') else ''}: {c['message']}", markup=False)
     if ctx.get("llm"):
         render_llm(console, ctx["llm"])
-    facts = ctx.get("facts") or {}
-    if facts:
-        t = Table(title="facts", show_edge=False)
-        t.add_column("path")
-        t.add_column("value")
-        for k, v in facts.items():
-            t.add_row(k, _v(v))
-        console.print(t)
+    _facts_table(console, ctx.get("facts") or {}, "facts")
     if item.reviewer:
         console.print(f"  decided by {item.reviewer} at {item.decided_at:%Y-%m-%d %H:%M}: {item.note or ''}",
                       markup=False)

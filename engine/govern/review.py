@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from sqlalchemy import (JSON, Column, DateTime, Index, MetaData, String, Table, Text, create_engine, event, insert,
-                        select, update)
+from sqlalchemy import (JSON, Column, DateTime, Index, MetaData, String, Table, Text, create_engine, event, func,
+                        insert, select, update)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.engine import Engine as SAEngine
 
@@ -220,7 +220,10 @@ class ReviewQueue:
             return res.rowcount == 1
 
     def counts(self) -> dict[str, int]:
+        self.expire()
         out = {s: 0 for s in STATUSES}
-        for item in self.list(limit=1_000_000):
-            out[item.status] += 1
+        with self.db.connect() as c:
+            for status, n in c.execute(select(review_items.c.status, func.count())
+                                       .group_by(review_items.c.status)):
+                out[status] = n
         return out

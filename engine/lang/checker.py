@@ -257,7 +257,7 @@ class Checker:
         if n.name in scope.derived_fns:
             if not scope.allow_derived_calls:
                 self.sink.error("expr_forbidden", f"`{n.name}` reads the graph and may only be used under `derived:`",
-                                n.name_span, help=f"declare it under `derived:` and use its name here")
+                                n.name_span, help="declare it under `derived:` and use its name here")
                 return ANY
             for a in n.args:
                 if not (isinstance(a, Lit) and isinstance(a.value, str)):

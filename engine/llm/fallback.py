@@ -28,7 +28,7 @@ from engine.act.catalog import Catalog, ParamContext, format_errors
 from engine.proposals import Proposal
 
 from .config import LLMConfig
-from .models import Messages, Model, ModelError, Reply, prompt_hash
+from .models import Messages, Model, ModelError, ReplayModel, Reply, prompt_hash
 from .prompt import repair_message
 
 
@@ -151,7 +151,7 @@ class Fallback:
 
     @property
     def replaying(self) -> bool:
-        return self.model.__class__.__name__ == "ReplayModel"
+        return isinstance(self.model, ReplayModel)
 
     def _call_once(self, messages: Messages) -> Reply:
         self.budget.take()
