@@ -9,6 +9,7 @@ computed once per case), and the resolution plan (exactly the graph paths the ru
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import math
 import re
@@ -144,8 +145,9 @@ class CompiledRuleset:
     synthetic: dict[str, tuple[str, Fn, E.Node]]  # canonical text -> (field key, closure, node)
     scope: Scope | None = None
 
-    @property
+    @functools.cached_property
     def rule_by_id(self) -> dict[str, Rule]:
+        """Rules by id (built once: `rules` is not changed after compilation)."""
         return {r.id: r for r in self.rules}
 
 
@@ -656,7 +658,7 @@ class RulesetCompiler:
             trie = edge.children
 
     def _analyse(self, rules: list[Rule], hit_policy: str) -> None:
-        from .analysis import find_contradiction, shadowing_rule
+        from .analysis import find_contradiction, shadowed_rules
 
         for r in rules:
             why = find_contradiction(r)
@@ -665,12 +667,10 @@ class RulesetCompiler:
                                   help="check the comparison operators and values")
         if hit_policy in ("priority", "first"):
             ranked = sorted(rules, key=lambda r: (-r.priority, r.order)) if hit_policy == "priority" else rules
-            for i, r in enumerate(ranked):
-                winner = shadowing_rule(r, ranked[:i])
-                if winner is not None:
-                    self.sink.warning("shadowed", f"rule `{r.id}` can never win: `{winner.id}` ranks higher and "
-                                      "matches whenever it does", r.span,
-                                      help=f"raise the priority of `{r.id}` or narrow `{winner.id}`")
+            for r, winner in shadowed_rules(ranked):
+                self.sink.warning("shadowed", f"rule `{r.id}` can never win: `{winner.id}` ranks higher and "
+                                  "matches whenever it does", r.span,
+                                  help=f"raise the priority of `{r.id}` or narrow `{winner.id}`")
 
 
 def network_atom(node: E.Node) -> tuple[tuple[str, ...], str, Any] | None:

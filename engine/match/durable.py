@@ -242,12 +242,11 @@ class _Network:
             s = self._local.sid = str(next(self._sids) % 64)
         return s
 
-    def match(self, fact: dict[str, Any]) -> list[str]:
+    def match(self, body: str) -> list[str]:
+        """Names of the rules of this network that match `body` (a fact's JSON fields, no braces)."""
         dre = self.dre
         with self.lock:
-            fact["sid"] = self.sid()
-            fact["id"] = str(next(self._ids))
-            text = _dumps(fact)
+            text = f'{{"sid": "{self.sid()}", "id": "{next(self._ids)}", {body}}}'
             try:
                 result = dre.assert_fact(self.handle, text)
             except dre.error as exc:
@@ -257,15 +256,22 @@ class _Network:
                 state = result[1]
                 res = dre.start_action_for_state(self.handle, state)
                 if res:
-                    out.extend(json.loads(res[1]))
+                    out.append(_action_name(res[1]))
                     while True:
                         nxt = dre.complete_and_start_action(self.handle, state)
                         if not nxt:
                             break
-                        out.extend(json.loads(nxt))
+                        out.append(_action_name(nxt))
             finally:
                 dre.retract_fact(self.handle, text)
             return out
+
+
+def _action_name(text: str) -> str:
+    """The rule name of one action result, `{"r12":{"m":{...}}}`, without parsing the fact."""
+    if not text.startswith('{"'):
+        raise MatcherError(f"unexpected action result from durable-rules: {text[:80]!r}")
+    return text[2:text.index('"', 2)]
 
 
 def _digest(obj: Any) -> str:
@@ -290,6 +296,7 @@ class DurableMatcher:
             kinds, kind = rs.network_info[path]
             self._fields.append((key, path[0], tuple(path[1:]), kinds, _KIND_OK.get(kind, lambda v: False)))
         self._synthetic = [(key, fn) for key, fn, _node in rs.synthetic.values()]
+        self._order: dict[str, int] = {}  # durable rule name -> index in rs.rules
         chunks: list[dict[str, Any]] = []
         chunk: dict[str, Any] = {}
         trie = _BoundTrie()
@@ -309,6 +316,7 @@ class DurableMatcher:
             trie.add(atoms)
             name = f"r{i}"
             self.rule_names[name] = rule.id
+            self._order[name] = i
             tests = [_atom_json(k, op, lit) for k, op, lit in atoms]
             cond = tests[0] if len(tests) == 1 else {"$and": tests}
             chunk[name] = {"all": [{"m": cond}]}
@@ -357,17 +365,17 @@ class DurableMatcher:
     def match(self, env: dict[str, Any]) -> list[str]:
         """Ids of every rule that matches, in ruleset order."""
         self.stats["cases"] += 1
-        fact = self.flat_fact(env)
+        body = _dumps(self.flat_fact(env))[1:-1]  # encoded once, shared by every network
         names: list[str] = []
         try:
             for net in self.networks:
-                names.extend(net.match(dict(fact)))
+                names.extend(net.match(body))
         except MatcherError as exc:
             from .reference import match_reference
 
             self.stats["fallbacks"] += 1
             self.last_fallback = str(exc)
             return match_reference(self.rs, env)
-        ids = {self.rule_names[n] for n in names}
-        return [r.id for r in self.rs.rules if r.id in ids]
+        order = self._order
+        return [self.rs.rules[i].id for i in sorted({order[n] for n in names})]
 

@@ -213,7 +213,6 @@ PATHOLOGICAL: dict[str, str | bytes] = {
     "binary_garbage": b"\x00\xff\xfe\x89PNG\r\n\x1a\n\x00\x00\xc3\x28",
     "latin1_bytes": b"ruleset: caf\xe9\non: x\n",
     "tabs_for_indent": "ruleset: p\n\ton: x\n",
-    "tab_in_flow": RS + "rules:\n  - id: a\n    when: [\tcase.invoice.amount > 1]\n    then: {no_action: x}\n",
     "rule_is_a_string": RS + "rules:\n  - just a string\n",
     "rule_is_a_list": RS + "rules:\n  - [a, b]\n",
     "when_is_a_number": RS + "rules:\n  - id: a\n    when: 5\n    then: {no_action: x}\n",
