@@ -41,3 +41,41 @@ def _no_live_model_calls():
     before = len(blocked_live_calls)
     yield
     assert len(blocked_live_calls) == before, f"a test tried to call a live model: {blocked_live_calls[before:]}"
+
+
+# --- SQL backends -----------------------------------------------------------------------------
+# Suites that store state (review queue, execution ledger, audit log) run on SQLite and, when
+# RULEBRIDGE_TEST_PG_URL names a PostgreSQL database (`.ci/run` starts one), on PostgreSQL too.
+# With RULEBRIDGE_REQUIRE_PG=1 (set by `.ci/run`) a missing server fails instead of skipping.
+PG_URL = os.environ.get("RULEBRIDGE_TEST_PG_URL", "")
+
+
+def _pg_schema_url(base: str, schema: str) -> str:
+    sep = "&" if "?" in base else "?"
+    return f"{base}{sep}options=-csearch_path%3D{schema}"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def sql_url(request, tmp_path):
+    """A fresh, empty database URL: a SQLite file, or a new schema in the test PostgreSQL."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/state.db"
+        return
+    if not PG_URL:
+        if os.environ.get("RULEBRIDGE_REQUIRE_PG") == "1":
+            pytest.fail("RULEBRIDGE_REQUIRE_PG=1 but RULEBRIDGE_TEST_PG_URL is not set")
+        pytest.skip("no PostgreSQL: set RULEBRIDGE_TEST_PG_URL (see .ci/run)")
+    import secrets
+
+    from sqlalchemy import create_engine, text
+
+    schema = f"t_{secrets.token_hex(6)}"
+    admin = create_engine(PG_URL)
+    with admin.begin() as conn:
+        conn.execute(text(f"CREATE SCHEMA {schema}"))
+    try:
+        yield _pg_schema_url(PG_URL, schema)
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+        admin.dispose()
