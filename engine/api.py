@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from engine.errors import LoadError
+from engine.errors import Diagnostic, LoadError
 from engine.lang.compiler import CompiledRuleset
 from engine.match import make_matcher
 from engine.match.reference import RuleTrace, explain_rules
@@ -87,6 +87,9 @@ class Engine:
                           or str(ws.config.section("storage").get("url") or ""))
         self.now = now
         self._queue: Any = None
+        self._identities: Any = None
+        security = ws.config.section("security")
+        self.require_keys = bool(security.get("require_keys", False))
 
     @classmethod
     def open(cls, workspace: str | Path = ".", *, matcher: str = "durable", backend: str | None = None,
@@ -110,6 +113,27 @@ class Engine:
                                       expire_after=dt.timedelta(hours=hours), clock=self.now)
         return self._queue
 
+    @property
+    def identities(self) -> Any:
+        """Issued keys and revoked identities (`engine.govern.identity.IdentityStore`), in the state DB."""
+        if self._identities is None:
+            from engine.govern.identity import IdentityStore
+            from engine.storage import default_url
+
+            self._identities = IdentityStore(self.state_url or default_url(self.ws.root), clock=self.now)
+        return self._identities
+
+    def authenticate(self, key: str | None, kind: str = "agent") -> str | None:
+        """The identity a key proves (None without a key, when keys are not required)."""
+        from engine.errors import AuthError
+
+        if key is None or not key.strip():
+            if self.require_keys:
+                raise AuthError(f"this engine requires a key for every {kind} ([security] require_keys)",
+                                code="auth_required")
+            return None
+        return self.identities.authenticate(key, kind)
+
     def matcher_for(self, rs: CompiledRuleset) -> Any:
         m = self._matchers.get(rs.name)
         if m is None:
@@ -127,18 +151,38 @@ class Engine:
     def _case(self, case: Case | dict[str, Any]) -> Case:
         return case if isinstance(case, Case) else Case.from_json(case)
 
-    def decide(self, case: Case | dict[str, Any], *, llm: bool = True, review: bool = True) -> Decision:
+    def decide(self, case: Case | dict[str, Any], *, llm: bool = True, review: bool = True,
+               key: str | None = None) -> Decision:
         """Decide a case: `execute` with proposals, `deny`, `escalate` or `no_action`, with reasons.
 
+        `key` is the asking agent's key (`rbk_...`): it proves the identity, which the case's
+        `agent` may then only repeat. Without a key the case's `agent` (or the workspace default)
+        is taken at its word, unless `[security] require_keys` is on. Unknown, revoked and
+        out-of-scope agents are refused with `AuthError` before anything is decided.
         With `llm`, a case no rule decides goes to the configured model; with `review`, an
         escalation is persisted in the review queue (`decision.review_id`)."""
+        caller = self.authenticate(key)
         return decide(self.ws, self._case(case), matcher_for=self.matcher_for, clock=self.clock,
                       new_id=self.new_id, fallback=self.fallback if llm else None,
-                      queue=self.queue if review else None)
+                      queue=self.queue if review else None, caller=caller,
+                      identities=self._identities_if_used())
 
-    def explain(self, case: Case | dict[str, Any], *, llm: bool = True, review: bool = False) -> Explanation:
+    def _identities_if_used(self) -> Any:
+        """The identity store when keys are in play (required, or the state DB already exists);
+        a workspace that never issued a key decides without touching the database."""
+        if self._identities is not None or self.require_keys:
+            return self.identities
+        from engine.storage import default_url
+
+        url = self.state_url or default_url(self.ws.root)
+        if url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).exists():
+            return None
+        return self.identities
+
+    def explain(self, case: Case | dict[str, Any], *, llm: bool = True, review: bool = False,
+                key: str | None = None) -> Explanation:
         """Decide a case and trace every rule: why it matched or the first condition that failed."""
-        decision = self.decide(case, llm=llm, review=review)
+        decision = self.decide(case, llm=llm, review=review, key=key)
         rs = self.ws.rulesets[decision.ruleset]
         return Explanation(decision, explain_rules(rs, decision.env), rs)
 
@@ -153,16 +197,43 @@ class Engine:
     def review_show(self, item_id: str) -> Any:
         return self.queue.get(item_id)
 
-    def review_reject(self, item_id: str, *, reviewer: str, reason: str) -> Any:
+    def _reviewer(self, item: Any, reviewer: str | None, key: str | None) -> str:
+        """The reviewer who settles `item`: declared, permitted for its ruleset, and proved by
+        their key when one is given (or required)."""
+        from engine.errors import AuthError, suggest_help
         from engine.govern.review import ReviewError
 
-        if not reviewer.strip() or not reason.strip():
-            raise ReviewError("a rejection names its reviewer and gives a reason", code="review_incomplete")
+        proved = self.authenticate(key, "reviewer")
+        if proved is not None:
+            if reviewer and reviewer != proved:
+                raise AuthError(f"the key belongs to reviewer `{proved}`, not `{reviewer}`",
+                                code="auth_identity_mismatch")
+            reviewer = proved
+        if not reviewer or not reviewer.strip():
+            raise ReviewError("a review names its reviewer (--reviewer)", code="review_incomplete")
+        found = self.ws.agents.reviewer(reviewer)
+        if found is None:
+            help_, _ = suggest_help(reviewer, self.ws.agents.reviewers, "reviewers")
+            raise AuthError([Diagnostic("reviewer_unknown", f"unknown reviewer `{reviewer}`", help=help_)])
+        if self._identities_if_used() is not None:
+            self.identities.check_not_revoked(reviewer)
+        if not found.may_review(item.ruleset):
+            raise AuthError([Diagnostic("reviewer_not_permitted",
+                                        f"reviewer `{reviewer}` may not settle `{item.ruleset}` escalations",
+                                        help=f"their rulesets: {', '.join(found.rulesets)}")])
+        return reviewer
+
+    def review_reject(self, item_id: str, *, reviewer: str | None, reason: str, key: str | None = None) -> Any:
+        from engine.govern.review import ReviewError
+
+        if not reason.strip():
+            raise ReviewError("a rejection gives a reason", code="review_incomplete")
+        reviewer = self._reviewer(self.queue.get(item_id), reviewer, key)
         return self.queue.reject(item_id, reviewer=reviewer, reason=reason)
 
-    def review_approve(self, item_id: str, *, reviewer: str, action: str | None = None,
+    def review_approve(self, item_id: str, *, reviewer: str | None, action: str | None = None,
                        params: dict[str, Any] | None = None, expect_hash: str | None = None,
-                       note: str = "") -> Any:
+                       note: str = "", key: str | None = None) -> Any:
         """Approve a pending item: the proposal waiting in it, or one the reviewer gives.
 
         The approval is re-verified now, against the current graph, as a `human` proposal: any
@@ -172,9 +243,8 @@ class Engine:
         from engine.govern.review import ReviewError
         from engine.govern.verify import Deny
 
-        if not reviewer.strip():
-            raise ReviewError("an approval names its reviewer (--reviewer)", code="review_incomplete")
         item = self.queue.get(item_id)
+        reviewer = self._reviewer(item, reviewer, key)
         if item.status != "pending":
             raise ReviewError(f"review item `{item_id}` is {item.status}, not pending", code="review_not_pending")
         if action is None:

@@ -107,6 +107,15 @@ class LoadError(RulebridgeError):
     code = "load_error"
 
 
+class AuthError(RulebridgeError):
+    """An identity that may not act (refused before anything is decided); `code` is stable:
+    auth_required, auth_key_malformed, auth_key_unknown, auth_key_revoked, auth_identity_revoked,
+    auth_identity_mismatch, auth_wrong_kind, agent_unknown, agent_not_permitted, reviewer_unknown,
+    reviewer_not_permitted."""
+
+    code = "auth_error"
+
+
 class CaseError(RulebridgeError):
     """A case is malformed or names a case type nothing decides."""
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from engine.act.catalog import proposal_hash
-from engine.errors import CaseError, Diagnostic
+from engine.errors import AuthError, CaseError, Diagnostic
 from engine.govern.agents import Agent
 from engine.govern.verify import Accept, Deny, Reason, Review, Verdict, verify
 from engine.kg.resolver import Reads, resolve_facts
@@ -141,24 +141,34 @@ def _verdict_outcome(verdict: Verdict) -> tuple[str, str, list[Reason]]:
     raise AssertionError(f"unhandled verdict {verdict!r}")  # pragma: no cover
 
 
-def _authenticate(ws: Workspace, case: Case, rs_name: str) -> Agent:
-    """Placeholder authentication: the agent the case names (or the workspace default) must exist
-    and may ask this ruleset. Keys arrive with the governed-execution issue."""
+def _authenticate(ws: Workspace, case: Case, rs_name: str, caller: str | None, identities: Any) -> Agent:
+    """Who asks, and may they ask this ruleset.
+
+    `caller` is the agent a key proved (None: no key was given, the case's `agent` names the
+    identity — allowed unless the engine requires keys). `identities` (an
+    `engine.govern.identity.IdentityStore`, or None) refuses revoked identities."""
     named = case.agent if case.agent and case.agent != "anonymous" else None
+    if caller is not None:
+        if named is not None and named != caller:
+            raise AuthError(f"the key belongs to `{caller}`, but the case says it comes from `{named}`",
+                            code="auth_identity_mismatch")
+        named = caller
     agent = ws.agents.get(named)
     if agent is None:
         from engine.errors import suggest_help
 
         help_, _ = suggest_help(named or "", ws.agents.agents, "agents")
-        raise CaseError([Diagnostic("agent_unknown", f"unknown agent `{named or ws.agents.default}`", help=help_)])
+        raise AuthError([Diagnostic("agent_unknown", f"unknown agent `{named or ws.agents.default}`", help=help_)])
+    if identities is not None:
+        identities.check_not_revoked(agent.id)
     if not agent.may_ask(rs_name):
-        raise CaseError([Diagnostic("agent_not_permitted", f"agent `{agent.id}` may not ask ruleset `{rs_name}`",
+        raise AuthError([Diagnostic("agent_not_permitted", f"agent `{agent.id}` may not ask ruleset `{rs_name}`",
                                     help=f"its rulesets: {', '.join(agent.rulesets)}")])
     return agent
 
 
-def prepare(ws: Workspace, case: Case, clock: Callable[[], dt.date]
-            ) -> tuple[CompiledRuleset, Agent, dict[str, Any], Reads, dt.date]:
+def prepare(ws: Workspace, case: Case, clock: Callable[[], dt.date], *, caller: str | None = None,
+            identities: Any = None) -> tuple[CompiledRuleset, Agent, dict[str, Any], Reads, dt.date]:
     """The ruleset for the case type, the asking agent, the validated payload's facts resolved
     from the graph (exactly the planned paths, with provenance) and the decision date."""
     rs = ws.by_case_type.get(case.type)
@@ -167,7 +177,7 @@ def prepare(ws: Workspace, case: Case, clock: Callable[[], dt.date]
 
         help_, _ = suggest_help(case.type, ws.by_case_type, "case types")
         raise CaseError([Diagnostic("no_ruleset", f"no ruleset decides case type `{case.type}`", help=help_)])
-    agent = _authenticate(ws, case, rs.name)
+    agent = _authenticate(ws, case, rs.name, caller, identities)
     payload, problems = validate_payload(rs.case_schema, case.payload, ws.prefixes)
     if problems:
         raise CaseError(problems)
@@ -179,13 +189,13 @@ def prepare(ws: Workspace, case: Case, clock: Callable[[], dt.date]
 
 def decide(ws: Workspace, case: Case, *, matcher_for: Callable[[CompiledRuleset], Any],
            clock: Callable[[], dt.date], new_id: Callable[[], str], fallback: Any = None,
-           queue: Any = None) -> Decision:
+           queue: Any = None, caller: str | None = None, identities: Any = None) -> Decision:
     """Decide one case. Pure apart from the graph reads, the model and the review queue; the
     clock and ids are injected. `fallback` is an `engine.llm.fallback.Fallback` (None: no LLM),
     `queue` an `engine.govern.review.ReviewQueue` (None: escalations are not persisted)."""
     t0 = time.perf_counter()
     # 1–2. which ruleset, who asks, is the payload valid; then resolve the planned facts.
-    rs, agent, env, reads, as_of = prepare(ws, case, clock)
+    rs, agent, env, reads, as_of = prepare(ws, case, clock, caller=caller, identities=identities)
     t1 = time.perf_counter()
     # 3. match every rule, then let the hit policy pick.
     matcher = matcher_for(rs)

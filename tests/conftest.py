@@ -73,9 +73,15 @@ def sql_url(request, tmp_path):
     admin = create_engine(PG_URL)
     with admin.begin() as conn:
         conn.execute(text(f"CREATE SCHEMA {schema}"))
+    from engine import storage
+
+    storage.tracked = []  # the engines this test opens, closed before the schema is dropped
     try:
         yield _pg_schema_url(PG_URL, schema)
     finally:
+        for eng in storage.tracked:
+            eng.dispose()
+        storage.tracked = None
         with admin.begin() as conn:
             conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
         admin.dispose()

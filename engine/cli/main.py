@@ -19,7 +19,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from engine.errors import CaseError, Diagnostic, LoadError, RulebridgeError, Span, render_json, render_text
+from engine.errors import AuthError, CaseError, Diagnostic, LoadError, RulebridgeError, Span, render_json, render_text
 
 EXIT_OK, EXIT_FINDINGS, EXIT_INPUT = 0, 1, 2
 
@@ -133,12 +133,12 @@ def test_cmd(path: Path = typer.Argument(Path("."), help="The workspace folder."
         raise typer.Exit(EXIT_FINDINGS)
 
 
-def _decide(case_file: Path, workspace: Path, fmt: Format, explain: bool) -> None:
+def _decide(case_file: Path, workspace: Path, fmt: Format, explain: bool, key: str | None) -> None:
     engine = _open_engine(workspace, fmt)
     data = _read_case(case_file, fmt)
     try:
-        result = engine.explain(data) if explain else engine.decide(data)
-    except CaseError as exc:
+        result = engine.explain(data, key=key) if explain else engine.decide(data, key=key)
+    except (CaseError, AuthError) as exc:
         _fail_diagnostics(exc.diagnostics, fmt, EXIT_INPUT)
     from engine.cli.render import render_decision, render_explanation
 
@@ -155,18 +155,22 @@ def _decide(case_file: Path, workspace: Path, fmt: Format, explain: bool) -> Non
             render_decision(out, result, rs)
 
 
+AgentKeyOpt = typer.Option(None, "--key", envvar="RULEBRIDGE_AGENT_KEY", show_envvar=True,
+                           help="The asking agent's key (rbk_...); proves its identity.")
+
+
 @app.command()
 def decide(case_file: Path = typer.Argument(..., help="A case as JSON: {type, payload}."),
-           workspace: Path = WorkspaceOpt, fmt: Format = FormatOpt) -> None:
+           workspace: Path = WorkspaceOpt, fmt: Format = FormatOpt, key: Optional[str] = AgentKeyOpt) -> None:
     """Decide one case."""
-    _decide(case_file, workspace, fmt, explain=False)
+    _decide(case_file, workspace, fmt, explain=False, key=key)
 
 
 @app.command()
 def explain(case_file: Path = typer.Argument(..., help="A case as JSON: {type, payload}."),
-            workspace: Path = WorkspaceOpt, fmt: Format = FormatOpt) -> None:
+            workspace: Path = WorkspaceOpt, fmt: Format = FormatOpt, key: Optional[str] = AgentKeyOpt) -> None:
     """Decide one case and show why each rule matched or not."""
-    _decide(case_file, workspace, fmt, explain=True)
+    _decide(case_file, workspace, fmt, explain=True, key=key)
 
 
 DEMO_RESPONSES = Path("examples/llm/demo_responses.jsonl")
@@ -268,7 +272,10 @@ def demo(workspace: Path = WorkspaceOpt,
 
 review_app = typer.Typer(no_args_is_help=True, help="The review queue: escalations waiting for a person.")
 app.add_typer(review_app, name="review")
-ReviewerOpt = typer.Option(..., "--reviewer", envvar="RULEBRIDGE_REVIEWER", help="Who decides (recorded).")
+ReviewerOpt = typer.Option(None, "--reviewer", envvar="RULEBRIDGE_REVIEWER",
+                           help="Who decides (a reviewer declared in rules/agents.yaml; recorded).")
+ReviewerKeyOpt = typer.Option(None, "--key", envvar="RULEBRIDGE_REVIEWER_KEY", show_envvar=True,
+                              help="The reviewer's key (rbk_...); proves who decides.")
 _REVIEW_INPUT_CODES = {"review_not_found", "review_incomplete", "review_needs_action", "review_hash_mismatch"}
 
 
@@ -277,10 +284,10 @@ def _review_call(fmt: Format, fn: Any, *args: Any, **kw: Any) -> Any:
 
     try:
         return fn(*args, **kw)
-    except (ReviewError, CaseError) as exc:
-        _fail_diagnostics(exc.diagnostics if isinstance(exc, CaseError) else
-                          [Diagnostic(exc.code, str(exc))], fmt,
-                          EXIT_INPUT if exc.code in _REVIEW_INPUT_CODES else EXIT_FINDINGS)
+    except (ReviewError, CaseError, AuthError) as exc:
+        _fail_diagnostics(exc.diagnostics, fmt,
+                          EXIT_INPUT if exc.code in _REVIEW_INPUT_CODES or not isinstance(exc, ReviewError)
+                          else EXIT_FINDINGS)
 
 
 @review_app.command("list")
@@ -314,7 +321,7 @@ def review_show(item_id: str = typer.Argument(..., help="The review item id (R-.
 
 @review_app.command("approve")
 def review_approve(item_id: str = typer.Argument(..., help="The review item id (R-...)."),
-                   reviewer: str = ReviewerOpt,
+                   reviewer: Optional[str] = ReviewerOpt, key: Optional[str] = ReviewerKeyOpt,
                    action: Optional[str] = typer.Option(None, "--action", help="Approve this action instead of "
                                                         "the proposal waiting in the item."),
                    params: Optional[str] = typer.Option(None, "--params", help="Its parameters as a JSON object."),
@@ -336,7 +343,7 @@ def review_approve(item_id: str = typer.Argument(..., help="The review item id (
     if (action is None) != (parsed is None):
         _fail_diagnostics([Diagnostic("review_incomplete", "give --action and --params together")], fmt, EXIT_INPUT)
     item = _review_call(fmt, engine.review_approve, item_id, reviewer=reviewer, action=action, params=parsed,
-                        expect_hash=expect_hash, note=note)
+                        expect_hash=expect_hash, note=note, key=key)
     if fmt == Format.json:
         out.print(json.dumps(item.to_json(), indent=2, default=str), markup=False)
     else:
@@ -346,16 +353,121 @@ def review_approve(item_id: str = typer.Argument(..., help="The review item id (
 
 @review_app.command("reject")
 def review_reject(item_id: str = typer.Argument(..., help="The review item id (R-...)."),
-                  reviewer: str = ReviewerOpt,
+                  reviewer: Optional[str] = ReviewerOpt, key: Optional[str] = ReviewerKeyOpt,
                   reason: str = typer.Option(..., "--reason", help="Why (recorded)."),
                   workspace: Path = WorkspaceOpt, fmt: Format = FormatOpt) -> None:
     """Reject an item, with a reason."""
     engine = _open_engine(workspace, fmt)
-    item = _review_call(fmt, engine.review_reject, item_id, reviewer=reviewer, reason=reason)
+    item = _review_call(fmt, engine.review_reject, item_id, reviewer=reviewer, reason=reason, key=key)
     if fmt == Format.json:
         out.print(json.dumps(item.to_json(), indent=2, default=str), markup=False)
     else:
         out.print(f"[red]rejected[/] {item.id} by {item.reviewer}: {item.note}")
+
+
+agents_app = typer.Typer(no_args_is_help=True, help="Identities: agents and reviewers, their keys.")
+app.add_typer(agents_app, name="agents")
+
+
+def _identity_kind(engine: Any, ident: str, fmt: Format) -> str:
+    """`agent` or `reviewer`: an identity must be declared in the agents file before it gets a key."""
+    reg = engine.ws.agents
+    if not reg.implicit and ident in reg.agents:
+        return "agent"
+    if ident in reg.reviewers:
+        return "reviewer"
+    from engine.errors import suggest_help
+
+    help_, _ = suggest_help(ident, {**reg.agents, **reg.reviewers}, "identities")
+    _fail_diagnostics([Diagnostic("identity_unknown", f"`{ident}` is not declared in {reg.file or 'rules/agents.yaml'}",
+                                  help=help_ or "declare the agent (its actions, limits, rulesets) or reviewer "
+                                  "in rules/agents.yaml first: policy lives in the workspace, keys in the state "
+                                  "database")], fmt, EXIT_INPUT)
+    raise AssertionError  # unreachable
+
+
+def _show_key(fmt: Format, issued: Any, verb: str, extra: dict[str, Any] | None = None) -> None:
+    if fmt == Format.json:
+        out.print(json.dumps({**issued.record.to_json(), "key": issued.token, **(extra or {})}, indent=2),
+                  markup=False)
+        return
+    out.print(f"{verb} a key for {issued.record.kind} [bold]{issued.record.principal}[/] "
+              f"(key id {issued.record.key_id}). It is shown once; store it in your secret manager:")
+    out.print(issued.token, markup=False)
+
+
+@agents_app.command("list")
+def agents_list(workspace: Path = WorkspaceOpt, fmt: Format = FormatOpt) -> None:
+    """Declared agents and reviewers, what they may do, and their keys."""
+    engine = _open_engine(workspace, fmt)
+    reg = engine.ws.agents
+    keys = engine.identities.keys()
+    revoked = engine.identities.revocations()
+    rows = []
+    for a in reg.agents.values():
+        rows.append({"id": a.id, "kind": "agent", "description": a.description, "rulesets": list(a.rulesets),
+                     "actions": ["*"] if a.all_actions else sorted(a.actions),
+                     "limits": sum(len(v) for v in a.actions.values()), "default": a.id == reg.default})
+    for r in reg.reviewers.values():
+        rows.append({"id": r.id, "kind": "reviewer", "description": r.description, "rulesets": list(r.rulesets),
+                     "actions": [], "limits": 0, "default": False})
+    for row in rows:
+        mine = [k for k in keys if k.principal == row["id"]]
+        row["active_keys"] = [k.key_id for k in mine if k.active]
+        row["revoked"] = revoked.get(row["id"])
+    if fmt == Format.json:
+        out.print(json.dumps(rows, indent=2), markup=False)
+        return
+    t = Table(title=f"identities ({reg.file or 'implicit: no agents file'})")
+    for col in ("id", "kind", "rulesets", "actions", "keys", "status"):
+        t.add_column(col)
+    for row in rows:
+        status = f"[red]revoked[/]: {row['revoked']}" if row["revoked"] else ("default" if row["default"] else "")
+        t.add_row(row["id"], row["kind"], ", ".join(row["rulesets"]),
+                  ", ".join(row["actions"]) + (f" ({row['limits']} limits)" if row["limits"] else ""),
+                  ", ".join(row["active_keys"]) or "-", status)
+    out.print(t)
+
+
+@agents_app.command("add")
+def agents_add(ident: str = typer.Argument(..., help="A declared agent or reviewer id."),
+               workspace: Path = WorkspaceOpt, fmt: Format = FormatOpt) -> None:
+    """Issue the first key of a declared identity (or reinstate a revoked one)."""
+    engine = _open_engine(workspace, fmt)
+    kind = _identity_kind(engine, ident, fmt)
+    active = [k for k in engine.identities.keys(ident) if k.active]
+    if active:
+        _fail_diagnostics([Diagnostic("identity_has_key", f"`{ident}` already has an active key "
+                                      f"({', '.join(k.key_id for k in active)})",
+                                      help=f"use `rulebridge agents rotate {ident}` to replace it")],
+                          fmt, EXIT_FINDINGS)
+    _show_key(fmt, engine.identities.issue(ident, kind), "issued")
+
+
+@agents_app.command("rotate")
+def agents_rotate(ident: str = typer.Argument(..., help="A declared agent or reviewer id."),
+                  workspace: Path = WorkspaceOpt, fmt: Format = FormatOpt) -> None:
+    """Issue a new key and revoke every older key of the identity at once."""
+    engine = _open_engine(workspace, fmt)
+    kind = _identity_kind(engine, ident, fmt)
+    issued, n = engine.identities.rotate(ident, kind)
+    _show_key(fmt, issued, "rotated: issued", {"revoked_keys": n})
+    if fmt == Format.text:
+        out.print(f"{n} older key(s) revoked")
+
+
+@agents_app.command("revoke")
+def agents_revoke(ident: str = typer.Argument(..., help="A declared agent or reviewer id."),
+                  reason: str = typer.Option(..., "--reason", help="Why (recorded)."),
+                  workspace: Path = WorkspaceOpt, fmt: Format = FormatOpt) -> None:
+    """Revoke an identity and all its keys: it is refused from now on (`agents add` reinstates it)."""
+    engine = _open_engine(workspace, fmt)
+    _identity_kind(engine, ident, fmt)
+    n = engine.identities.revoke(ident, reason)
+    if fmt == Format.json:
+        out.print(json.dumps({"id": ident, "revoked_keys": n, "reason": reason}), markup=False)
+    else:
+        out.print(f"[red]revoked[/] {ident} ({n} active key(s) revoked): {reason}")
 
 
 @app.command()

@@ -13,9 +13,12 @@ Declared in the workspace (`rules/agents.yaml` by default):
               - {when: "params.invoice.amount <= 100000", message: "approvals above 100,000 need a person"}
           hold_invoice: {}
 
+    reviewers:                        # people who settle escalations, by ruleset
+      ap-lead: {description: AP team lead, rulesets: [accounts_payable.*]}
+
 An action not listed is out of the agent's scope (denied); a limit that does not hold sends
-the proposal to review. Keys and rotation arrive with the governed-execution issue; until
-then an agent is named by the case and not authenticated.
+the proposal to review. Keys are not declared here: they are issued, rotated and revoked with
+`rulebridge agents ...` and stored hashed in the state database (`engine.govern.identity`).
 """
 
 from __future__ import annotations
@@ -54,6 +57,18 @@ class Agent:
 
 
 @dataclass
+class Reviewer:
+    """A person who may settle escalations of the rulesets that match `rulesets`."""
+
+    id: str
+    description: str = ""
+    rulesets: tuple[str, ...] = ("*",)
+
+    def may_review(self, ruleset: str) -> bool:
+        return any(fnmatch.fnmatchcase(ruleset, pat) for pat in self.rulesets)
+
+
+@dataclass
 class AgentRegistry:
     """Every declared agent, the default identity, and the plan of graph paths their limits read."""
 
@@ -62,11 +77,18 @@ class AgentRegistry:
     plan: dict[str, TrieEdge] = field(default_factory=dict)
     file: str | None = None
     implicit: bool = False  # no agents file: any named agent gets the implicit, unrestricted scope
+    reviewers: dict[str, Reviewer] = field(default_factory=dict)
 
     def get(self, agent_id: str | None) -> Agent | None:
         if self.implicit and agent_id:
             return Agent(agent_id, "implicit identity (no agents declared)", ("*",), {}, True)
         return self.agents.get(agent_id or self.default)
+
+    def reviewer(self, reviewer_id: str) -> Reviewer | None:
+        """A declared reviewer; without an agents file (or a `reviewers:` section) anyone named."""
+        if self.implicit or not self.reviewers:
+            return Reviewer(reviewer_id, "implicit reviewer (none declared)") if reviewer_id else None
+        return self.reviewers.get(reviewer_id)
 
 
 def implicit_registry(catalog: ActionCatalog) -> AgentRegistry:
@@ -87,9 +109,9 @@ def load_agents(path: Path, catalog: ActionCatalog, ctx: CompileContext, sink: D
         if data is not None:
             sink.error("schema", "an agents file has a top-level `agents:` mapping", span_of(data, top))
         return reg
-    for k in sorted(set(data) - {"agents", "default"}):
+    for k in sorted(set(data) - {"agents", "default", "reviewers"}):
         sink.error("schema", f"unknown key `{k}` in the agents file", data.key_spans.get(k),
-                   help="known keys: agents, default")
+                   help="known keys: agents, default, reviewers")
     for aid, body in data["agents"].items():
         where = data["agents"].key_spans.get(aid)
         if not isinstance(body, LDict):
@@ -98,10 +120,7 @@ def load_agents(path: Path, catalog: ActionCatalog, ctx: CompileContext, sink: D
         for k in sorted(set(body) - {"description", "rulesets", "actions"}):
             sink.error("schema", f"unknown key `{k}` in agent `{aid}`", body.key_spans.get(k),
                        help="known keys: description, rulesets, actions")
-        rulesets = body.get("rulesets", LList([LStr("*")]))
-        if isinstance(rulesets, LStr):
-            rulesets = LList([rulesets])
-        agent = Agent(str(aid), str(body.get("description", "")), tuple(str(r) for r in rulesets))
+        agent = Agent(str(aid), str(body.get("description", "")), _rulesets(body.get("rulesets")))
         actions = body.get("actions", LDict())
         if isinstance(actions, LStr) and str(actions) == "*":
             agent.all_actions = True
@@ -133,5 +152,34 @@ def load_agents(path: Path, catalog: ActionCatalog, ctx: CompileContext, sink: D
         if str(default) not in reg.agents:
             sink.error("unknown_name", f"default agent `{default}` is not declared", span_of(default, top))
         reg.default = str(default)
+    reg.reviewers = _reviewers(data.get("reviewers"), top, sink)
+    for rid in sorted(set(reg.reviewers) & set(reg.agents)):
+        sink.error("duplicate_id", f"`{rid}` is declared as an agent and as a reviewer",
+                   data["reviewers"].key_spans.get(rid), help="an identity is either a non-human agent or a person")
     reg.plan = compiler.plan
     return reg
+
+
+def _rulesets(value: object) -> tuple[str, ...]:
+    if isinstance(value, LStr):
+        return (str(value),)
+    return tuple(str(r) for r in value) if isinstance(value, LList) else ("*",)
+
+
+def _reviewers(data: object, top: Span, sink: DiagnosticSink) -> dict[str, Reviewer]:
+    if data is None:
+        return {}
+    if not isinstance(data, LDict):
+        sink.error("schema", "`reviewers` maps reviewer ids to `{description, rulesets}`", span_of(data, top))
+        return {}
+    out = {}
+    for rid, body in data.items():
+        where = data.key_spans.get(rid)
+        if not isinstance(body, LDict):
+            sink.error("schema", f"reviewer `{rid}` must be a mapping with `rulesets:`", where)
+            continue
+        for k in sorted(set(body) - {"description", "rulesets"}):
+            sink.error("schema", f"unknown key `{k}` in reviewer `{rid}`", body.key_spans.get(k),
+                       help="known keys: description, rulesets")
+        out[str(rid)] = Reviewer(str(rid), str(body.get("description", "")), _rulesets(body.get("rulesets")))
+    return out

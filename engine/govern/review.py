@@ -14,15 +14,15 @@ import datetime as dt
 import json
 import secrets
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable
 
-from sqlalchemy import (JSON, Column, DateTime, Index, MetaData, String, Table, Text, create_engine, event, func,
-                        insert, select, update)
+from sqlalchemy import JSON, Column, DateTime, Index, MetaData, String, Table, Text, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.engine import Engine as SAEngine
 
 from engine.errors import RulebridgeError
+from engine.storage import default_url, open_db, utc as _utc  # noqa: F401  (default_url: re-exported)
+
+__all__ = ["ReviewError", "ReviewItem", "ReviewQueue", "default_url"]
 
 STATUSES = ("pending", "approved", "rejected", "expired", "applied")
 
@@ -90,31 +90,6 @@ class ReviewItem:
         for k in ("created_at", "expires_at", "decided_at", "applied_at"):
             d[k] = d[k].isoformat() if d[k] else None
         return d
-
-
-def _utc(v: dt.datetime | None) -> dt.datetime | None:
-    if v is None:
-        return None
-    return v if v.tzinfo else v.replace(tzinfo=dt.timezone.utc)  # SQLite drops the zone
-
-
-def default_url(root: Path) -> str:
-    return f"sqlite:///{(root / '.rulebridge' / 'state.db').as_posix()}"
-
-
-def open_db(url: str) -> SAEngine:
-    """An SQLAlchemy engine; SQLite gets WAL and a busy timeout, and its folder is created."""
-    if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
-        Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
-    eng = create_engine(url, future=True, connect_args={"timeout": 30} if url.startswith("sqlite") else {})
-    if url.startswith("sqlite"):
-        @event.listens_for(eng, "connect")
-        def _pragmas(conn: Any, _record: Any) -> None:
-            cur = conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=NORMAL")
-            cur.close()
-    return eng
 
 
 class ReviewQueue:

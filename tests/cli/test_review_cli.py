@@ -42,19 +42,19 @@ def test_escalation_is_queued_then_approved_once(tmp_path, state):
     assert again["review_id"] == d["review_id"]
     rid = d["review_id"]
     # no proposal waits in it: the reviewer must say what to approve
-    r = runner.invoke(app, ["review", "approve", rid, "--reviewer", "alice", "-w", str(ROOT)])
+    r = runner.invoke(app, ["review", "approve", rid, "--reviewer", "controller", "-w", str(ROOT)])
     assert r.exit_code == 2 and "review_needs_action" in r.output
     # a discount the margin guard forbids is refused, and the item stays pending
-    r = runner.invoke(app, ["review", "approve", rid, "--reviewer", "alice", "-w", str(ROOT), "--action",
+    r = runner.invoke(app, ["review", "approve", rid, "--reviewer", "controller", "-w", str(ROOT), "--action",
                             "approve_discount", "--params", '{"order": "bwd:SO-3002", "percent": 60}'])
     assert r.exit_code == 1 and "crm.guard.margin_floor" in r.output
-    ok = _json(runner.invoke(app, ["review", "approve", rid, "--reviewer", "alice", "-w", str(ROOT), "-f", "json",
+    ok = _json(runner.invoke(app, ["review", "approve", rid, "--reviewer", "controller", "-w", str(ROOT), "-f", "json",
                                    "--action", "approve_discount", "--params",
                                    '{"order": "bwd:SO-3002", "percent": 7}']))
-    assert ok["status"] == "approved" and ok["reviewer"] == "alice"
+    assert ok["status"] == "approved" and ok["reviewer"] == "controller"
     assert ok["approved"]["params"]["order"] == "https://brightwater.example/id/SO-3002"
     assert len(ok["approved_hash"]) == 64
-    r = runner.invoke(app, ["review", "reject", rid, "--reviewer", "bob", "--reason", "late", "-w", str(ROOT)])
+    r = runner.invoke(app, ["review", "reject", rid, "--reviewer", "sales-ops-lead", "--reason", "late", "-w", str(ROOT)])
     assert r.exit_code == 1 and "review_not_pending" in r.output
 
 

@@ -1,5 +1,5 @@
 """The review queue (`engine/govern/review.py`) and the review operations of the facade, on the
-Brightwater workspace with a real SQLite database per test."""
+Brightwater workspace with a real database per test (SQLite, and PostgreSQL via `sql_url`)."""
 
 from __future__ import annotations
 
@@ -35,18 +35,24 @@ def clock():
 
 
 @pytest.fixture
-def eng(tmp_path, clock):
-    return engine(None, state=tmp_path / "state.db", now=clock)
+def db(sql_url):
+    """The state database: SQLite, and PostgreSQL when the test server is there."""
+    return sql_url
 
 
-def llm_engine(tmp_path, clock, *answers):
-    return engine(ScriptedModel(list(answers)), state=tmp_path / "state.db", now=clock)
+@pytest.fixture
+def eng(db, clock):
+    return engine(None, state=db, now=clock)
 
 
-def over_limit(tmp_path, clock):
+def llm_engine(db, clock, *answers):
+    return engine(ScriptedModel(list(answers)), state=db, now=clock)
+
+
+def over_limit(db, clock):
     """SO-3005 at 25 %: no rule decides, the model proposes 25 %, the sales agent's limit (20 %)
     sends it to a person. Returns (engine, decision)."""
-    e = llm_engine(tmp_path, clock, answer(params={"order": "bwd:SO-3005", "percent": 25}))
+    e = llm_engine(db, clock, answer(params={"order": "bwd:SO-3005", "percent": 25}))
     d = e.decide(discount_case("bwd:SO-3005", 25))
     assert d.outcome == "escalate" and d.reason == "limit", d
     return e, d
@@ -61,8 +67,8 @@ def no_proposal(eng, **kw):
 
 # -- enqueue ----------------------------------------------------------------------------------------
 
-def test_escalation_is_enqueued_with_its_full_context(tmp_path, clock):
-    e, d = over_limit(tmp_path, clock)
+def test_escalation_is_enqueued_with_its_full_context(db, clock):
+    e, d = over_limit(db, clock)
     item = e.review_show(d.review_id)
     assert item.status == "pending"
     assert item.decision_id == d.id
@@ -114,7 +120,7 @@ def test_a_case_id_identifies_the_case(eng):
 
 def test_a_decided_case_can_be_enqueued_again(eng, clock):
     first = no_proposal(eng)
-    eng.review_reject(first.review_id, reviewer="dana", reason="not now")
+    eng.review_reject(first.review_id, reviewer="sales-ops-lead", reason="not now")
     clock.advance(minutes=1)
     again = no_proposal(eng)
     assert again.review_id != first.review_id
@@ -123,12 +129,12 @@ def test_a_decided_case_can_be_enqueued_again(eng, clock):
 
 # -- approve ----------------------------------------------------------------------------------------
 
-def test_approve_the_waiting_proposal(tmp_path, clock):
-    e, d = over_limit(tmp_path, clock)
+def test_approve_the_waiting_proposal(db, clock):
+    e, d = over_limit(db, clock)
     clock.advance(minutes=5)
-    item = e.review_approve(d.review_id, reviewer="dana@brightwater", note="long-standing customer")
+    item = e.review_approve(d.review_id, reviewer="sales-ops-lead", note="long-standing customer")
     assert item.status == "approved"
-    assert item.reviewer == "dana@brightwater" and item.note == "long-standing customer"
+    assert item.reviewer == "sales-ops-lead" and item.note == "long-standing customer"
     assert item.decided_at == T0 + dt.timedelta(minutes=5)
     assert item.approved["action"] == "approve_discount" and item.approved["source"] == "human"
     assert item.approved["params"] == {"order": BWD + "SO-3005", "percent": 25.0}
@@ -136,19 +142,19 @@ def test_approve_the_waiting_proposal(tmp_path, clock):
     assert e.review_list() == [] and [i.id for i in e.review_list("approved")] == [d.review_id]
 
 
-def test_approval_is_bound_to_the_hash_the_reviewer_saw(tmp_path, clock):
-    e, d = over_limit(tmp_path, clock)
+def test_approval_is_bound_to_the_hash_the_reviewer_saw(db, clock):
+    e, d = over_limit(db, clock)
     h = e.review_show(d.review_id).proposal_hash
     with pytest.raises(ReviewError) as info:
-        e.review_approve(d.review_id, reviewer="dana", expect_hash="0" * 12)
+        e.review_approve(d.review_id, reviewer="sales-ops-lead", expect_hash="0" * 12)
     assert info.value.code == "review_hash_mismatch"
     assert e.review_show(d.review_id).status == "pending"
-    item = e.review_approve(d.review_id, reviewer="dana", expect_hash=h[:12])
+    item = e.review_approve(d.review_id, reviewer="sales-ops-lead", expect_hash=h[:12])
     assert item.approved_hash == h
 
 
-def test_approval_needs_a_reviewer(tmp_path, clock):
-    e, d = over_limit(tmp_path, clock)
+def test_approval_needs_a_reviewer(db, clock):
+    e, d = over_limit(db, clock)
     with pytest.raises(ReviewError) as info:
         e.review_approve(d.review_id, reviewer="  ")
     assert info.value.code == "review_incomplete"
@@ -159,7 +165,7 @@ def test_approval_the_deny_guards_refuse_is_refused(eng):
     d = no_proposal(eng)
     # 20 % on SO-3002 takes the margin below the floor: no reviewer can approve that
     with pytest.raises(ReviewError) as info:
-        eng.review_approve(d.review_id, reviewer="dana", action="approve_discount",
+        eng.review_approve(d.review_id, reviewer="sales-ops-lead", action="approve_discount",
                            params={"order": "bwd:SO-3002", "percent": 20})
     assert info.value.code == "review_denied"
     assert "crm.guard.margin_floor" in str(info.value)
@@ -175,7 +181,7 @@ def test_approval_the_deny_guards_refuse_is_refused(eng):
 def test_approval_of_a_proposal_the_gate_denies_is_refused(eng, action, params, why):
     d = no_proposal(eng)
     with pytest.raises(ReviewError) as info:
-        eng.review_approve(d.review_id, reviewer="dana", action=action, params=params)
+        eng.review_approve(d.review_id, reviewer="sales-ops-lead", action=action, params=params)
     assert info.value.code == "review_denied" and why in str(info.value)
     assert eng.review_show(d.review_id).status == "pending"
 
@@ -184,65 +190,65 @@ def test_approval_of_an_item_without_proposal_needs_an_action(eng):
     d = no_proposal(eng)
     assert eng.review_show(d.review_id).proposal is None
     with pytest.raises(ReviewError) as info:
-        eng.review_approve(d.review_id, reviewer="dana")
+        eng.review_approve(d.review_id, reviewer="sales-ops-lead")
     assert info.value.code == "review_needs_action"
-    item = eng.review_approve(d.review_id, reviewer="dana", action="approve_discount",
+    item = eng.review_approve(d.review_id, reviewer="sales-ops-lead", action="approve_discount",
                               params={"order": "bwd:SO-3002", "percent": 7})
     assert item.status == "approved"
     assert item.approved["params"] == {"order": BWD + "SO-3002", "percent": 7.0}
     assert item.approved_hash == proposal_hash("approve_discount", {"order": BWD + "SO-3002", "percent": 7.0})
 
 
-def test_reviewer_settles_review_reasons(tmp_path, clock):
+def test_reviewer_settles_review_reasons(db, clock):
     """Regression: re-verifying an approval whose only reasons were `review` ones (here the agent's
     limit) crashed with AttributeError, because a `Review` verdict carried no normalised proposal."""
-    e, d = over_limit(tmp_path, clock)
-    assert e.review_approve(d.review_id, reviewer="dana").status == "approved"
+    e, d = over_limit(db, clock)
+    assert e.review_approve(d.review_id, reviewer="sales-ops-lead").status == "approved"
 
 
 # -- reject, double decisions -----------------------------------------------------------------------
 
 def test_reject_needs_a_reason_and_a_reviewer(eng):
     d = no_proposal(eng)
-    for reviewer, reason in (("dana", ""), ("dana", "   "), ("", "too much")):
+    for reviewer, reason in (("sales-ops-lead", ""), ("sales-ops-lead", "   "), ("", "too much")):
         with pytest.raises(ReviewError) as info:
             eng.review_reject(d.review_id, reviewer=reviewer, reason=reason)
         assert info.value.code == "review_incomplete"
     assert eng.review_show(d.review_id).status == "pending"
-    item = eng.review_reject(d.review_id, reviewer="dana", reason="margin matters more")
-    assert (item.status, item.reviewer, item.note) == ("rejected", "dana", "margin matters more")
+    item = eng.review_reject(d.review_id, reviewer="sales-ops-lead", reason="margin matters more")
+    assert (item.status, item.reviewer, item.note) == ("rejected", "sales-ops-lead", "margin matters more")
 
 
-def test_approve_twice_is_refused(tmp_path, clock):
-    e, d = over_limit(tmp_path, clock)
-    e.review_approve(d.review_id, reviewer="dana")
+def test_approve_twice_is_refused(db, clock):
+    e, d = over_limit(db, clock)
+    e.review_approve(d.review_id, reviewer="sales-ops-lead")
     with pytest.raises(ReviewError) as info:
-        e.review_approve(d.review_id, reviewer="lee")
+        e.review_approve(d.review_id, reviewer="controller")
     assert info.value.code == "review_not_pending"
-    assert e.review_show(d.review_id).reviewer == "dana"
+    assert e.review_show(d.review_id).reviewer == "sales-ops-lead"
 
 
-def test_approve_after_reject_is_refused(tmp_path, clock):
-    e, d = over_limit(tmp_path, clock)
-    e.review_reject(d.review_id, reviewer="dana", reason="no")
+def test_approve_after_reject_is_refused(db, clock):
+    e, d = over_limit(db, clock)
+    e.review_reject(d.review_id, reviewer="sales-ops-lead", reason="no")
     with pytest.raises(ReviewError) as info:
-        e.review_approve(d.review_id, reviewer="lee")
+        e.review_approve(d.review_id, reviewer="controller")
     assert info.value.code == "review_not_pending"
     assert e.review_show(d.review_id).status == "rejected"
 
 
-def test_reject_after_approve_is_refused(tmp_path, clock):
-    e, d = over_limit(tmp_path, clock)
-    e.review_approve(d.review_id, reviewer="dana")
+def test_reject_after_approve_is_refused(db, clock):
+    e, d = over_limit(db, clock)
+    e.review_approve(d.review_id, reviewer="sales-ops-lead")
     with pytest.raises(ReviewError) as info:
-        e.review_reject(d.review_id, reviewer="lee", reason="changed my mind")
+        e.review_reject(d.review_id, reviewer="controller", reason="changed my mind")
     assert info.value.code == "review_not_pending"
     assert e.review_show(d.review_id).status == "approved"
 
 
 def test_unknown_item(eng):
-    for op in (lambda: eng.review_show("R-nope"), lambda: eng.review_approve("R-nope", reviewer="dana"),
-               lambda: eng.review_reject("R-nope", reviewer="dana", reason="x")):
+    for op in (lambda: eng.review_show("R-nope"), lambda: eng.review_approve("R-nope", reviewer="sales-ops-lead"),
+               lambda: eng.review_reject("R-nope", reviewer="sales-ops-lead", reason="x")):
         with pytest.raises(ReviewError) as info:
             op()
         assert info.value.code == "review_not_found"
@@ -250,8 +256,8 @@ def test_unknown_item(eng):
 
 # -- expiry -----------------------------------------------------------------------------------------
 
-def test_pending_item_expires_as_denied(tmp_path, clock):
-    e, d = over_limit(tmp_path, clock)
+def test_pending_item_expires_as_denied(db, clock):
+    e, d = over_limit(db, clock)
     clock.advance(hours=71, minutes=59)
     assert e.review_show(d.review_id).status == "pending"
     clock.advance(minutes=1)
@@ -260,25 +266,25 @@ def test_pending_item_expires_as_denied(tmp_path, clock):
     assert e.review_list() == []
     assert e.queue.counts()["expired"] == 1 and e.queue.counts()["pending"] == 0
     with pytest.raises(ReviewError) as info:
-        e.review_approve(d.review_id, reviewer="dana")
+        e.review_approve(d.review_id, reviewer="sales-ops-lead")
     assert info.value.code == "review_not_pending"
     assert e.queue.consume(d.review_id, item.proposal_hash) is False  # nothing to apply, ever
 
 
-def test_expiry_is_enforced_at_decision_time_even_without_a_sweep(tmp_path, clock):
+def test_expiry_is_enforced_at_decision_time_even_without_a_sweep(db, clock):
     """The conditional UPDATE itself refuses an item past its deadline, whatever `expire()` did."""
-    q = ReviewQueue(f"sqlite:///{tmp_path}/q.db", expire_after=dt.timedelta(hours=1), clock=clock)
+    q = ReviewQueue(db, expire_after=dt.timedelta(hours=1), clock=clock)
     item = q.enqueue(case_key="k", decision_id="d", ruleset="r", case_type="t", agent="a", reason="limit",
                      message="m", proposal={"action": "x", "params": {}}, proposal_hash="h", context={})
     clock.advance(hours=2)
     with pytest.raises(ReviewError) as info:
-        q.approve(item.id, reviewer="dana", proposal={"action": "x", "params": {}}, proposal_hash="h")
+        q.approve(item.id, reviewer="sales-ops-lead", proposal={"action": "x", "params": {}}, proposal_hash="h")
     assert info.value.code == "review_not_pending"
     assert q.get(item.id).status == "expired"
 
 
-def test_an_expired_case_can_be_enqueued_again(tmp_path, clock):
-    eng = engine(None, state=tmp_path / "s.db", now=clock)
+def test_an_expired_case_can_be_enqueued_again(db, clock):
+    eng = engine(None, state=db, now=clock)
     first = no_proposal(eng)
     clock.advance(hours=73)
     eng.queue.expire()
@@ -288,9 +294,9 @@ def test_an_expired_case_can_be_enqueued_again(tmp_path, clock):
 
 # -- consume ----------------------------------------------------------------------------------------
 
-def test_an_approval_is_consumed_exactly_once(tmp_path, clock):
-    e, d = over_limit(tmp_path, clock)
-    item = e.review_approve(d.review_id, reviewer="dana")
+def test_an_approval_is_consumed_exactly_once(db, clock):
+    e, d = over_limit(db, clock)
+    item = e.review_approve(d.review_id, reviewer="sales-ops-lead")
     assert e.queue.consume(d.review_id, "f" * 64) is False  # another proposal: not this approval
     assert e.queue.consume(d.review_id, item.approved_hash) is True
     assert e.queue.consume(d.review_id, item.approved_hash) is False
@@ -298,17 +304,17 @@ def test_an_approval_is_consumed_exactly_once(tmp_path, clock):
     assert after.status == "applied" and after.applied_at == T0
 
 
-def test_a_pending_or_rejected_item_cannot_be_consumed(tmp_path, clock):
-    e, d = over_limit(tmp_path, clock)
+def test_a_pending_or_rejected_item_cannot_be_consumed(db, clock):
+    e, d = over_limit(db, clock)
     h = e.review_show(d.review_id).proposal_hash
     assert e.queue.consume(d.review_id, h) is False
-    e.review_reject(d.review_id, reviewer="dana", reason="no")
+    e.review_reject(d.review_id, reviewer="sales-ops-lead", reason="no")
     assert e.queue.consume(d.review_id, h) is False
 
 
-def test_concurrent_consumers_apply_once(tmp_path, clock):
-    e, d = over_limit(tmp_path, clock)
-    h = e.review_approve(d.review_id, reviewer="dana").approved_hash
+def test_concurrent_consumers_apply_once(db, clock):
+    e, d = over_limit(db, clock)
+    h = e.review_approve(d.review_id, reviewer="sales-ops-lead").approved_hash
     results = race(8, lambda: e.queue.consume(d.review_id, h))
     assert sorted(results) == [False] * 7 + [True]
 
@@ -335,9 +341,9 @@ def race(n: int, fn):
     return out
 
 
-def test_two_reviewers_racing_to_approve_exactly_one_wins(tmp_path, clock):
-    e, d = over_limit(tmp_path, clock)
-    names = iter(["dana", "lee"])
+def test_two_reviewers_racing_to_approve_exactly_one_wins(db, clock):
+    e, d = over_limit(db, clock)
+    names = iter(["sales-ops-lead", "controller"])
     lock = threading.Lock()
 
     def approve():
@@ -354,8 +360,8 @@ def test_two_reviewers_racing_to_approve_exactly_one_wins(tmp_path, clock):
     assert item.status == "approved" and item.reviewer == won[0].reviewer
 
 
-def test_many_threads_racing_on_the_queue_one_wins(tmp_path, clock):
-    q = ReviewQueue(f"sqlite:///{tmp_path}/q.db", clock=clock)
+def test_many_threads_racing_on_the_queue_one_wins(db, clock):
+    q = ReviewQueue(db, clock=clock)
     item = q.enqueue(case_key="k", decision_id="d", ruleset="r", case_type="t", agent="a", reason="limit",
                      message="m", proposal=None, proposal_hash=None, context={})
     counter = iter(range(100))
@@ -375,9 +381,9 @@ def test_many_threads_racing_on_the_queue_one_wins(tmp_path, clock):
     assert q.get(item.id).status == won[0].status
 
 
-def test_racing_enqueues_of_the_same_case_keep_one_pending_item(tmp_path, clock):
+def test_racing_enqueues_of_the_same_case_keep_one_pending_item(db, clock):
     """Regression: `enqueue` read, then inserted; concurrent enqueues of one case all inserted."""
-    q = ReviewQueue(f"sqlite:///{tmp_path}/q.db", clock=clock)
+    q = ReviewQueue(db, clock=clock)
 
     def enqueue():
         return q.enqueue(case_key="same", decision_id="d", ruleset="r", case_type="t", agent="a", reason="x",

@@ -1,0 +1,233 @@
+"""Identities: keys issued, rotated and revoked (`engine/govern/identity.py`), and their use by
+the facade — agents deciding cases, reviewers settling escalations — and the `agents` CLI."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import pytest
+from typer.testing import CliRunner
+
+from engine.errors import AuthError
+from engine.govern.identity import IdentityStore
+from tests.brightwater import discount_case, engine
+
+# -- the store, on SQLite and PostgreSQL --------------------------------------------------------
+
+
+def test_a_key_proves_its_identity_and_only_its_hash_is_stored(sql_url):
+    store = IdentityStore(sql_url)
+    issued = store.issue("ap-assistant")
+    assert issued.token.startswith(f"rbk_{issued.record.key_id}_")
+    assert store.authenticate(issued.token) == "ap-assistant"
+    assert store.authenticate(issued.token, "agent") == "ap-assistant"
+    secret = issued.token.split("_", 2)[2]
+    from sqlalchemy import text
+
+    with store.db.connect() as conn:
+        rows = [tuple(map(str, r)) for r in conn.execute(text("SELECT * FROM identity_keys"))]
+    assert rows and not any(secret in cell for row in rows for cell in row)
+
+
+@pytest.mark.parametrize("token, code", [
+    ("", "auth_key_malformed"),
+    ("not-a-key", "auth_key_malformed"),
+    ("rbk_000000000000_" + "A" * 43, "auth_key_unknown"),
+])
+def test_malformed_and_unknown_keys_are_refused(sql_url, token, code):
+    store = IdentityStore(sql_url)
+    store.issue("ap-assistant")
+    with pytest.raises(AuthError) as info:
+        store.authenticate(token)
+    assert info.value.code == code
+
+
+def test_a_right_key_id_with_a_wrong_secret_is_unknown(sql_url):
+    store = IdentityStore(sql_url)
+    token = store.issue("ap-assistant").token
+    forged = token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")
+    with pytest.raises(AuthError) as info:
+        store.authenticate(forged)
+    assert info.value.code == "auth_key_unknown"
+
+
+def test_rotation_revokes_every_older_key_at_once(sql_url):
+    store = IdentityStore(sql_url)
+    old = [store.issue("ap-assistant").token for _ in range(2)]
+    new, revoked = store.rotate("ap-assistant")
+    assert revoked == 2
+    assert store.authenticate(new.token) == "ap-assistant"
+    for token in old:
+        with pytest.raises(AuthError) as info:
+            store.authenticate(token)
+        assert info.value.code == "auth_key_revoked"
+
+
+def test_revoking_an_identity_refuses_it_until_reinstated(sql_url):
+    store = IdentityStore(sql_url)
+    token = store.issue("ap-assistant").token
+    assert store.revoke("ap-assistant", "leaked in a build log") == 1
+    with pytest.raises(AuthError) as info:
+        store.check_not_revoked("ap-assistant")
+    assert info.value.code == "auth_identity_revoked" and "leaked" in str(info.value)
+    with pytest.raises(AuthError):
+        store.authenticate(token)
+    fresh = store.issue("ap-assistant")  # `agents add` reinstates with a new key
+    assert store.authenticate(fresh.token) == "ap-assistant"
+
+
+def test_a_reviewer_key_is_not_an_agent_key(sql_url):
+    store = IdentityStore(sql_url)
+    token = store.issue("controller", "reviewer").token
+    with pytest.raises(AuthError) as info:
+        store.authenticate(token, "agent")
+    assert info.value.code == "auth_wrong_kind"
+
+
+def test_a_revocation_by_another_process_is_seen_within_the_refresh(tmp_path):
+    url = f"sqlite:///{tmp_path}/state.db"
+    mine, theirs = IdentityStore(url, refresh=0), IdentityStore(url)
+    token = theirs.issue("ap-assistant").token
+    assert mine.authenticate(token) == "ap-assistant"
+    theirs.revoke("ap-assistant", "rotated out")
+    with pytest.raises(AuthError):
+        mine.authenticate(token)
+
+
+# -- agents deciding cases ------------------------------------------------------------------------
+
+def _engine(tmp_path, **kw):
+    return engine(None, state=tmp_path / "state.db", **kw)
+
+
+def test_a_key_names_the_agent_and_the_case_may_only_repeat_it(tmp_path):
+    e = _engine(tmp_path)
+    token = e.identities.issue("sales-assistant").token
+    d = e.decide(discount_case(agent=None), key=token, llm=False)
+    assert d.agent == "sales-assistant"
+    with pytest.raises(AuthError) as info:
+        e.decide(discount_case(agent="ops-console"), key=token, llm=False)
+    assert info.value.code == "auth_identity_mismatch"
+
+
+def test_an_out_of_scope_agent_is_refused_even_with_a_valid_key(tmp_path):
+    e = _engine(tmp_path)
+    token = e.identities.issue("ap-assistant").token
+    with pytest.raises(AuthError) as info:
+        e.decide(discount_case(agent=None), key=token, llm=False)
+    assert info.value.code == "agent_not_permitted"
+
+
+def test_a_revoked_agent_is_refused_even_when_only_named(tmp_path):
+    e = _engine(tmp_path)
+    e.identities.revoke("sales-assistant", "decommissioned")
+    with pytest.raises(AuthError) as info:
+        e.decide(discount_case(), llm=False)
+    assert info.value.code == "auth_identity_revoked"
+    assert e.decide(discount_case(agent="ops-console"), llm=False).agent == "ops-console"
+
+
+def test_an_unknown_agent_is_refused(tmp_path):
+    with pytest.raises(AuthError) as info:
+        _engine(tmp_path).decide(discount_case(agent="sales-assistent"), llm=False)
+    assert info.value.code == "agent_unknown" and "sales-assistant" in info.value.diagnostics[0].help
+
+
+def test_required_keys_refuse_a_case_without_one(tmp_path):
+    e = _engine(tmp_path)
+    e.require_keys = True
+    with pytest.raises(AuthError) as info:
+        e.decide(discount_case(), llm=False)
+    assert info.value.code == "auth_required"
+    token = e.identities.issue("sales-assistant").token
+    assert e.decide(discount_case(agent=None), key=token, llm=False).agent == "sales-assistant"
+
+
+# -- reviewers -----------------------------------------------------------------------------------
+
+def _escalated(e):
+    d = e.decide(discount_case(), llm=False)
+    assert d.outcome == "escalate" and d.review_id
+    return d
+
+
+def test_only_a_declared_reviewer_of_the_ruleset_may_settle(tmp_path):
+    e = _engine(tmp_path)
+    d = _escalated(e)
+    for who, code in (("dana", "reviewer_unknown"), ("ap-lead", "reviewer_not_permitted")):
+        with pytest.raises(AuthError) as info:
+            e.review_reject(d.review_id, reviewer=who, reason="no")
+        assert info.value.code == code
+    assert e.review_show(d.review_id).status == "pending"
+    assert e.review_reject(d.review_id, reviewer="sales-ops-lead", reason="no").reviewer == "sales-ops-lead"
+
+
+def test_a_reviewer_key_proves_the_reviewer(tmp_path):
+    e = _engine(tmp_path)
+    d = _escalated(e)
+    token = e.identities.issue("controller", "reviewer").token
+    with pytest.raises(AuthError) as info:
+        e.review_reject(d.review_id, reviewer="sales-ops-lead", reason="no", key=token)
+    assert info.value.code == "auth_identity_mismatch"
+    agent_token = e.identities.issue("sales-assistant").token
+    with pytest.raises(AuthError) as info:
+        e.review_reject(d.review_id, reviewer=None, reason="no", key=agent_token)
+    assert info.value.code == "auth_wrong_kind"
+    assert e.review_reject(d.review_id, reviewer=None, reason="no", key=token).reviewer == "controller"
+
+
+def test_concurrent_rotations_leave_exactly_one_active_key(sql_url):
+    url = sql_url
+    store = IdentityStore(url)
+    store.issue("ap-assistant")
+    barrier = threading.Barrier(4)
+
+    def rotate():
+        barrier.wait()
+        IdentityStore(url).rotate("ap-assistant")
+
+    threads = [threading.Thread(target=rotate) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len([k for k in store.keys("ap-assistant") if k.active]) == 1
+
+
+# -- the CLI -------------------------------------------------------------------------------------
+
+def test_agents_cli_add_list_rotate_revoke(tmp_path, monkeypatch):
+    from engine.cli.main import app
+    from tests.brightwater import ROOT
+
+    monkeypatch.setenv("RULEBRIDGE_STATE_URL", f"sqlite:///{tmp_path}/state.db")
+    runner = CliRunner()
+
+    def run(*args):
+        return runner.invoke(app, [*args, "-w", str(ROOT)])
+
+    added = run("agents", "add", "ap-assistant", "-f", "json")
+    assert added.exit_code == 0, added.output
+    token = json.loads(added.output)["key"]
+    again = run("agents", "add", "ap-assistant")
+    assert again.exit_code == 1 and "identity_has_key" in again.output
+    unknown = run("agents", "add", "ap-assistent")
+    assert unknown.exit_code == 2 and "did you mean `ap-assistant`" in unknown.output
+    listed = {r["id"]: r for r in json.loads(run("agents", "list", "-f", "json").output)}
+    assert listed["ap-assistant"]["active_keys"] == [token.split("_")[1]]
+    assert listed["controller"]["kind"] == "reviewer"
+    rotated = json.loads(run("agents", "rotate", "ap-assistant", "-f", "json").output)
+    assert rotated["revoked_keys"] == 1 and rotated["key"] != token
+    case = tmp_path / "case.json"
+    case.write_text(json.dumps({"type": "invoice.received", "payload": {"invoice": "bwd:INV-10004"}}))
+    old = runner.invoke(app, ["decide", str(case), "-w", str(ROOT), "--key", token])
+    assert old.exit_code == 2 and "auth_key_revoked" in old.output
+    ok = runner.invoke(app, ["decide", str(case), "-w", str(ROOT), "--key", rotated["key"], "-f", "json"])
+    assert ok.exit_code == 0 and json.loads(ok.output)["agent"] == "ap-assistant"
+    revoked = run("agents", "revoke", "ap-assistant", "--reason", "leaked")
+    assert revoked.exit_code == 0 and "revoked" in revoked.output
+    refused = runner.invoke(app, ["decide", str(case), "-w", str(ROOT), "--key", rotated["key"]])
+    assert refused.exit_code == 2 and "auth_key_revoked" in refused.output
+    listed = {r["id"]: r for r in json.loads(run("agents", "list", "-f", "json").output)}
+    assert listed["ap-assistant"]["revoked"] == "leaked" and listed["ap-assistant"]["active_keys"] == []
