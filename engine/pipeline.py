@@ -141,6 +141,17 @@ def _verdict_outcome(verdict: Verdict) -> tuple[str, str, list[Reason]]:
     raise AssertionError(f"unhandled verdict {verdict!r}")  # pragma: no cover
 
 
+def _answer_json(answer: Any) -> dict[str, Any]:
+    """What the model finally said, for the decision record and explanations."""
+    if answer.proposal is not None:
+        p = answer.proposal
+        return {"kind": "proposal", "action": p.action, "params": p.params, "confidence": p.confidence,
+                "rationale": p.rationale, "facts_relied_on": list(p.facts_relied_on)}
+    if answer.escalation is not None:
+        return {"kind": "escalation", "reason": answer.escalation}
+    return {"kind": "failure", "failure": answer.failure, "message": answer.message}
+
+
 def _authenticate(ws: Workspace, case: Case, rs_name: str, caller: str | None, identities: Any) -> Agent:
     """Who asks, and may they ask this ruleset.
 
@@ -234,7 +245,7 @@ def decide(ws: Workspace, case: Case, *, matcher_for: Callable[[CompiledRuleset]
 
         permitted = [a for a in ruleset_actions(rs) if agent.may_take(a)]
         llm_trace = {"model": fallback.model.name, "replayed": fallback.replaying, "attempts": [],
-                     "permitted_actions": permitted}
+                     "permitted_actions": permitted, "asked_because": {"reason": reason, "message": message}}
         if not permitted:
             reason, message = "no_permitted_action", f"agent `{agent.id}` may take none of this ruleset's actions"
         else:
@@ -245,6 +256,7 @@ def decide(ws: Workspace, case: Case, *, matcher_for: Callable[[CompiledRuleset]
             session = fallback.session(messages, catalog=ws.gate.catalog, permitted=permitted,
                                        ctx=ws.gate.param_ctx)
             answer = session.ask()
+            llm_trace["answer"] = _answer_json(answer)
             if answer.proposal is not None:
                 source, proposals = "llm", [answer.proposal]
             else:
@@ -264,6 +276,8 @@ def decide(ws: Workspace, case: Case, *, matcher_for: Callable[[CompiledRuleset]
                 verdict = Review((Reason(code, repaired.message),))
                 break
             p = proposals[i] = repaired.proposal
+            if llm_trace is not None:
+                llm_trace["answer"] = _answer_json(repaired)
             verdict = verify(p, gate=ws.gate, rs=rs, env=env, agent=agent, reads=reads)
         verdicts.append(verdict)
     if verdicts:
@@ -281,7 +295,8 @@ def decide(ws: Workspace, case: Case, *, matcher_for: Callable[[CompiledRuleset]
                 message = proposals[0].rationale
     if session is not None and llm_trace is not None:
         llm_trace.update(attempts=[a.to_json() for a in session.attempts], calls=len(session.attempts),
-                         schema_repairs=session.schema_repairs, guard_repairs=session.guard_repairs)
+                         schema_repairs=session.schema_repairs, guard_repairs=session.guard_repairs,
+                         verdict={"outcome": outcome, "reason": reason})
     guard_hits = [GuardResult(r.id or "", "review" if r.code == "guard_review" else "deny", r.message,
                               proposals[0].action if proposals else None)
                   for r in checks if r.code in ("guard_deny", "guard_review", "guard_error")]

@@ -80,6 +80,30 @@ def render_explanation(console: Console, ex: Any) -> None:
                 console.print(f"       where {_values(f.values)}", markup=False)
     for g in d.guards:
         console.print(f" [red]guard {g.id}[/] ({g.kind}): {g.message}")
+    if d.llm is not None:
+        render_llm_why(console, d.llm)
+
+
+def render_llm_why(console: Console, llm: dict[str, Any]) -> None:
+    """The LLM's part in why / why not: why it was asked, what it answered, what the gate said."""
+    asked = llm.get("asked_because") or {}
+    console.print(f" [bold]LLM[/] asked because {asked.get('reason', '?')}: {asked.get('message', '')}")
+    a = llm.get("answer")
+    if a is None:
+        console.print("     not called (no permitted action)", markup=False)
+    elif a["kind"] == "proposal":
+        console.print(f"     proposed {a['action']} {json.dumps(a['params'], sort_keys=True, default=str)} "
+                      f"(confidence {a['confidence']})", markup=False)
+        console.print(f"     rationale: {a['rationale']}", markup=False)
+        if a.get("facts_relied_on"):
+            console.print(f"     relied on: {', '.join(a['facts_relied_on'])}", markup=False)
+    elif a["kind"] == "escalation":
+        console.print(f"     escalated: {a['reason']}", markup=False)
+    else:
+        console.print(f"     failed ({a['failure']}): {a['message']}", markup=False)
+    v = llm.get("verdict")
+    if v:
+        console.print(f"     gate: {v['outcome']} ({v['reason']})", markup=False)
 
 
 def _values(values: dict[str, Any]) -> str:
