@@ -294,7 +294,8 @@ def decide(ws: Workspace, case: Case, *, matcher_for: Callable[[CompiledRuleset]
             if source == "llm":
                 message = proposals[0].rationale
     if session is not None and llm_trace is not None:
-        llm_trace.update(attempts=[a.to_json() for a in session.attempts], calls=len(session.attempts),
+        llm_trace.update(attempts=[a.to_json() for a in session.attempts],
+                         calls=sum(a.calls for a in session.attempts),
                          schema_repairs=session.schema_repairs, guard_repairs=session.guard_repairs,
                          verdict={"outcome": outcome, "reason": reason})
     guard_hits = [GuardResult(r.id or "", "review" if r.code == "guard_review" else "deny", r.message,

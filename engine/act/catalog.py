@@ -98,10 +98,16 @@ class Catalog:
     def __init__(self, catalog: ActionCatalog):
         self.specs = catalog.actions
         self.models = {name: action_model(spec) for name, spec in catalog.actions.items()}
+        self._schemas: dict[str, dict[str, Any]] = {}
 
     def json_schema(self, name: str) -> dict[str, Any]:
-        """The JSON schema of an action's parameters (for the LLM prompt, HTTP and MCP)."""
-        return self.models[name].model_json_schema()
+        """The JSON schema of an action's parameters (for the LLM prompt, HTTP and MCP); built
+        once per action (pydantic regenerates it on every call: 0.3 ms of each LLM prompt).
+        Callers must not change the returned dict."""
+        schema = self._schemas.get(name)
+        if schema is None:
+            schema = self._schemas[name] = self.models[name].model_json_schema()
+        return schema
 
     def validate(self, name: str, params: Any, ctx: ParamContext) -> dict[str, Any]:
         """Validated, normalised parameters (IRIs expanded); raises `ValidationError` or `KeyError`."""

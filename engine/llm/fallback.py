@@ -64,6 +64,8 @@ class Attempt:
     latency_ms: float = 0.0
     cost: float = 0.0
     replayed: bool = False
+    calls: int = 0  # model calls made for this attempt: retries of transient errors count, refusals
+    # by the budget or an open circuit breaker do not (they never reach the model)
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -153,9 +155,11 @@ class Fallback:
     def replaying(self) -> bool:
         return isinstance(self.model, ReplayModel)
 
-    def _call_once(self, messages: Messages) -> Reply:
+    def _call_once(self, messages: Messages, attempt: Attempt | None) -> Reply:
         self.budget.take()
         self.calls += 1
+        if attempt is not None:
+            attempt.calls += 1
         future = self._pool.submit(self.model.complete, messages, timeout=self.config.timeout_s)
         try:
             return future.result(timeout=self.config.timeout_s)
@@ -167,18 +171,19 @@ class Fallback:
         except Exception as exc:  # a model double or provider raising something unexpected
             raise ModelError("provider_error", f"{type(exc).__name__}: {exc}") from exc
 
-    def call(self, messages: Messages) -> Reply:
-        """One answer, with retries of transient errors and the circuit breaker around each try."""
-        def attempt() -> Reply:
+    def call(self, messages: Messages, attempt: Attempt | None = None) -> Reply:
+        """One answer, with retries of transient errors and the circuit breaker around each try;
+        every real model call is counted on `attempt`."""
+        def try_once() -> Reply:
             try:
-                return self.breaker.call(self._call_once, messages)
+                return self.breaker.call(self._call_once, messages, attempt)
             except pybreaker.CircuitBreakerError as exc:
                 raise ModelError("circuit_open", "the model's circuit breaker is open after repeated failures") from exc
 
         retrying = Retrying(stop=stop_after_attempt(self.config.retries + 1), reraise=True,
                             wait=wait_exponential(multiplier=self.config.backoff_s, max=8),
                             retry=retry_if_exception(lambda e: isinstance(e, ModelError) and e.transient))
-        reply = retrying(attempt)
+        reply = retrying(try_once)
         self.budget.spend(reply.cost)
         return reply
 
@@ -210,7 +215,7 @@ class Session:
             self.attempts.append(att)
             t0 = time.perf_counter()
             try:
-                reply = self.fb.call(self.messages)
+                reply = self.fb.call(self.messages, att)
             except ModelError as exc:
                 att.error, att.latency_ms = exc.kind, (time.perf_counter() - t0) * 1e3
                 return LLMOutcome(failure=exc.kind, message=str(exc))

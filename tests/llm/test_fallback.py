@@ -327,6 +327,8 @@ def test_a_transient_error_then_an_answer():
     model = ScriptedModel([ModelError("rate_limit", "429", transient=True), answer()])
     d = engine(model, retries=2).decide(discount_case(), review=False)
     assert d.outcome == "execute" and model.calls == 2
+    # the decision records the calls the model really got, retries included, in one attempt
+    assert d.llm["calls"] == 2 and [a["calls"] for a in d.llm["attempts"]] == [2]
 
 
 def test_permanent_provider_error_is_not_retried():
@@ -396,6 +398,7 @@ def test_budget_of_calls_per_minute():
     d = e.decide(discount_case(), review=False)
     assert_clean_escalation(d, "llm_budget_exhausted", "budget_exhausted")
     assert model.calls == 2
+    assert d.llm["calls"] == 0  # refused by the budget: the model was never called
 
 
 def test_budget_counts_repairs():
