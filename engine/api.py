@@ -36,7 +36,8 @@ class Explanation:
              "conditions": [{"condition": c.text, "result": c.result, "values": c.values, "line": c.line}
                             for c in t.conditions],
              "failed": None if t.failed is None else {"condition": t.failed.text, "result": t.failed.result,
-                                                      "values": t.failed.values, "line": t.failed.line}}
+                                                      "values": t.failed.values, "line": t.failed.line,
+                                                      "witness": t.failed.witness}}
             for t in self.rules]
         return d
 

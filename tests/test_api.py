@@ -231,7 +231,7 @@ def test_explanation_json(engine):
     assert rows["ap.hold.blocked"]["matched"] is True and rows["ap.hold.blocked"]["failed"] is None
     assert rows["ap.approve.small"]["failed"] == {
         "condition": 'case.invoice.vendor.status == "approved"', "result": False,
-        "values": {"case.invoice.vendor.status": "blocked"}, "line": 25}
+        "values": {"case.invoice.vendor.status": "blocked"}, "line": 25, "witness": None}
 
 
 # -- errors ---------------------------------------------------------------------------------------------

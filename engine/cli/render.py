@@ -78,6 +78,14 @@ def render_explanation(console: Console, ex: Any) -> None:
             console.print(f"     ✘ line {f.line}: {f.text}  is {state}", markup=False)
             if f.values:
                 console.print(f"       where {_values(f.values)}", markup=False)
+            w = f.witness
+            if w and w["kind"] == "all":
+                state = "unknown" if w["result"] is None else "false"
+                console.print(f"       first failing element: #{w['index'] + 1} {_v(w['element'])}: {w['test']} is "
+                              f"{state}" + (f" where {_values(w['values'])}" if w["values"] else ""), markup=False)
+            elif w:
+                console.print(f"       none of the {w['tried']} element(s) tried satisfies {w['test']}",
+                              markup=False)
     for g in d.guards:
         console.print(f" [red]guard {g.id}[/] ({g.kind}): {g.message}")
     if d.llm is not None:
