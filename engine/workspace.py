@@ -119,6 +119,9 @@ def load_workspace(root: Path | str, *, load_graph: bool = True, only: list[Path
     prefixes = {**prefixes, **{str(k): str(v) for k, v in config.section("prefixes").items()}}
     actions_file = config.path("rules", "actions")
     actions = load_actions(actions_file, schema, sink) if actions_file.exists() else ActionCatalog()
+    from engine.act.connectors.registry import check_bindings  # the connectors' template languages
+
+    check_bindings(actions, config, sink, config_file=root / "rulebridge.toml", prefixes=prefixes)
     queries = load_queries(config.path("graph", "queries"), sink)
     ctx = CompileContext(schema, actions, derived_signatures(queries, schema), DERIVED_IMPLS, prefixes)
     rulesets: dict[str, CompiledRuleset] = {}

@@ -67,8 +67,15 @@ class GraphAlgorithms:
         self.store = store
         self._graphs: dict[str, Any] = {}
         self._flags: dict[str, set[str]] = {}
+        self._revision = store.revision
+
+    def _fresh(self) -> None:
+        """Drop the cached graphs when the store changed (an action executed on the graph)."""
+        if self.store.revision != self._revision:
+            self._graphs, self._flags, self._revision = {}, {}, self.store.revision
 
     def graph(self, prop: str) -> Any:
+        self._fresh()
         g = self._graphs.get(prop)
         if g is None:
             import networkx as nx
@@ -79,6 +86,7 @@ class GraphAlgorithms:
         return g
 
     def flagged(self, prop: str) -> set[str]:
+        self._fresh()
         f = self._flags.get(prop)
         if f is None:
             f = self._flags[prop] = {s for s, o in self.store.pairs(prop) if o is True}

@@ -3,15 +3,45 @@
 The hot path only calls `objects(subject, predicate)`: a direct index look-up, never SPARQL.
 SPARQL is for declared derived facts (`ask`, `select`), always with bound parameters.
 A remote SPARQL endpoint fits the same protocol (planned; see the README).
+
+The graph is also a system of record: `update` runs one SPARQL Update (the knowledge-graph
+connector's action templates) with its variables bound to values, in one transaction together
+with the execution marker `<urn:rulebridge:execution:KEY> <urn:rulebridge:executed> "time"`
+(graph `urn:rulebridge:ledger`) and the new revision, so `executed(KEY)` tells exactly whether
+an execution took effect, and a decision made after it reports a revision of its own.
+
+How values are bound, and why that is injection-safe:
+
+- rdflib: `initBindings` — the values never become query text.
+- Oxigraph: `Store.query` takes SEP-0007 `substitutions`, but `Store.update` (pyoxigraph 0.5)
+  takes none, so each variable token `?name`/`$name` of the template is replaced by the value's
+  RDF term in N-Triples form, as pyoxigraph itself writes it (`str(NamedNode)`, `str(Literal)`).
+  A `NamedNode` only exists for a valid IRI (no space, `<`, `>`, `"`, `{`, `}`, backslash...), so
+  `<...>` cannot be closed early; a `Literal` escapes `"`, the backslash and line breaks, so
+  `"..."` cannot be closed early. A value therefore always stays ONE term: it cannot end a
+  pattern, open a group or start another operation. Variables are found by a scanner that skips
+  the strings, IRIs and comments of the (trusted) template, and its output is never scanned
+  again. Oxigraph's parser does not pre-expand `\\u` escapes over the whole request (spargebra
+  keeps that behind its non-default `standard-unicode-escaping` feature), and even where it did,
+  an escaped quote would stay escaped. `tests/act/test_connectors_kg.py` round-trips hostile
+  strings through an update and checks nothing else changed.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import decimal
 import hashlib
+import json
+import math
+import re
+import threading
+import urllib.parse
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Protocol, runtime_checkable
 
+from engine.errors import RulebridgeError
 from engine.model import IRI
 
 XSD = "http://www.w3.org/2001/XMLSchema#"
@@ -20,6 +50,81 @@ META_GRAPH = "urn:rulebridge:meta"
 META_SUBJECT = "urn:rulebridge:graph"
 META_REVISION = "urn:rulebridge:revision"
 RDF_SUFFIXES = {".ttl": "turtle", ".nt": "nt", ".nq": "nquads", ".trig": "trig", ".rdf": "xml", ".owl": "xml"}
+LEDGER_GRAPH = "urn:rulebridge:ledger"
+EXECUTED = "urn:rulebridge:executed"
+EXECUTION_PREFIX = "urn:rulebridge:execution:"
+
+# The tokens of a SPARQL template that can hide a `?name`: strings, IRIs and comments are skipped
+# whole; a `?` right after a name, `)` or `>` is a property-path modifier, not a variable.
+_SPARQL_TOKENS = re.compile(r"""
+    (?P<skip>
+        \"\"\"(?:[^"\\]|\\.|"(?!""))*\"\"\"
+      | '''(?:[^'\\]|\\.|'(?!''))*'''
+      | "(?:[^"\\\n\r]|\\.)*"
+      | '(?:[^'\\\n\r]|\\.)*'
+      | <[^<>"{}|^`\\\x00-\x20]*>
+      | \#[^\n\r]*
+    )
+  | (?<![\w)>:?$])[?$](?P<var>[A-Za-z_][A-Za-z0-9_]*)
+""", re.X)
+
+
+class GraphUpdateError(RulebridgeError):
+    """A graph update that cannot run: not valid SPARQL Update, a value that is no RDF term, ..."""
+
+    code = "graph_update"
+
+
+@dataclass(frozen=True)
+class UpdateOutcome:
+    """What `update` did: `applied`, or why not (`duplicate`: the key was done before; else no match)."""
+
+    applied: bool
+    matches: int  # solutions of `where` seen (at most max_matches + 1); -1 when not counted
+    duplicate: bool
+    revision: str
+
+
+def sparql_variables(text: str) -> list[tuple[str, int]]:
+    """The variables of a SPARQL text with their offsets, outside strings, IRIs and comments."""
+    return [(m.group("var"), m.start()) for m in _SPARQL_TOKENS.finditer(text) if m.group("var")]
+
+
+def bind_variables(text: str, terms: dict[str, str]) -> str:
+    """`text` with each variable named in `terms` replaced by its (already serialized) RDF term."""
+    def sub(m: re.Match[str]) -> str:
+        name = m.group("var")
+        return terms[name] if name and name in terms else m.group(0)
+
+    return _SPARQL_TOKENS.sub(sub, text)
+
+
+def sparql_code(text: str) -> str:
+    """`text` with its strings, IRIs and comments blanked out: what is left is SPARQL syntax."""
+    return _SPARQL_TOKENS.sub(lambda m: " " * len(m.group(0)) if m.group("skip") else m.group(0), text)
+
+
+def execution_iri(key: str) -> str:
+    """The IRI of an execution's marker (the key percent-encoded: any key gives one valid IRI)."""
+    return EXECUTION_PREFIX + urllib.parse.quote(key, safe="")
+
+
+def decimal_lexical(v: float) -> str:
+    """A finite float as an xsd:decimal lexical form (`1e-07` is not one; `0.0000001` is)."""
+    if not math.isfinite(v):
+        raise GraphUpdateError(f"`{v}` is not a finite number", code="graph_bad_value")
+    text = format(decimal.Decimal(repr(v)), "f")
+    return text if "." in text else text + ".0"
+
+
+def next_revision(revision: str, template: str, bindings: dict[str, Any], key: str | None) -> str:
+    """The revision after an update: the previous one hashed with the update and its key (deterministic)."""
+    body = json.dumps({k: [type(v).__name__, str(v)] for k, v in sorted(bindings.items())}, sort_keys=True)
+    h = hashlib.sha256()
+    for part in (revision, template, body, key or ""):
+        h.update(part.encode())
+        h.update(b"\0")
+    return h.hexdigest()[:16]
 
 
 def convert_literal(lexical: str, datatype: str | None) -> Any:
@@ -83,8 +188,35 @@ class GraphStore(Protocol):
     def pairs(self, predicate: str) -> Iterator[tuple[str, Any]]:
         """Every `(subject, object)` of one predicate (for graph algorithms, built once per revision)."""
 
+    def update(self, template: str, bindings: dict[str, Any], *, key: str | None = None,
+               where: str | None = None, max_matches: int | None = None, prefixes: dict[str, str] | None = None,
+               at: dt.datetime | None = None) -> UpdateOutcome:
+        """Run one SPARQL Update with variables bound to values, in one transaction (all or nothing).
+
+        With `key`: refused as a duplicate if `executed(key)`, else the execution marker is written
+        in the same transaction. With `where` (the update's WHERE pattern): refused, nothing
+        written, unless it has between 1 and `max_matches` solutions. Applied → the revision changes.
+        Raises `GraphUpdateError` for an update that is not valid or a value that is no RDF term.
+        """
+
+    def executed(self, key: str) -> str | None:
+        """When the execution with `key` took effect (ISO time), or None if it did not."""
+
     def __len__(self) -> int:
         """The number of triples."""
+
+
+def _check_name(name: str) -> None:
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+        raise GraphUpdateError(f"`{name}` is not a variable name", code="graph_bad_value")
+
+
+def _now(at: dt.datetime | None) -> str:
+    return (at or dt.datetime.now(dt.timezone.utc)).isoformat()
+
+
+def _limit(max_matches: int | None) -> str:
+    return "" if max_matches is None else f" LIMIT {int(max_matches) + 1}"
 
 
 class OxigraphStore:
@@ -99,6 +231,9 @@ class OxigraphStore:
         self.store = store
         self.revision = revision
         self._pred_cache: dict[str, Any] = {}
+        # INVARIANT: the updates of one store are serialised, so a `where` count and the update that
+        # follows it see the same graph (an on-disk store is opened read-write by one process only).
+        self._write_lock = threading.RLock()
 
     @classmethod
     def from_files(cls, files: list[Path], *, path: Path | None = None) -> "OxigraphStore":
@@ -168,10 +303,75 @@ class OxigraphStore:
         if isinstance(v, int):
             return ox.Literal(str(v), datatype=ox.NamedNode(XSD + "integer"))
         if isinstance(v, float):
-            return ox.Literal(repr(v), datatype=ox.NamedNode(XSD + "decimal"))
+            return ox.Literal(decimal_lexical(v), datatype=ox.NamedNode(XSD + "decimal"))
+        if isinstance(v, dt.datetime):
+            return ox.Literal(v.isoformat(), datatype=ox.NamedNode(XSD + "dateTime"))
         if isinstance(v, dt.date):
             return ox.Literal(v.isoformat(), datatype=ox.NamedNode(XSD + "date"))
         return ox.Literal(str(v))
+
+    def _update_terms(self, bindings: dict[str, Any]) -> dict[str, str]:
+        """Each value as one RDF term in N-Triples form (the module docstring says why that is safe)."""
+        out = {}
+        for k, v in bindings.items():
+            _check_name(k)
+            if v is None:
+                continue  # left unbound: the template triples that use it are not written
+            if not isinstance(v, (str, int, float, dt.date)) and not hasattr(v, "iri"):
+                raise GraphUpdateError(f"`{k}`: a {type(v).__name__} value cannot be bound in a graph update",
+                                       code="graph_bad_value")
+            try:
+                out[k] = str(self._term(v))
+            except (ValueError, UnicodeError) as exc:  # an invalid IRI, a lone surrogate
+                raise GraphUpdateError(f"`{k}`: not an RDF term: {exc}", code="graph_bad_value") from exc
+        return out
+
+    def update(self, template: str, bindings: dict[str, Any], *, key: str | None = None,
+               where: str | None = None, max_matches: int | None = None, prefixes: dict[str, str] | None = None,
+               at: dt.datetime | None = None) -> UpdateOutcome:
+        ox = self._ox
+        terms = self._update_terms(bindings)
+        request = bind_variables(template, terms)
+        with self._write_lock:
+            if key is not None and self.executed(key) is not None:
+                return UpdateOutcome(False, -1, True, self.revision)
+            matches = -1
+            if where is not None:
+                try:
+                    query = f"SELECT * WHERE {{\n{bind_variables(where, terms)}\n}}{_limit(max_matches)}"
+                    rows = self.store.query(query, prefixes=prefixes or None)
+                    matches = sum(1 for _ in rows)
+                except (SyntaxError, RuntimeError) as exc:
+                    raise GraphUpdateError(f"the WHERE pattern cannot run: {exc}", code="graph_update_syntax") from exc
+                if matches == 0 or (max_matches is not None and matches > max_matches):
+                    return UpdateOutcome(False, matches, False, self.revision)
+            revision = next_revision(self.revision, template, bindings, key)
+            tail = []
+            if key is not None:
+                marker = ox.Literal(_now(at), datatype=ox.NamedNode(XSD + "dateTime"))
+                tail.append(f"INSERT DATA {{ GRAPH <{LEDGER_GRAPH}> {{ {ox.NamedNode(execution_iri(key))} "
+                            f"<{EXECUTED}> {marker} }} }}")
+            tail.append(f"DELETE WHERE {{ GRAPH <{META_GRAPH}> {{ <{META_SUBJECT}> <{META_REVISION}> ?r }} }}")
+            tail.append(f"INSERT DATA {{ GRAPH <{META_GRAPH}> {{ <{META_SUBJECT}> <{META_REVISION}> "
+                        f"{ox.Literal(revision)} }} }}")
+            try:
+                # INVARIANT: one request is one transaction: the change, the marker and the new revision
+                # are written together or not at all (pyoxigraph: "either the full operation succeeds,
+                # or nothing is written to the database").
+                self.store.update(request + "\n;\n" + " ;\n".join(tail), prefixes=prefixes or None)
+            except SyntaxError as exc:
+                raise GraphUpdateError(f"not a valid SPARQL Update: {exc}", code="graph_update_syntax") from exc
+            except RuntimeError as exc:
+                raise GraphUpdateError(f"the update failed: {exc}", code="graph_update_failed") from exc
+            self.revision = revision
+            return UpdateOutcome(True, matches, False, revision)
+
+    def executed(self, key: str) -> str | None:
+        ox = self._ox
+        for q in self.store.quads_for_pattern(ox.NamedNode(execution_iri(key)), ox.NamedNode(EXECUTED), None,
+                                              ox.NamedNode(LEDGER_GRAPH)):
+            return str(q.object.value)
+        return None
 
     def _subs(self, bindings: dict[str, Any]) -> dict[Any, Any]:
         return {self._ox.Variable(k): self._term(v) for k, v in bindings.items() if v is not None}
@@ -196,25 +396,35 @@ class OxigraphStore:
 
 
 class RdflibStore:
-    """A plain rdflib graph: for small workspaces and what pyshacl validates."""
+    """A plain rdflib graph: for small workspaces and what pyshacl validates.
+
+    `graph` is the default graph of an rdflib `Dataset` (`dataset`), which also keeps the
+    execution markers in their own named graph.
+    """
 
     backend = "rdflib"
 
-    def __init__(self, graph: Any, revision: str):
-        from rdflib import URIRef
+    def __init__(self, graph: Any, revision: str, dataset: Any = None):
+        from rdflib import Dataset, URIRef
 
+        if dataset is None:  # a bare graph: its triples become the default graph of a new dataset
+            dataset = Dataset()
+            dataset.default_graph.addN((s, p, o, dataset.default_graph) for s, p, o in graph)
+            graph = dataset.default_graph
+        self.dataset = dataset
         self.graph = graph
         self.revision = revision
         self._uri = URIRef
+        self._write_lock = threading.RLock()
 
     @classmethod
     def from_files(cls, files: list[Path]) -> "RdflibStore":
-        from rdflib import Graph
+        from rdflib import Dataset
 
-        g = Graph()
+        ds = Dataset()
         for f in files:
-            g.parse(str(f), format=RDF_SUFFIXES.get(f.suffix, "turtle"))
-        return cls(g, files_revision(files))
+            ds.default_graph.parse(str(f), format=RDF_SUFFIXES.get(f.suffix, "turtle"))
+        return cls(ds.default_graph, files_revision(files), ds)
 
     def _value(self, term: Any) -> Any:
         from rdflib import Literal, URIRef
@@ -233,10 +443,78 @@ class RdflibStore:
 
     def _term(self, v: Any) -> Any:
         from rdflib import Literal
+        from rdflib.namespace import XSD as RXSD
 
         if isinstance(v, IRI) or hasattr(v, "iri"):
             return self._uri(getattr(v, "iri", v))
+        if isinstance(v, float):
+            return Literal(decimal_lexical(v), datatype=RXSD.decimal)
         return Literal(v)
+
+    def _update_terms(self, bindings: dict[str, Any]) -> dict[str, Any]:
+        from engine.lang.payload import is_iri
+
+        out = {}
+        for k, v in bindings.items():
+            _check_name(k)
+            if v is None:
+                continue
+            if not isinstance(v, (str, int, float, dt.date)) and not hasattr(v, "iri"):
+                raise GraphUpdateError(f"`{k}`: a {type(v).__name__} value cannot be bound in a graph update",
+                                       code="graph_bad_value")
+            if (isinstance(v, IRI) or hasattr(v, "iri")) and not is_iri(str(getattr(v, "iri", v))):
+                raise GraphUpdateError(f"`{k}`: `{v}` is not an IRI", code="graph_bad_value")
+            out[k] = self._term(v)
+        return out
+
+    def update(self, template: str, bindings: dict[str, Any], *, key: str | None = None,
+               where: str | None = None, max_matches: int | None = None, prefixes: dict[str, str] | None = None,
+               at: dt.datetime | None = None) -> UpdateOutcome:
+        """See `GraphStore.update`. rdflib has no transactions, so it runs exactly ONE operation per
+        request: rdflib evaluates the whole WHERE of a DELETE/INSERT before it changes anything,
+        so one operation fails before its first write or not at all. Several are refused."""
+        from rdflib import Literal, URIRef
+        from rdflib.namespace import XSD as RXSD
+        from rdflib.plugins.sparql import prepareQuery, prepareUpdate
+
+        terms = self._update_terms(bindings)
+        try:
+            prepared = prepareUpdate(template, initNs=prefixes or {})
+        except Exception as exc:  # pyparsing's ParseException and whatever the translation raises
+            raise GraphUpdateError(f"not a valid SPARQL Update: {exc}", code="graph_update_syntax") from exc
+        if len(prepared.algebra) != 1:
+            raise GraphUpdateError(f"the rdflib backend runs one update operation per request, not "
+                                   f"{len(prepared.algebra)}", code="graph_update_syntax")
+        with self._write_lock:
+            if key is not None and self.executed(key) is not None:
+                return UpdateOutcome(False, -1, True, self.revision)
+            matches = -1
+            if where is not None:
+                used = {name for name, _ in sparql_variables(where)}
+                try:
+                    q = prepareQuery(f"SELECT * WHERE {{\n{where}\n}}{_limit(max_matches)}", initNs=prefixes or {})
+                    matches = len(list(self.dataset.query(q, initBindings={k: v for k, v in terms.items()
+                                                                           if k in used})))
+                except Exception as exc:
+                    raise GraphUpdateError(f"the WHERE pattern cannot run: {exc}", code="graph_update_syntax") from exc
+                if matches == 0 or (max_matches is not None and matches > max_matches):
+                    return UpdateOutcome(False, matches, False, self.revision)
+            revision = next_revision(self.revision, template, bindings, key)
+            try:
+                self.dataset.update(prepared, initBindings=terms)
+            except Exception as exc:
+                raise GraphUpdateError(f"the update failed: {exc}", code="graph_update_failed") from exc
+            if key is not None:
+                self.dataset.graph(URIRef(LEDGER_GRAPH)).add(
+                    (URIRef(execution_iri(key)), URIRef(EXECUTED), Literal(_now(at), datatype=RXSD.dateTime)))
+            self.revision = revision
+            return UpdateOutcome(True, matches, False, revision)
+
+    def executed(self, key: str) -> str | None:
+        from rdflib import URIRef
+
+        v = self.dataset.graph(URIRef(LEDGER_GRAPH)).value(URIRef(execution_iri(key)), URIRef(EXECUTED))
+        return str(v) if v is not None else None
 
     def ask(self, query: str, bindings: dict[str, Any]) -> bool:
         res = self.graph.query(query, initBindings={k: self._term(v) for k, v in bindings.items() if v is not None})

@@ -1,7 +1,13 @@
-"""The action catalog as the rule compiler sees it: names and typed parameters.
+"""The action catalog as the rule compiler sees it: names, typed parameters and bindings.
 
 Actions are declared once in the workspace (`rules/actions.yaml`). The compiler checks every
 consequence against them; later stages turn the same declarations into pydantic models.
+
+An action may say where it is carried out (`execute:` — a connector of `rulebridge.toml` and
+that connector's template for this action) and how it is undone (`inverse:` — the compensating
+action and how its parameters follow from this action's). The structure is checked here; each
+kind of connector checks its own templates (`engine.act.connectors.registry.check_bindings`),
+because only it knows its template language.
 """
 
 from __future__ import annotations
@@ -30,6 +36,51 @@ class ParamSpec:
 
 
 @dataclass
+class ExecBinding:
+    """Where an action is carried out: a connector named in `rulebridge.toml` and its template.
+
+    `template` keeps the binding's other keys as written (with their source positions), because
+    their meaning depends on the connector's kind: a SPARQL `where`/`delete`/`insert` for the
+    graph, `sql` statements for a database, `method`/`path`/`body` for an HTTP API.
+    """
+
+    connector: str
+    template: dict[str, Any]
+    span: Span | None = None
+    connector_span: Span | None = None
+
+
+@dataclass(frozen=True)
+class ParamSource:
+    """Where one parameter of an inverse action comes from: a forward parameter, or a literal."""
+
+    param: str | None = None  # `params.NAME` of the forward action
+    value: Any = None  # the literal, when `param` is None
+
+
+@dataclass
+class InverseSpec:
+    """The compensating action of an action, and how its parameters derive from the forward ones."""
+
+    action: str
+    params: dict[str, ParamSource]
+    span: Span | None = None
+
+    def derive(self, params: dict[str, Any]) -> dict[str, Any]:
+        """The inverse action's parameters for a forward action run with `params`.
+
+        A forward parameter that was left out (an optional one) is left out here too.
+        """
+        out: dict[str, Any] = {}
+        for name, src in self.params.items():
+            if src.param is None:
+                out[name] = src.value
+            elif params.get(src.param) is not None:
+                out[name] = params[src.param]
+        return out
+
+
+@dataclass
 class ActionSpec:
     """A typed operation on a system of record."""
 
@@ -37,8 +88,9 @@ class ActionSpec:
     description: str
     params: dict[str, ParamSpec]
     span: Span | None = None
-    inverse: str | None = None
+    inverse: InverseSpec | None = None
     preconditions: list["RawCondition"] = field(default_factory=list)
+    execute: ExecBinding | None = None
 
 
 @dataclass
@@ -113,7 +165,7 @@ def parse_type(spec: object, schema: Schema, sink: DiagnosticSink, where: Span |
 
 
 def load_actions(path: Path, schema: Schema, sink: DiagnosticSink) -> ActionCatalog:
-    """Load `actions.yaml`: `actions: {name: {description, params: {p: type | {type, ...}}}}`."""
+    """Load `actions.yaml`: `actions: {name: {description, params, preconditions, execute, inverse}}`."""
     catalog = ActionCatalog(file=str(path))
     data = load_yaml(path, sink)
     if data is None:
@@ -121,15 +173,16 @@ def load_actions(path: Path, schema: Schema, sink: DiagnosticSink) -> ActionCata
     if not isinstance(data, LDict) or not isinstance(data.get("actions"), LDict):
         sink.error("schema", "an action catalog has a top-level `actions:` mapping", span_of(data, Span(str(path), 1, 1)))
         return catalog
+    inverses: list[tuple[ActionSpec, Any, Span | None]] = []
     for name, body in data["actions"].items():
         where = data["actions"].key_spans.get(name)
         if not isinstance(body, LDict):
             sink.error("schema", f"action `{name}` must be a mapping with `description` and `params`", where)
             continue
-        unknown = set(body) - {"description", "params", "inverse", "connector", "preconditions", "effect"}
+        unknown = set(body) - {"description", "params", "inverse", "execute", "preconditions", "effect"}
         for k in sorted(unknown):
             sink.error("schema", f"unknown key `{k}` in action `{name}`", body.key_spans.get(k),
-                       help="known keys: description, params, preconditions, inverse")
+                       help="known keys: description, params, preconditions, execute, inverse")
         params: dict[str, ParamSpec] = {}
         raw_params = body.get("params") or LDict()
         if not isinstance(raw_params, dict):
@@ -149,10 +202,135 @@ def load_actions(path: Path, schema: Schema, sink: DiagnosticSink) -> ActionCata
                 name=str(pname), type=t, required=not t.optional and bool(opts.get("required", True)),
                 description=str(opts.get("description", "")), minimum=opts.get("minimum"),
                 maximum=opts.get("maximum"), enum=tuple(opts.get("enum", ())))
-        catalog.actions[str(name)] = ActionSpec(str(name), str(body.get("description", "")), params, where,
-                                                inverse=str(body["inverse"]) if body.get("inverse") else None,
-                                                preconditions=raw_conditions(body.get("preconditions"), where, sink))
+        spec = ActionSpec(str(name), str(body.get("description", "")), params, where,
+                          preconditions=raw_conditions(body.get("preconditions"), where, sink),
+                          execute=parse_binding(body.get("execute"), str(name), body.key_spans.get("execute"), sink))
+        catalog.actions[str(name)] = spec
+        if body.get("inverse") is not None:
+            inverses.append((spec, body["inverse"], body.key_spans.get("inverse")))
+    # Second pass: an inverse may name an action declared further down the file.
+    for spec, raw, at in inverses:
+        spec.inverse = parse_inverse(raw, spec, catalog, at, sink)
     return catalog
+
+
+def parse_binding(raw: Any, action: str, where: Span | None, sink: DiagnosticSink) -> ExecBinding | None:
+    """`execute: {connector: NAME, ...template}` — the template is checked by the connector's kind."""
+    if raw is None:
+        return None
+    if isinstance(raw, str):
+        raw = LDict({"connector": raw})  # `execute: NAME`: a connector that needs no template
+    if not isinstance(raw, dict) or not isinstance(raw.get("connector"), str) or not raw.get("connector"):
+        sink.error("schema", f"`execute` of action `{action}` must be a mapping with a `connector`",
+                   span_of(raw, where), help="for example `execute: {connector: kg, where: ..., insert: ...}`")
+        return None
+    spans = getattr(raw, "key_spans", {})
+    template = LDict({str(k): v for k, v in raw.items() if k != "connector"})
+    template.key_spans = {str(k): v for k, v in spans.items() if k != "connector"}
+    template.span = span_of(raw, where)  # type: ignore[assignment]
+    return ExecBinding(str(raw["connector"]), template, span_of(raw, where),
+                       span_of(raw["connector"], spans.get("connector", where)))
+
+
+def _param_ref(value: Any) -> str | None:
+    """`params.NAME` → NAME (a reference to a forward parameter); anything else → None."""
+    if isinstance(value, str) and value.startswith("params."):
+        return value[len("params."):].strip()
+    return None
+
+
+def parse_inverse(raw: Any, spec: ActionSpec, catalog: ActionCatalog, where: Span | None,
+                  sink: DiagnosticSink) -> InverseSpec | None:
+    """`inverse: NAME` (parameters by equal name) or `inverse: {action: NAME, params: {p: params.q | literal}}`.
+
+    The parameters must fit the inverse action: every name it declares, every required one given,
+    each `params.q` a parameter of this action of the same type (and required where the inverse
+    requires it, or the compensation could be missing an argument exactly when it is needed).
+    """
+    from engine.errors import suggest_help
+
+    from .types import BOOLEAN, DATE, NUMBER, STRING
+
+    given: Any
+    if isinstance(raw, str):
+        target_name, target_span, given = str(raw), span_of(raw, where), None
+    elif isinstance(raw, dict) and isinstance(raw.get("action"), str):
+        target_name, target_span = str(raw["action"]), span_of(raw["action"], where)
+        given = raw.get("params")
+        extra = sorted(set(raw) - {"action", "params"})
+        for k in extra:
+            sink.error("schema", f"unknown key `{k}` in the inverse of `{spec.name}`",
+                       getattr(raw, "key_spans", {}).get(k, where), help="known keys: action, params")
+        if given is not None and not isinstance(given, dict):
+            sink.error("schema", f"`params` of the inverse of `{spec.name}` must be a mapping", span_of(given, where))
+            return None
+    else:
+        sink.error("schema", f"`inverse` of action `{spec.name}` is an action name or `{{action: ..., params: ...}}`",
+                   span_of(raw, where),
+                   help="for example `inverse: {action: reopen_invoice, params: {invoice: params.invoice}}`")
+        return None
+    target = catalog.actions.get(target_name)
+    if target is None:
+        help_, sug = suggest_help(target_name, catalog.actions, "actions")
+        sink.error("unknown_action", f"unknown action `{target_name}` as the inverse of `{spec.name}`", target_span,
+                   help=help_, suggestion=sug)
+        return None
+    if target.name == spec.name:
+        sink.error("action_params", f"action `{spec.name}` cannot be its own inverse", target_span)
+        return None
+    if given is None:  # the short form: each parameter of the inverse comes from the same-named one
+        given = {p: f"params.{p}" for p in target.params if p in spec.params}
+    key_spans = getattr(given, "key_spans", {})
+    sources: dict[str, ParamSource] = {}
+    ok = True
+    for pname, value in given.items():
+        pname = str(pname)
+        at = key_spans.get(pname, span_of(value, target_span))
+        tp = target.params.get(pname)
+        if tp is None:
+            help_, sug = suggest_help(pname, target.params, f"parameters of `{target.name}`")
+            sink.error("action_params", f"inverse action `{target.name}` has no parameter `{pname}`", at,
+                       help=help_, suggestion=sug)
+            ok = False
+            continue
+        ref = _param_ref(value)
+        if ref is not None:
+            sp = spec.params.get(ref)
+            vspan = span_of(value, at)
+            if sp is None:
+                help_, sug = suggest_help(ref, spec.params, f"parameters of `{spec.name}`")
+                sink.error("action_params", f"`{spec.name}` has no parameter `{ref}` to pass to its inverse", vspan,
+                           help=help_, suggestion=sug)
+                ok = False
+            elif (sp.type.kind, sp.type.cls, sp.type.elem) != (tp.type.kind, tp.type.cls, tp.type.elem):
+                sink.error("action_params", f"parameter `{pname}` of inverse `{target.name}` expects {tp.type}, "
+                           f"but `params.{ref}` is {sp.type}", vspan)
+                ok = False
+            elif tp.required and not sp.required:
+                sink.error("action_params", f"parameter `{pname}` of inverse `{target.name}` is required, but "
+                           f"`params.{ref}` is optional", vspan,
+                           help="pass a required parameter, or make the inverse's parameter optional")
+                ok = False
+            else:
+                sources[pname] = ParamSource(param=ref)
+            continue
+        lit = plain(value)
+        expected = {STRING.kind: str, NUMBER.kind: (int, float), BOOLEAN.kind: bool, DATE.kind: str, "ref": str}
+        want = expected.get(tp.type.kind)
+        if want is None or lit is None or isinstance(lit, bool) != (tp.type.kind == "boolean") \
+                or not isinstance(lit, want):
+            sink.error("action_params", f"parameter `{pname}` of inverse `{target.name}` expects {tp.type}, "
+                       f"but this is `{lit!r}`", span_of(value, at),
+                       help=f"pass `params.NAME` (a parameter of `{spec.name}`) or a literal of that type")
+            ok = False
+            continue
+        sources[pname] = ParamSource(value=lit)
+    for pname, tp in target.params.items():
+        if tp.required and pname not in given:
+            sink.error("action_params", f"inverse action `{target.name}` needs parameter `{pname}`", target_span,
+                       help=f"add `{pname}: params.NAME` under the inverse's `params:` ({tp.type})")
+            ok = False
+    return InverseSpec(target.name, sources, span_of(raw, where)) if ok else None
 
 
 def raw_conditions(spec: Any, where: Span | None, sink: DiagnosticSink) -> list[RawCondition]:
@@ -173,4 +351,5 @@ def raw_conditions(spec: Any, where: Span | None, sink: DiagnosticSink) -> list[
     return out
 
 
-__all__ = ["ActionCatalog", "ActionSpec", "ParamSpec", "load_actions", "parse_type", "LList"]
+__all__ = ["ActionCatalog", "ActionSpec", "ExecBinding", "InverseSpec", "ParamSource", "ParamSpec", "load_actions",
+           "parse_type", "LList"]

@@ -15,6 +15,20 @@ Faults are classified by the connector, because only it knows its system:
 done (the process died in between): `"done"` or `"not_done"` when the connector can tell for
 sure (the graph and SQL connectors write a marker with the key in the same transaction as the
 change), `"unknown"` otherwise (then the ledger marks it for review, never guesses).
+
+Writing a connector of your own (`examples/custom_connector.py` is one): any class with
+
+- `name: str` — the connector's name in `rulebridge.toml`;
+- `execute(action, params, *, key) -> dict` — perform the action once per `key`: a key seen
+  before must not act again (return the earlier result); the returned dict must be JSON-able;
+- `status(key) -> "done" | "not_done" | "unknown"` — `done`/`not_done` only when sure;
+- a constructor `Class(name, *, bindings, options, root)`: `bindings` maps each action bound to
+  this connector to its template (the keys of its `execute:` block besides `connector`),
+  `options` holds the other keys of its `[connectors.NAME]` table, `root` is the workspace;
+
+declared as `kind = "python"`, `class = "package.module:Class"` (importable, or a file under
+the workspace root). Raise `TransientError` or `PermanentError` with a stable `code`; retries
+and the circuit breaker are added around it (`resilience.Resilient`), not written in it.
 """
 
 from __future__ import annotations
