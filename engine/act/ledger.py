@@ -1,0 +1,411 @@
+"""The execution ledger: what was started, what is done, so nothing is lost and nothing runs twice.
+
+One row per execution (`executions`), keyed by an idempotency key derived from the decision, the
+step's index and the exact action and parameters; one row per decision's chain of steps (`chains`)
+with the verified plan, so a restart can finish a chain (compensation) without its caller.
+
+Stored with SQLAlchemy Core: SQLite (WAL, busy timeout) in the workspace by default, PostgreSQL by
+URL. Claiming an execution is one atomic INSERT (the primary key refuses a second one) or, for an
+execution recovered as not done, one conditional UPDATE; every later state change is a conditional
+UPDATE fenced by the status and the attempt number, so two processes cannot both win a step.
+
+Execution states: started → done | failed | needs_review; done → compensating → compensated |
+needs_review; failed with `retryable` (only set by recovery: the connector said the effect did
+not happen) → started again, by the next claim.
+
+Chain states: running → done | needs_review | compensating; compensating → failed_compensated |
+failed_needs_review.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any, Callable, Collection, TypeVar
+
+from sqlalchemy import (JSON, Boolean, Column, DateTime, Index, Integer, MetaData, String, Table, Text, insert,
+                        or_, select, update)
+from sqlalchemy.exc import IntegrityError, OperationalError
+from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
+
+from engine.errors import RulebridgeError
+from engine.storage import open_db, utc as _utc
+
+STATUSES = ("started", "done", "failed", "needs_review", "compensating", "compensated")
+CHAIN_STATUSES = ("running", "done", "needs_review", "compensating", "failed_compensated", "failed_needs_review")
+CHAIN_FINAL = frozenset({"done", "needs_review", "failed_compensated", "failed_needs_review"})
+
+metadata = MetaData()
+executions = Table(
+    "executions", metadata,
+    Column("key", String(64), primary_key=True),
+    Column("decision_id", String(200), nullable=False, index=True),
+    Column("chain_id", String(64), nullable=False),
+    Column("step", Integer, nullable=False),
+    Column("action", String(200), nullable=False),
+    Column("params", JSON, nullable=False),
+    Column("connector", String(200), nullable=False),
+    Column("compensates", String(64), nullable=True),  # the key of the execution this one undoes
+    Column("status", String(16), nullable=False, index=True),
+    Column("retryable", Boolean, nullable=False, default=False),
+    Column("reconciled", Boolean, nullable=False, default=False),
+    Column("attempts", Integer, nullable=False),
+    Column("result", JSON, nullable=True),
+    Column("error_code", String(64), nullable=True),
+    Column("error_message", Text, nullable=True),
+    Column("agent", String(200), nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True), nullable=True),
+    Column("audited", String(16), nullable=True),  # the status whose audit event was appended last
+)
+# INVARIANT: one forward execution per step of a decision, and at most one compensation per
+# execution — enforced by the database, whatever the keys say.
+Index("executions_one_per_step", executions.c.decision_id, executions.c.step, unique=True,
+      sqlite_where=executions.c.compensates.is_(None), postgresql_where=executions.c.compensates.is_(None))
+Index("executions_one_compensation", executions.c.compensates, unique=True,
+      sqlite_where=executions.c.compensates.isnot(None), postgresql_where=executions.c.compensates.isnot(None))
+
+chains = Table(
+    "chains", metadata,
+    Column("decision_id", String(200), primary_key=True),  # INVARIANT: one chain per decision
+    Column("chain_id", String(64), nullable=False, unique=True),
+    Column("agent", String(200), nullable=False),
+    Column("status", String(24), nullable=False, index=True),
+    Column("plan", JSON, nullable=False),  # the verified steps with their inverses
+    Column("plan_hash", String(64), nullable=False),
+    Column("failed_step", Integer, nullable=True),
+    Column("error_code", String(64), nullable=True),
+    Column("error_message", Text, nullable=True),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True), nullable=True),
+    Column("audited", String(24), nullable=True),  # the status whose audit event was appended last
+)
+
+
+class LedgerError(RulebridgeError):
+    """The ledger cannot record a state change; `code` is stable (ledger_unavailable, ...)."""
+
+    code = "ledger_error"
+
+
+def canonical_json(value: Any) -> str:
+    """The canonical JSON text of a value: sorted keys, no spaces (as `catalog.proposal_hash`)."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def proposal_digest(action: str, params: dict[str, Any]) -> str:
+    """The same digest as `engine.act.catalog.proposal_hash`, without importing the catalog (pydantic)."""
+    return hashlib.sha256(canonical_json({"action": action, "params": params}).encode()).hexdigest()
+
+
+def idempotency_key(decision_id: str, step: int, action: str, params: dict[str, Any], *,
+                    compensation: bool = False) -> str:
+    """The key of one execution: sha256 of the decision, the step index and the exact action and parameters.
+
+    A compensation (the inverse of step `step`) gets a key of its own, so it is exactly-once too.
+    """
+    body = {"decision_id": decision_id, "step": step, "proposal": proposal_digest(action, params),
+            "phase": "compensate" if compensation else "execute"}
+    return hashlib.sha256(canonical_json(body).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class ExecutionRecord:
+    """One row of the ledger: one execution of one action under one key."""
+
+    key: str
+    decision_id: str
+    chain_id: str
+    step: int
+    action: str
+    params: dict[str, Any]
+    connector: str
+    compensates: str | None
+    status: str
+    retryable: bool
+    reconciled: bool
+    attempts: int
+    result: Any
+    error_code: str | None
+    error_message: str | None
+    agent: str
+    started_at: dt.datetime
+    finished_at: dt.datetime | None
+    audited: str | None = None
+
+
+@dataclass(frozen=True)
+class ChainRecord:
+    """One decision's chain: its verified plan and where it stands."""
+
+    decision_id: str
+    chain_id: str
+    agent: str
+    status: str
+    plan: list[dict[str, Any]]
+    plan_hash: str
+    failed_step: int | None
+    error_code: str | None
+    error_message: str | None
+    started_at: dt.datetime
+    updated_at: dt.datetime
+    finished_at: dt.datetime | None
+    audited: str | None = None
+
+
+@dataclass(frozen=True)
+class Claim:
+    """The answer to a claim: `won` — run it now (as attempt `record.attempts`); else the recorded state."""
+
+    won: bool
+    record: ExecutionRecord
+
+
+def _execution(r: Any) -> ExecutionRecord:
+    m = dict(r._mapping)
+    m["started_at"], m["finished_at"] = _utc(m["started_at"]), _utc(m["finished_at"])
+    return ExecutionRecord(**m)
+
+
+def _chain(r: Any) -> ChainRecord:
+    m = dict(r._mapping)
+    for k in ("started_at", "updated_at", "finished_at"):
+        m[k] = _utc(m[k])
+    return ChainRecord(**m)
+
+
+T = TypeVar("T")
+
+# A locked SQLite file past its busy timeout or a dropped PostgreSQL connection: try again a few times.
+# Every write below is safe to repeat: a claim that committed but was not acknowledged reads back as
+# someone else's (the caller stops, recovery settles it); a repeated conditional UPDATE matches nothing
+# and the caller reads the row back.
+_retry = retry(retry=retry_if_exception_type(OperationalError), stop=stop_after_attempt(4),
+               wait=wait_exponential(multiplier=0.05, max=1.0), reraise=True)
+
+
+class Ledger:
+    """The execution ledger on one SQLAlchemy URL. Times are passed in (`now=`) by the executor."""
+
+    def __init__(self, url: str):
+        self.url = url
+        self.db = open_db(url)
+        self._do(lambda: metadata.create_all(self.db))
+
+    def close(self) -> None:
+        """Release the connection pool."""
+        self.db.dispose()
+
+    def _do(self, fn: Callable[[], T]) -> T:
+        try:
+            return _retry(fn)()
+        except OperationalError as exc:
+            raise LedgerError(f"the execution ledger is unavailable: {exc.orig}", code="ledger_unavailable") from exc
+
+    # -- chains ---------------------------------------------------------------------------------
+
+    def open_chain(self, *, decision_id: str, chain_id: str, agent: str, plan: list[dict[str, Any]],
+                   plan_hash: str, now: dt.datetime) -> ChainRecord:
+        """Record a decision's chain as running, or return the chain already recorded for it."""
+        def go() -> ChainRecord:
+            try:
+                with self.db.begin() as c:
+                    c.execute(insert(chains).values(
+                        decision_id=decision_id, chain_id=chain_id, agent=agent, status="running", plan=plan,
+                        plan_hash=plan_hash, started_at=now, updated_at=now))
+            except IntegrityError:
+                pass  # recorded before (a re-run, or another process): return what is there
+            found = self.chain(decision_id)
+            if found is None:  # pragma: no cover - a chain row is never deleted
+                raise LedgerError(f"chain of decision `{decision_id}` vanished", code="ledger_inconsistent")
+            return found
+        return self._do(go)
+
+    def chain(self, decision_id: str) -> ChainRecord | None:
+        """The chain of a decision, or None."""
+        def go() -> ChainRecord | None:
+            with self.db.connect() as c:
+                r = c.execute(select(chains).where(chains.c.decision_id == decision_id)).first()
+            return _chain(r) if r is not None else None
+        return self._do(go)
+
+    def chains(self, *, statuses: Collection[str] | None = None,
+               updated_before: dt.datetime | None = None) -> list[ChainRecord]:
+        """Chains, oldest first, optionally by status and last change."""
+        q = select(chains).order_by(chains.c.started_at, chains.c.decision_id)
+        if statuses is not None:
+            q = q.where(chains.c.status.in_(list(statuses)))
+        if updated_before is not None:
+            q = q.where(chains.c.updated_at <= updated_before)
+
+        def go() -> list[ChainRecord]:
+            with self.db.connect() as c:
+                return [_chain(r) for r in c.execute(q)]
+        return self._do(go)
+
+    def move_chain(self, decision_id: str, *, from_: Collection[str], to: str, now: dt.datetime,
+                   failed_step: int | None = None, error_code: str | None = None,
+                   error_message: str | None = None) -> bool:
+        """Conditionally move a chain from one of `from_` to `to`; False if it was not in `from_`."""
+        assert to in CHAIN_STATUSES, to
+        values: dict[str, Any] = {"status": to, "updated_at": now}
+        if to in CHAIN_FINAL:
+            values["finished_at"] = now
+        if failed_step is not None:
+            values["failed_step"] = failed_step
+        if error_code is not None:
+            values["error_code"], values["error_message"] = error_code, (error_message or "")[:4000]
+
+        def go() -> bool:
+            with self.db.begin() as c:
+                res = c.execute(update(chains).where(chains.c.decision_id == decision_id,
+                                                     chains.c.status.in_(list(from_))).values(**values))
+                return res.rowcount == 1
+        return self._do(go)
+
+    # -- executions -----------------------------------------------------------------------------
+
+    def claim(self, key: str, *, decision_id: str, chain_id: str, step: int, action: str,
+              params: dict[str, Any], connector: str, agent: str, now: dt.datetime,
+              compensates: str | None = None) -> Claim:
+        """Claim the execution `key`: won (run it now) by exactly one caller; the others get the record.
+
+        One INSERT (a new key), or one conditional UPDATE of an execution that recovery found not
+        done (`failed` and `retryable`), which bumps `attempts` — the fence for the state changes.
+        """
+        def go() -> Claim:
+            try:
+                with self.db.begin() as c:
+                    c.execute(insert(executions).values(
+                        key=key, decision_id=decision_id, chain_id=chain_id, step=step, action=action,
+                        params=params, connector=connector, compensates=compensates, status="started",
+                        retryable=False, reconciled=False, attempts=1, agent=agent, started_at=now))
+                return Claim(True, self._get(key))
+            except IntegrityError:
+                pass
+            found = self.get(key)
+            if found is None:  # the key is new, but its step (or the step it undoes) has an execution
+                raise LedgerError(f"decision `{decision_id}` already has another execution at step {step}"
+                                  f"{' (compensation)' if compensates else ''}", code="step_conflict")
+            rec = found
+            if rec.status == "failed" and rec.retryable:
+                with self.db.begin() as c:
+                    res = c.execute(update(executions).where(
+                        executions.c.key == key, executions.c.status == "failed", executions.c.retryable.is_(True),
+                        executions.c.attempts == rec.attempts).values(
+                        status="started", retryable=False, attempts=rec.attempts + 1, started_at=now,
+                        finished_at=None, error_code=None, error_message=None, result=None))
+                    won = res.rowcount == 1
+                return Claim(won, self._get(key))
+            return Claim(False, rec)
+        return self._do(go)
+
+    def _get(self, key: str) -> ExecutionRecord:
+        rec = self.get(key)
+        if rec is None:  # pragma: no cover - an execution row is never deleted
+            raise LedgerError(f"execution `{key}` vanished", code="ledger_inconsistent")
+        return rec
+
+    def get(self, key: str) -> ExecutionRecord | None:
+        """The execution with `key`, or None."""
+        def go() -> ExecutionRecord | None:
+            with self.db.connect() as c:
+                r = c.execute(select(executions).where(executions.c.key == key)).first()
+            return _execution(r) if r is not None else None
+        return self._do(go)
+
+    def finish(self, key: str, *, attempt: int, status: str, now: dt.datetime, result: Any = None,
+               error_code: str | None = None, error_message: str | None = None, retryable: bool = False,
+               reconciled: bool = False) -> bool:
+        """Record the end of attempt `attempt` of a started execution; False if it is not (or no longer) ours."""
+        assert status in ("done", "failed", "needs_review"), status
+
+        def go() -> bool:
+            with self.db.begin() as c:
+                res = c.execute(update(executions).where(
+                    executions.c.key == key, executions.c.status == "started",
+                    executions.c.attempts == attempt).values(
+                    status=status, finished_at=now, result=result, error_code=error_code,
+                    error_message=(error_message or "")[:4000] if error_code else None, retryable=retryable,
+                    reconciled=reconciled))
+                return res.rowcount == 1
+        return self._do(go)
+
+    def move(self, key: str, *, from_: Collection[str], to: str, now: dt.datetime,
+             error_code: str | None = None, error_message: str | None = None) -> bool:
+        """Conditionally move a finished execution (done → compensating → compensated | needs_review)."""
+        assert to in STATUSES and to != "started", to
+        values: dict[str, Any] = {"status": to, "finished_at": now}
+        if error_code is not None:
+            values["error_code"], values["error_message"] = error_code, (error_message or "")[:4000]
+
+        def go() -> bool:
+            with self.db.begin() as c:
+                res = c.execute(update(executions).where(executions.c.key == key,
+                                                         executions.c.status.in_(list(from_))).values(**values))
+                return res.rowcount == 1
+        return self._do(go)
+
+    def started(self, *, before: dt.datetime | None = None) -> list[ExecutionRecord]:
+        """Executions still `started` (in flight, or their process died), optionally started before a time."""
+        q = select(executions).where(executions.c.status == "started").order_by(executions.c.started_at)
+        if before is not None:
+            q = q.where(executions.c.started_at <= before)
+
+        def go() -> list[ExecutionRecord]:
+            with self.db.connect() as c:
+                return [_execution(r) for r in c.execute(q)]
+        return self._do(go)
+
+    # -- the audit outbox -------------------------------------------------------------------------
+    # The audit log is another store: a process can die between a state change here and its audit
+    # event. Each row remembers the status it was last audited in; recovery appends what is missing.
+
+    def mark_audited(self, key: str, status: str) -> None:
+        """Note that the event of `status` is in the audit log (if the execution is still in it)."""
+        def go() -> None:
+            with self.db.begin() as c:
+                c.execute(update(executions).where(executions.c.key == key, executions.c.status == status)
+                          .values(audited=status))
+        self._do(go)
+
+    def mark_chain_audited(self, decision_id: str, status: str) -> None:
+        """Note that the chain's final event is in the audit log."""
+        def go() -> None:
+            with self.db.begin() as c:
+                c.execute(update(chains).where(chains.c.decision_id == decision_id, chains.c.status == status)
+                          .values(audited=status))
+        self._do(go)
+
+    def unaudited(self) -> tuple[list[ExecutionRecord], list[ChainRecord]]:
+        """Finished executions and final chains whose current status has no audit event yet."""
+        rows = select(executions).where(executions.c.status.notin_(("started", "compensating")),
+                                        or_(executions.c.audited.is_(None), executions.c.audited != executions.c.status)
+                                        ).order_by(executions.c.finished_at, executions.c.key)
+        done = select(chains).where(chains.c.status.in_(list(CHAIN_FINAL)),
+                                    or_(chains.c.audited.is_(None), chains.c.audited != chains.c.status)
+                                    ).order_by(chains.c.updated_at, chains.c.decision_id)
+
+        def go() -> tuple[list[ExecutionRecord], list[ChainRecord]]:
+            with self.db.connect() as c:
+                return [_execution(r) for r in c.execute(rows)], [_chain(r) for r in c.execute(done)]
+        return self._do(go)
+
+    def executions(self, decision_id: str | None = None) -> list[ExecutionRecord]:
+        """All executions (of one decision), in step order, each forward execution before its compensation."""
+        q = select(executions).order_by(executions.c.decision_id, executions.c.step,
+                                        executions.c.compensates.isnot(None), executions.c.key)
+        if decision_id is not None:
+            q = q.where(executions.c.decision_id == decision_id)
+
+        def go() -> list[ExecutionRecord]:
+            with self.db.connect() as c:
+                return [_execution(r) for r in c.execute(q)]
+        return self._do(go)
+
+
+__all__ = ["CHAIN_FINAL", "CHAIN_STATUSES", "ChainRecord", "Claim", "ExecutionRecord", "Ledger", "LedgerError",
+           "STATUSES", "canonical_json", "idempotency_key", "proposal_digest"]
