@@ -29,6 +29,8 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "llm": {},
     "review": {"expire_after_hours": 72},
     "storage": {"url": ""},
+    "security": {"require_keys": False},
+    "audit": {"url": "", "mask": "rules/audit.yaml", "synchronous": "NORMAL"},
 }
 
 
@@ -100,7 +102,8 @@ class Workspace:
 
 
 def rule_files(rules_dir: Path, *declarations: Path) -> list[Path]:
-    """Every ruleset file under `rules/` (YAML), except the action catalog and the agents file."""
+    """Every ruleset file under `rules/` (YAML), except the declarations: the action catalog, the
+    agents file and the audit log's masking rules."""
     if not rules_dir.exists():
         return []
     skip = {d.resolve() for d in declarations}
@@ -122,12 +125,19 @@ def load_workspace(root: Path | str, *, load_graph: bool = True, only: list[Path
     from engine.act.connectors.registry import check_bindings  # the connectors' template languages
 
     check_bindings(actions, config, sink, config_file=root / "rulebridge.toml", prefixes=prefixes)
+    mask_file = config.path("audit", "mask")
+    if mask_file.exists():  # the audit log's masking rules: checked with everything else
+        from engine.audit.mask import parse_masker
+        from engine.lang.source import load_yaml
+
+        parse_masker(load_yaml(mask_file, sink), str(mask_file), sink)
     queries = load_queries(config.path("graph", "queries"), sink)
     ctx = CompileContext(schema, actions, derived_signatures(queries, schema), DERIVED_IMPLS, prefixes)
     rulesets: dict[str, CompiledRuleset] = {}
     by_type: dict[str, CompiledRuleset] = {}
     agents_file = config.path("agents", "file")
-    files = only if only is not None else rule_files(config.path("rules", "dir"), actions_file, agents_file)
+    files = only if only is not None else rule_files(config.path("rules", "dir"), actions_file, agents_file,
+                                                     config.path("audit", "mask"))
     for f in files:
         rs = RulesetCompiler(f, ctx, sink).compile()
         if rs is None:

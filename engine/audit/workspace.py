@@ -1,0 +1,76 @@
+"""The audit log of a workspace: where it lives, which masking rules and which key it uses.
+
+    [audit]                       # rulebridge.toml, all optional
+    url = ""                      # SQLAlchemy URL; empty = the workspace's state database
+    mask = "rules/audit.yaml"     # the masking rules (a missing default file = no masking)
+    synchronous = "NORMAL"        # SQLite: NORMAL (default) or FULL (fsync at every commit)
+
+The URL is `RULEBRIDGE_AUDIT_URL`, else `[audit] url`, else the database of the review queue
+(so one SQLite file holds the workspace's state by default). The signing key comes only from
+the environment (`RULEBRIDGE_AUDIT_HMAC_KEY`), never from a file in the workspace.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+from engine.errors import DiagnosticSink, LoadError
+
+from .log import AuditLog, hmac_key_from_env
+from .mask import Masker
+
+AUDIT_URL_ENV = "RULEBRIDGE_AUDIT_URL"
+DEFAULT_MASK_FILE = "rules/audit.yaml"
+
+
+def _config(workspace: Path) -> Any:
+    from engine.workspace import load_config
+
+    sink = DiagnosticSink()
+    cfg = load_config(Path(workspace).resolve(), sink)
+    if sink.errors:
+        raise LoadError(sink.items)
+    return cfg
+
+
+def state_url(workspace: Path, cfg: Any = None) -> str:
+    """The workspace's state database, chosen as `Engine` chooses the review queue's."""
+    from engine.govern.review import default_url
+
+    cfg = cfg if cfg is not None else _config(workspace)
+    return (os.environ.get("RULEBRIDGE_STATE_URL") or str(cfg.section("storage").get("url") or "")
+            or default_url(Path(workspace).resolve()))
+
+
+def default_audit_url(workspace: Path) -> str:
+    """`RULEBRIDGE_AUDIT_URL`, else `[audit] url`, else the workspace's state database."""
+    env = os.environ.get(AUDIT_URL_ENV)
+    if env:
+        return env
+    cfg = _config(workspace)
+    return str(cfg.section("audit").get("url") or "") or state_url(workspace, cfg)
+
+
+def load_masker(workspace: Path) -> Masker:
+    """The masking rules of a workspace; none when the default file does not exist.
+
+    A file named in `[audit] mask` must exist; any problem in it is a `LoadError`."""
+    root = Path(workspace).resolve()
+    named = _config(root).data.get("audit", {}).get("mask")  # as written, not a default filled in
+    path = root / str(named or DEFAULT_MASK_FILE)
+    if not named and not path.exists():
+        return Masker()
+    return Masker.load(path)
+
+
+def open_audit_log(workspace: Path, *, url: str | None = None, create: bool = True,
+                   now: Callable[[], dt.datetime] | None = None) -> AuditLog:
+    """The workspace's audit log with its masking rules and the key from the environment."""
+    root = Path(workspace).resolve()
+    sync = str(_config(root).section("audit").get("synchronous") or "NORMAL")
+    masker = load_masker(root)
+    return AuditLog(url or default_audit_url(root), hmac_key=hmac_key_from_env(), masker=masker or None,
+                    now=now, create=create, synchronous=sync)

@@ -1,0 +1,293 @@
+"""`rulebridge audit`: verify the chain, show a decision's trace, export events, count decisions.
+
+Exit codes as everywhere in the CLI: 0 ok, 1 findings (a broken chain; a workspace file with
+errors), 2 bad input (a malformed date or anchor, an unknown decision, no log at the URL).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from enum import Enum
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from engine.errors import Diagnostic, LoadError, render_json, render_text
+
+# The same codes as engine/cli/main.py (not imported: main imports this module to register it).
+EXIT_OK, EXIT_FINDINGS, EXIT_INPUT = 0, 1, 2
+_INPUT_CODES = {"audit_bad_time", "audit_not_found", "audit_bad_anchor", "audit_unknown_decision",
+                "audit_bad_format", "audit_bad_key"}
+
+audit_app = typer.Typer(no_args_is_help=True, help="The tamper-evident audit log: verify, show, export, stats.")
+out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+class Format(str, Enum):
+    text = "text"
+    json = "json"
+
+
+class ExportFormat(str, Enum):
+    jsonl = "jsonl"
+    csv = "csv"
+
+
+WorkspaceOpt = typer.Option(Path("."), "--workspace", "-w", help="The workspace folder (with rulebridge.toml).")
+UrlOpt = typer.Option(None, "--url", help="The audit log's SQLAlchemy URL (default: RULEBRIDGE_AUDIT_URL, "
+                      "[audit] url, else the workspace's state database).")
+FormatOpt = typer.Option(Format.text, "--format", "-f", help="text for people, json for machines.")
+SinceOpt = typer.Option(None, "--since", help="Only events at or after this ISO date/time (UTC unless zoned).")
+UntilOpt = typer.Option(None, "--until", help="Only events before this ISO date/time (UTC unless zoned).")
+
+
+def _fail(code: str, message: str, fmt: Format = Format.text, exit_code: int | None = None,
+          help: str | None = None) -> None:
+    diag = Diagnostic(code, message, help=help)
+    if fmt == Format.json:
+        typer.echo(render_json([diag]))
+    else:
+        err.print(render_text([diag]), markup=False)
+    raise typer.Exit(exit_code if exit_code is not None else EXIT_INPUT if code in _INPUT_CODES else EXIT_FINDINGS)
+
+
+def _open(workspace: Path, url: Optional[str], fmt: Format) -> Any:
+    """The log, read-only (a missing log is bad input, not an empty log), with the key from the env."""
+    from engine.audit.canonical import AuditError
+    from engine.audit.log import AuditLog, hmac_key_from_env
+    from engine.audit.workspace import default_audit_url
+
+    try:
+        return AuditLog(url or default_audit_url(workspace), hmac_key=hmac_key_from_env(), create=False)
+    except LoadError as exc:
+        if fmt == Format.json:
+            typer.echo(render_json(exc.diagnostics))
+        else:
+            err.print(render_text(exc.diagnostics), markup=False)
+        raise typer.Exit(EXIT_FINDINGS)
+    except AuditError as exc:
+        _fail(exc.code, str(exc), fmt)
+
+
+def _call(fmt: Format, fn: Any, *args: Any, **kw: Any) -> Any:
+    from engine.audit.canonical import AuditError
+
+    try:
+        return fn(*args, **kw)
+    except AuditError as exc:
+        _fail(exc.code, str(exc), fmt)
+
+
+def _anchor(text: Optional[str], fmt: Format) -> tuple[int, str] | None:
+    if text is None:
+        return None
+    seq, _, digest = text.partition(":")
+    if not seq.isdigit() or int(seq) < 1 or len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+        _fail("audit_bad_anchor", f"--anchor `{text}` is not SEQ:HASH", fmt,
+              help="use the seq and the 64-digit hash a previous `audit verify` printed, e.g. 1200:3fa9…")
+    return int(seq), digest
+
+
+@audit_app.command("verify")
+def verify(workspace: Path = WorkspaceOpt, url: Optional[str] = UrlOpt, fmt: Format = FormatOpt,
+           limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Check only the first N events."),
+           anchor: Optional[str] = typer.Option(None, "--anchor", help="SEQ:HASH recorded earlier (e.g. the "
+                                                "head a previous run printed): the event must still have it.")
+           ) -> None:
+    """Walk the hash chain and name the first broken event (exit 1), or confirm it is valid."""
+    anchored = _anchor(anchor, fmt)
+    with _open(workspace, url, fmt) as log:
+        report = _call(fmt, log.verify, limit=limit, anchor=anchored)
+    if fmt == Format.json:
+        typer.echo(json.dumps(report.to_json(), indent=2))
+    elif report.ok:
+        scope = "" if report.complete else f" (the first {report.checked}; the tail was not checked)"
+        out.print(f"[green]chain valid[/]: {report.checked} events{scope}")
+        if report.head is not None and report.complete:
+            out.print(f"  head: seq {report.head.seq} hash {report.head.hash} — keep it as an anchor "
+                      f"(--anchor {report.head.seq}:{report.head.hash})", markup=False)
+        out.print("  signatures: " + ("checked" if report.signatures == "checked" else
+                                      "not checked (no RULEBRIDGE_AUDIT_HMAC_KEY)"), markup=False)
+    else:
+        where = f"event {report.first_broken_seq}" + (f" (`{report.first_broken_id}`)" if report.first_broken_id
+                                                      else "")
+        out.print(f"[red]chain broken[/] at {escape(where)}: [bold]{report.reason}[/]")
+        out.print(f"  {report.message}", markup=False)
+        if report.reason in ("head_mismatch", "anchor_mismatch") and report.first_broken_id is None:
+            out.print(f"  the {report.checked} stored events form a valid chain; the tail is not what was written",
+                      markup=False)
+        else:
+            out.print(f"  {report.checked} events before it are valid", markup=False)
+    if not report.ok:
+        raise typer.Exit(EXIT_FINDINGS)
+
+
+@audit_app.command("show")
+def show(decision_id: str = typer.Argument(..., help="The decision id (as returned by decide)."),
+         workspace: Path = WorkspaceOpt, url: Optional[str] = UrlOpt, fmt: Format = FormatOpt) -> None:
+    """The full trace of one decision: who decided, then every step with its time, agent and data."""
+    with _open(workspace, url, fmt) as log:
+        events = _call(fmt, log.trace, decision_id)
+    if not events:
+        _fail("audit_unknown_decision", f"no audit events for decision `{decision_id}`", fmt,
+              help="decision ids are printed by `rulebridge decide`; `audit export` lists every event")
+    if fmt == Format.json:
+        typer.echo(json.dumps([e.to_json() for e in events], indent=2, ensure_ascii=False))
+        return
+    render_trace(out, events)
+
+
+@audit_app.command("export")
+def export(workspace: Path = WorkspaceOpt, url: Optional[str] = UrlOpt,
+           fmt: ExportFormat = typer.Option(ExportFormat.jsonl, "--format", "-f", help="jsonl or csv."),
+           since: Optional[str] = SinceOpt, until: Optional[str] = UntilOpt,
+           output: Optional[Path] = typer.Option(None, "--output", "-o", help="A file (default: stdout).")) -> None:
+    """Export events with their hashes and signatures, so they can be re-verified elsewhere."""
+    from engine.audit.log import utc_text
+
+    for what, value in (("since", since), ("until", until)):
+        if value is not None:
+            _call(Format.text, utc_text, value, what=f"--{what}")
+    with _open(workspace, url, Format.text) as log:
+        if output is None:
+            _call(Format.text, log.export, sys.stdout, fmt.value, since, until)
+            return
+        # Written beside the target and renamed into place: an interrupted export leaves no half file.
+        output.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", dir=output.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+                n = _call(Format.text, log.export, f, fmt.value, since, until)
+            os.replace(tmp, output)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    err.print(f"{n} events written to {output}", markup=False)
+
+
+@audit_app.command("stats")
+def stats(workspace: Path = WorkspaceOpt, url: Optional[str] = UrlOpt, fmt: Format = FormatOpt,
+          since: Optional[str] = SinceOpt, until: Optional[str] = UntilOpt) -> None:
+    """Decisions by source and outcome, per rule, per ruleset and per agent; events by step."""
+    with _open(workspace, url, fmt) as log:
+        s = _call(fmt, log.stats, since, until)
+    if fmt == Format.json:
+        typer.echo(json.dumps(s, indent=2, ensure_ascii=False))
+        return
+    window = f"{s['since'] or 'the beginning'} → {s['until'] or 'now'}"
+    out.print(f"[bold]{s['decisions']}[/] decisions, {s['events']} events ({escape(window)})")
+    outcomes = ["execute", "deny", "escalate", "no_action"]
+    outcomes += sorted(set(s["by_outcome"]) - set(outcomes))
+    for key, title in (("by_source", "decided by"), ("by_ruleset", "ruleset"), ("by_rule", "rule"),
+                       ("by_agent", "agent")):
+        if not s[key]:
+            continue
+        t = Table(title=f"decisions by {key[3:]}")
+        t.add_column(title)
+        for o in outcomes:
+            t.add_column(o, justify="right")
+        t.add_column("total", justify="right")
+        for name, row in s[key].items():
+            t.add_row(escape(name), *(str(row.get(o, 0)) for o in outcomes), str(sum(row.values())))
+        out.print(t)
+    t = Table(title="events by step")
+    t.add_column("step")
+    t.add_column("events", justify="right")
+    for step, n in s["by_step"].items():
+        t.add_row(escape(step), str(n))
+    out.print(t)
+
+
+# -- the trace, for people ------------------------------------------------------------------------
+def _j(value: Any, limit: int = 200) -> str:
+    text = json.dumps(value, ensure_ascii=False, sort_keys=True)
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def _who(w: dict[str, Any]) -> str:
+    if w["by"] == "rule":
+        return f"rule `{w['name']}`" + (f" (ruleset {w['ruleset']})" if w.get("ruleset") else "")
+    if w["by"] == "llm":
+        return f"the LLM `{w['name'] or 'unknown model'}`"
+    if w["by"] == "human":
+        return f"reviewer `{w['name'] or 'unknown'}`"
+    if w["by"] == "agent":
+        return f"agent `{w['name']}`"
+    if w.get("review_id"):
+        return f"no one yet: waiting for a person in review item `{w['review_id']}`"
+    return "no one" + (f" ({w['reason']})" if w.get("reason") else "")
+
+
+def _step_lines(step: str, d: dict[str, Any]) -> list[str]:
+    """The key data of one step, as short lines."""
+    if step == "received":
+        case = d.get("case", {})
+        return [f"case {case.get('type')} {_j(case.get('payload'))}",
+                f"ruleset {d.get('ruleset')} · rules {d.get('rule_revision')} · graph {d.get('graph_revision')}"
+                f" · as of {d.get('as_of')}"]
+    if step == "facts":
+        lines = [f"{k} = {_j(v, 120)}" for k, v in list((d.get("facts") or {}).items())[:20]]
+        return lines + [f"{len(d.get('provenance') or [])} graph triples read, "
+                        f"{len(d.get('queries') or [])} named queries"]
+    if step == "matched":
+        return [f"rules matched: {', '.join(d.get('rules_matched') or []) or '-'}",
+                f"deciding: {', '.join(d.get('rules_deciding') or []) or '-'} (hit policy {d.get('hit_policy')})"]
+    if step == "llm":
+        lines = [f"model {d.get('model')}{' (replayed)' if d.get('replayed') else ''} · {d.get('calls', 0)} calls, "
+                 f"{d.get('schema_repairs', 0)} schema repairs, {d.get('guard_repairs', 0)} guard repairs"]
+        for a in d.get("attempts") or []:
+            lines.append(f"attempt {a.get('kind')}: prompt {str(a.get('prompt_hash'))[:16]}"
+                         + (f" · error {a['error']}" if a.get("error") else "")
+                         + (f" · invalid: {'; '.join(a['errors'])}" if a.get("errors") else ""))
+        return lines
+    if step == "verified":
+        lines = [f"proposal {p.get('action')} {_j(p.get('params'), 160)} by {p.get('source')}"
+                 + (f" {p['rule']}" if p.get("rule") else "") for p in d.get("proposals") or []]
+        return lines + [f"check {c.get('code')}{' ' + c['id'] if c.get('id') else ''}: {c.get('message')}"
+                        for c in d.get("checks") or []]
+    if step == "decided":
+        lines = [f"{d.get('outcome')} (source {d.get('source')}, reason {d.get('reason')})"
+                 + (f": {d['message']}" if d.get("message") else "")]
+        if d.get("review_id"):
+            lines.append(f"review item {d['review_id']}")
+        return lines
+    if step == "reviewed":
+        return [f"{d.get('verdict')} by {d.get('reviewer')}" + (f": {d['note']}" if d.get("note") else ""),
+                *([f"approved {_j(d['proposal'], 160)} (hash {str(d.get('proposal_hash'))[:12]})"]
+                  if d.get("proposal") else [])]
+    if step == "executed" and "steps" in d:  # a chain run (engine.audit.trail.execution_event)
+        lines = [f"chain {d.get('chain_id')}: {d.get('outcome')}"
+                 + (f" ({d['error_code']}: {d.get('error_message')})" if d.get("error_code") else "")]
+        for st in d.get("steps") or []:
+            lines.append(f"{st.get('action')} → {st.get('status')} (key {str(st.get('key'))[:16]})"
+                         + (f" result {_j(st['result'], 120)}" if st.get("result") is not None else "")
+                         + (f" error {st['error_code']}: {st.get('error_message')}" if st.get("error_code") else "")
+                         + (f" compensation {st['compensation']}" if st.get("compensation") else ""))
+        return lines
+    if step == "executed":
+        return [f"{d.get('action')} → {d.get('status')}" + (f" via {d['connector']}" if d.get("connector") else ""),
+                *([f"result {_j(d['result'], 160)}"] if d.get("result") is not None else []),
+                *([f"error {d['error']}"] if d.get("error") else [])]
+    return [_j(d)]
+
+
+def render_trace(console: Console, events: list[Any]) -> None:
+    """A decision's trace for people: who decided, then each step (time, agent, key data)."""
+    from engine.audit.trail import who_decided
+
+    w = who_decided(events)
+    console.print(f"decision [bold]{escape(events[0].decision_id)}[/]: [bold]{escape(str(w['outcome']))}[/], "
+                  f"decided by {escape(_who(w))}")
+    for e in events:
+        console.print(f"  {e.ts}  [bold]{e.step:<9}[/] {escape(e.agent)}  (seq {e.seq}, {e.id})")
+        for line in _step_lines(e.step, e.data):
+            console.print(f"      {line}", markup=False)
+    console.print(f"{len(events)} events; `rulebridge audit verify` checks that none was changed", markup=False)
