@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from engine.errors import Diagnostic, LoadError
+from engine.errors import AuthError, Diagnostic, LoadError
 from engine.lang.compiler import CompiledRuleset
 from engine.match import make_matcher
 from engine.match.reference import RuleTrace, explain_rules
@@ -59,6 +59,28 @@ def make_fallback(cfg: Any, model: Any = None) -> Any:
     return Fallback(cfg, model)
 
 
+@dataclass
+class ExecutionOutcome:
+    """How a decision's actions ran: `done`, `refused` (re-verification failed: nothing ran),
+    `failed_compensated`, `failed_needs_review`, `needs_review`, `in_progress` or `pending`."""
+
+    decision_id: str
+    outcome: str
+    steps: list[dict[str, Any]]
+    refused: list[dict[str, Any]]
+    chain: Any = None  # the executor's `ChainResult`
+
+    @property
+    def executed(self) -> bool:
+        return self.outcome == "done"
+
+    def to_json(self) -> dict[str, Any]:
+        c = self.chain
+        return {"decision_id": self.decision_id, "outcome": self.outcome, "steps": self.steps,
+                "refused": self.refused, "chain_id": getattr(c, "chain_id", None),
+                "error_code": getattr(c, "error_code", None), "error_message": getattr(c, "error_message", None)}
+
+
 class Engine:
     """A loaded workspace ready to decide cases. Compile once, decide many times.
 
@@ -89,6 +111,10 @@ class Engine:
         self.now = now
         self._queue: Any = None
         self._identities: Any = None
+        self._audit: Any = None
+        self._decisions: Any = None
+        self._executor: Any = None
+        self.recovery: Any = None  # what opening the executor reconciled (`engine.act.execute.RecoveryReport`)
         security = ws.config.section("security")
         self.require_keys = bool(security.get("require_keys", False))
 
@@ -113,6 +139,54 @@ class Engine:
             self._queue = ReviewQueue(self.state_url or default_url(self.ws.root),
                                       expire_after=dt.timedelta(hours=hours), clock=self.now)
         return self._queue
+
+    @property
+    def audit(self) -> Any:
+        """The hash-chained audit log (`engine.audit.AuditLog`): `RULEBRIDGE_AUDIT_URL`, else
+        `[audit] url`, else the state database; masking rules from `[audit] mask`."""
+        if self._audit is None:
+            from engine.audit.workspace import AUDIT_URL_ENV, open_audit_log
+            from engine.storage import default_url
+
+            url = (os.environ.get(AUDIT_URL_ENV) or str(self.ws.config.section("audit").get("url") or "")
+                   or self.state_url or default_url(self.ws.root))
+            self._audit = open_audit_log(self.ws.root, url=url, now=self.now)
+        return self._audit
+
+    @property
+    def decisions(self) -> Any:
+        """Decisions that act, kept for `execute` (`engine.act.decisions.DecisionStore`)."""
+        if self._decisions is None:
+            from engine.act.decisions import DecisionStore
+            from engine.storage import default_url
+
+            self._decisions = DecisionStore(self.state_url or default_url(self.ws.root), clock=self.now)
+        return self._decisions
+
+    @property
+    def executor(self) -> Any:
+        """The executor: the ledger in the state database and the workspace's connectors.
+
+        Opening it reconciles what a dead process left (`Executor.recover`): executions started
+        more than `[execution] recover_after_s` ago (default 60) are settled with their connector;
+        a decision whose chain waits is run again, after re-verification, by `execute`."""
+        if self._executor is None:
+            from engine.act.connectors.registry import build_connectors
+            from engine.act.execute import Executor
+            from engine.act.ledger import Ledger
+            from engine.storage import default_url
+
+            connectors = build_connectors(self.ws.config, self.ws.store, self.ws.actions, root=self.ws.root,
+                                          prefixes=self.ws.prefixes)
+            ex = Executor(Ledger(self.state_url or default_url(self.ws.root)), connectors,
+                          audit=self._audit_execution, **({"now": self.now} if self.now else {}))
+            after = float(self.ws.config.section("execution").get("recover_after_s", 60))
+            self.recovery = ex.recover(min_age=dt.timedelta(seconds=after))
+            self._executor = ex
+        return self._executor
+
+    def _audit_execution(self, decision_id: str, event: str, data: dict[str, Any]) -> None:
+        self.audit.append(decision_id, event, str(data.get("agent") or "anonymous"), data)
 
     @property
     def identities(self) -> Any:
@@ -153,20 +227,46 @@ class Engine:
         return case if isinstance(case, Case) else Case.from_json(case)
 
     def decide(self, case: Case | dict[str, Any], *, llm: bool = True, review: bool = True,
-               key: str | None = None) -> Decision:
+               key: str | None = None, execute: bool = False) -> Decision:
         """Decide a case: `execute` with proposals, `deny`, `escalate` or `no_action`, with reasons.
 
         `key` is the asking agent's key (`rbk_...`): it proves the identity, which the case's
         `agent` may then only repeat. Without a key the case's `agent` (or the workspace default)
         is taken at its word, unless `[security] require_keys` is on. Unknown, revoked and
-        out-of-scope agents are refused with `AuthError` before anything is decided.
-        With `llm`, a case no rule decides goes to the configured model; with `review`, an
-        escalation is persisted in the review queue (`decision.review_id`)."""
-        caller = self.authenticate(key)
-        return decide(self.ws, self._case(case), matcher_for=self.matcher_for, clock=self.clock,
-                      new_id=self.new_id, fallback=self.fallback if llm else None,
-                      queue=self.queue if review else None, caller=caller,
-                      identities=self._identities_if_used())
+        out-of-scope agents are refused with `AuthError` before anything is decided — and the
+        refusal is audited. With `llm`, a case no rule decides goes to the configured model; with
+        `review`, an escalation is persisted in the review queue (`decision.review_id`).
+        Every decision is appended to the audit log; an `execute` decision is kept for
+        `execute(decision.id)`, and with `execute=True` it runs at once (`decision.execution`)."""
+        case = self._case(case)
+        try:
+            caller = self.authenticate(key)
+            d = decide(self.ws, case, matcher_for=self.matcher_for, clock=self.clock,
+                       new_id=self.new_id, fallback=self.fallback if llm else None,
+                       queue=self.queue if review else None, caller=caller,
+                       identities=self._identities_if_used())
+        except AuthError as exc:
+            self._audit_refusal(case, exc)
+            raise
+        self._record(d)
+        if execute and d.outcome == "execute":
+            d.execution = self.execute(d.id).to_json()
+        return d
+
+    def _record(self, d: Decision) -> None:
+        """The decision's audit events (one transaction) and, if it acts, its record for `execute`."""
+        from engine.audit.trail import decision_events
+
+        if d.outcome == "execute":
+            self.decisions.record(id=d.id, agent=d.agent, ruleset=d.ruleset, outcome=d.outcome, source=d.source,
+                                  case=d.case.to_json(), proposals=[p.to_json() for p in d.proposals])
+        self.audit.append_many(decision_events(d, self.ws.rulesets[d.ruleset]))
+
+    def _audit_refusal(self, case: Case, exc: Exception) -> None:
+        from engine.audit.canonical import jsonable
+
+        self.audit.append(self.new_id(), "refused", case.agent or "anonymous", jsonable({
+            "case": case.to_json(), "code": getattr(exc, "code", "auth_error"), "message": str(exc)}))
 
     def _identities_if_used(self) -> Any:
         """The identity store when keys are in play (required, or the state DB already exists);
@@ -230,7 +330,13 @@ class Engine:
         if not reason.strip():
             raise ReviewError("a rejection gives a reason", code="review_incomplete")
         reviewer = self._reviewer(self.queue.get(item_id), reviewer, key)
-        return self.queue.reject(item_id, reviewer=reviewer, reason=reason)
+        return self._audit_review(self.queue.reject(item_id, reviewer=reviewer, reason=reason))
+
+    def _audit_review(self, item: Any) -> Any:
+        from engine.audit.trail import review_event
+
+        self.audit.append(*review_event(item))
+        return item
 
     def review_approve(self, item_id: str, *, reviewer: str | None, action: str | None = None,
                        params: dict[str, Any] | None = None, expect_hash: str | None = None,
@@ -263,8 +369,93 @@ class Engine:
             raise ReviewError("the approval is refused by the verification gate: " + "; ".join(
                 f"{r.id or r.code}: {r.message}" for r in verdict.reasons), code="review_denied")
         approved = verdict.proposal  # type: ignore[union-attr]
-        return self.queue.approve(item_id, reviewer=reviewer, proposal=approved.to_json(),
-                                  proposal_hash=proposal_hash(approved.action, approved.params), note=note)
+        return self._audit_review(self.queue.approve(item_id, reviewer=reviewer, proposal=approved.to_json(),
+                                                     proposal_hash=proposal_hash(approved.action, approved.params),
+                                                     note=note))
+
+    # -- execution --------------------------------------------------------------------------------
+    def execute(self, ident: str, *, key: str | None = None) -> Any:
+        """Run the accepted actions of a decision (its id) or of an approved review item (`R-...`),
+        each exactly once, through their connectors; returns an `ExecutionOutcome`.
+
+        The whole chain is verified again first, against the graph as it is now (time has passed:
+        a guard, a limit or a precondition may say otherwise) — steps the ledger already has as
+        done excepted. Any step that does not pass refuses the whole chain before anything runs.
+        Running it again returns the recorded outcome; nothing runs twice."""
+        from engine.act.execute import ExecutionError
+
+        if ident.startswith("R-"):
+            item = self.queue.get(ident)
+            if item.status not in ("approved", "applied") or not item.approved:
+                raise ExecutionError(f"review item `{ident}` is {item.status}: only an approved item executes",
+                                     code="not_executable")
+            decision_id, agent = item.decision_id, item.agent
+            case, proposals, source = item.context["case"], [item.approved], "human"
+        else:
+            stored = self.decisions.get(ident)
+            if stored.outcome != "execute":
+                raise ExecutionError(f"decision `{ident}` is {stored.outcome}: nothing to execute",
+                                     code="not_executable")
+            decision_id, agent, case, proposals, source = stored.id, stored.agent, stored.case, stored.proposals, \
+                stored.source
+        proved = self.authenticate(key)
+        if proved is not None and proved != agent:
+            raise AuthError(f"the key belongs to `{proved}`, but decision `{decision_id}` was asked by `{agent}`",
+                            code="auth_identity_mismatch")
+        steps, refused = self._chain(decision_id, Case.from_json(case), proposals, source)
+        if refused:
+            outcome = ExecutionOutcome(decision_id, "refused", [], refused)
+        else:
+            result = self.executor.run(decision_id, agent, steps)
+            outcome = ExecutionOutcome(decision_id, result.outcome, [st.__dict__ for st in result.steps], [],
+                                       result)
+        self._after_execution(ident, decision_id, agent, outcome)
+        return outcome
+
+    def _chain(self, decision_id: str, case: Case, proposals: list[dict[str, Any]], source: str
+               ) -> tuple[list[Any], list[dict[str, Any]]]:
+        """The chain of steps (with their inverses), and why it is refused (empty: it may run)."""
+        from engine.act.execute import ExecutionError, Step
+        from engine.act.ledger import idempotency_key
+        from engine.govern.verify import Accept
+
+        steps, refused = [], []
+        for i, p in enumerate(proposals):
+            spec = self.ws.actions.actions.get(p["action"])
+            if spec is None or spec.execute is None:
+                raise ExecutionError(f"action `{p['action']}` is bound to no connector", code="no_connector")
+            params = p["params"]
+            done = self.executor.ledger.get(idempotency_key(decision_id, i, p["action"], params))
+            if done is None or done.status != "done":
+                verdict = self.verify(case, Proposal(p["action"], dict(params), source))
+                if not isinstance(verdict, Accept):
+                    refused += [{"step": i, "action": p["action"], "code": r.code, "id": r.id, "message": r.message}
+                                for r in verdict.reasons]
+                    continue
+                params = verdict.proposal.params
+            inverse = None
+            if spec.inverse is not None:
+                inv_spec = self.ws.actions.actions[spec.inverse.action]
+                inverse = Step(spec.inverse.action, spec.inverse.derive(params),
+                               inv_spec.execute.connector if inv_spec.execute else "")
+            steps.append(Step(p["action"], params, spec.execute.connector, inverse))
+        return steps, refused
+
+    def _after_execution(self, ident: str, decision_id: str, agent: str, outcome: "ExecutionOutcome") -> None:
+        from engine.act.decisions import DecisionNotFound
+        from engine.audit.canonical import jsonable
+
+        self.audit.append(decision_id, "executed", agent, jsonable(outcome.to_json()))
+        status = {"done": "executed", "refused": "refused"}.get(outcome.outcome, outcome.outcome)
+        if ident.startswith("R-"):
+            if outcome.outcome == "done":
+                item = self.queue.get(ident)
+                self.queue.consume(ident, item.approved_hash)
+            return
+        try:
+            self.decisions.finish(decision_id, status, outcome.to_json())
+        except DecisionNotFound:  # pragma: no cover - recorded by `decide` before it can execute
+            pass
 
     def verify(self, case: Case | dict[str, Any], proposal: Proposal) -> Any:
         """Verify a proposal (from anyone) against the facts of a case, now: the gate's verdict."""

@@ -64,6 +64,7 @@ class Decision:
     llm: dict[str, Any] | None = None  # the LLM's part: model, attempts, repairs (None: not asked)
     review_id: str | None = None  # the review item an escalation is waiting in
     agent: str = "anonymous"
+    execution: dict[str, Any] | None = None  # how the accepted actions ran (`decide(..., execute=True)`)
 
     def facts(self, rs: CompiledRuleset) -> dict[str, Any]:
         """The value of every scalar path and derived fact the rules read."""
@@ -87,6 +88,7 @@ class Decision:
             "agent": self.agent,
             "llm": self.llm,
             "review_id": self.review_id,
+            "execution": self.execution,
             "rule_revision": self.rule_revision,
             "graph_revision": self.graph_revision,
             "as_of": self.as_of,

@@ -23,7 +23,8 @@ ROOT = Path(__file__).parent.parent
 def mini_engine():
     from engine import Engine
 
-    return Engine.open(MINI, new_id=iter(f"d{i}" for i in range(10**9)).__next__)
+    return Engine.open(MINI, new_id=iter(f"d{i}" for i in range(10**9)).__next__,
+                       state=f"sqlite:///{tempfile.mkdtemp(prefix='rulebridge-mini-')}/state.db")
 
 
 @pytest.fixture(scope="session")

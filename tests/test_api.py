@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import tempfile
 
 import pytest
 from rdflib import Graph, Literal, URIRef
@@ -30,8 +31,9 @@ def case(inv: str, **extra) -> dict:
 @pytest.fixture(scope="module", params=["durable", "reference"])
 def engine(request) -> Engine:
     ids = iter(range(10**9))
+    state = tempfile.mkdtemp(prefix="rulebridge-api-")  # its own state: the ids repeat per engine
     return Engine.open(MINI, matcher=request.param, clock=lambda: dt.date(2026, 12, 24),
-                       new_id=lambda: f"dec-{next(ids)}")
+                       new_id=lambda: f"dec-{next(ids)}", state=f"sqlite:///{state}/state.db")
 
 
 # -- opening ------------------------------------------------------------------------------------------

@@ -133,13 +133,18 @@ def test_cmd(path: Path = typer.Argument(Path("."), help="The workspace folder."
         raise typer.Exit(EXIT_FINDINGS)
 
 
-def _decide(case_file: Path, workspace: Path, fmt: Format, explain: bool, key: str | None) -> None:
+def _decide(case_file: Path, workspace: Path, fmt: Format, explain: bool, key: str | None,
+            execute: bool = False) -> None:
+    from engine.act.execute import ExecutionError
+
     engine = _open_engine(workspace, fmt)
     data = _read_case(case_file, fmt)
     try:
-        result = engine.explain(data, key=key) if explain else engine.decide(data, key=key)
+        result = engine.explain(data, key=key) if explain else engine.decide(data, key=key, execute=execute)
     except (CaseError, AuthError) as exc:
         _fail_diagnostics(exc.diagnostics, fmt, EXIT_INPUT)
+    except ExecutionError as exc:
+        _fail_diagnostics(exc.diagnostics, fmt, EXIT_FINDINGS)
     from engine.cli.render import render_decision, render_explanation
 
     if explain:
@@ -161,9 +166,39 @@ AgentKeyOpt = typer.Option(None, "--key", envvar="RULEBRIDGE_AGENT_KEY", show_en
 
 @app.command()
 def decide(case_file: Path = typer.Argument(..., help="A case as JSON: {type, payload}."),
-           workspace: Path = WorkspaceOpt, fmt: Format = FormatOpt, key: Optional[str] = AgentKeyOpt) -> None:
-    """Decide one case."""
-    _decide(case_file, workspace, fmt, explain=False, key=key)
+           workspace: Path = WorkspaceOpt, fmt: Format = FormatOpt, key: Optional[str] = AgentKeyOpt,
+           execute: bool = typer.Option(False, "--execute", help="Run the accepted actions now, exactly once, "
+                                        "through their connectors (the governed path).")) -> None:
+    """Decide one case (and with --execute, act on it)."""
+    _decide(case_file, workspace, fmt, explain=False, key=key, execute=execute)
+
+
+@app.command("execute")
+def execute_cmd(ident: str = typer.Argument(..., help="A decision id, or an approved review item (R-...)."),
+                workspace: Path = WorkspaceOpt, fmt: Format = FormatOpt, key: Optional[str] = AgentKeyOpt) -> None:
+    """Run a decision's accepted actions (or an approved review item's) exactly once.
+
+    The chain is verified again against the graph as it is now; running it again shows the
+    recorded outcome and runs nothing twice. Exit 0 when done, 1 when refused or failed."""
+    from engine.act.decisions import DecisionNotFound
+    from engine.act.execute import ExecutionError
+    from engine.govern.review import ReviewError
+
+    engine = _open_engine(workspace, fmt)
+    try:
+        res = engine.execute(ident, key=key)
+    except (DecisionNotFound, ReviewError, AuthError) as exc:
+        _fail_diagnostics(exc.diagnostics, fmt, EXIT_INPUT)
+    except ExecutionError as exc:
+        _fail_diagnostics(exc.diagnostics, fmt, EXIT_FINDINGS)
+    if fmt == Format.json:
+        out.print(json.dumps(res.to_json(), indent=2, default=str), markup=False)
+    else:
+        from engine.cli.render import render_execution
+
+        render_execution(out, res.to_json())
+    if not res.executed:
+        raise typer.Exit(EXIT_FINDINGS)
 
 
 @app.command()
@@ -213,6 +248,7 @@ def demo(workspace: Path = WorkspaceOpt,
     cols = ("cases", "rule", "llm", "review", "deny", "no_action", "invalid", "reached_llm")
     rows: dict[str, dict[str, Any]] = {}
     times: list[float] = []
+    accepted: list[str] = []
     llm_calls = schema_repairs = guard_repairs = 0
     with Progress(console=err, transient=True, disable=fmt == Format.json) as progress:
         task = progress.add_task("deciding", total=len(stream))
@@ -223,6 +259,8 @@ def demo(workspace: Path = WorkspaceOpt,
                 key = d.ruleset
                 col = {"execute": d.source, "escalate": "review", "deny": "deny",
                        "no_action": "no_action"}[d.outcome]
+                if d.outcome == "execute":
+                    accepted.append(d.id)
                 if d.llm is not None:
                     llm_calls += d.llm.get("calls", 0)
                     schema_repairs += d.llm.get("schema_repairs", 0)
@@ -235,6 +273,21 @@ def demo(workspace: Path = WorkspaceOpt,
             row[col] += 1
             row["reached_llm"] += bool(d is not None and d.llm is not None and d.llm.get("calls"))
             progress.advance(task)
+    # Then act: every accepted decision runs through its connector (the embedded graph), each
+    # re-verified against the graph as the earlier actions left it, then the audit chain is checked.
+    executed: dict[str, int] = {}
+    revision_decided = engine.ws.store.revision
+    t_exec = time.perf_counter()
+    from engine.act.execute import ExecutionError
+
+    for decision_id in accepted:
+        try:
+            outcome = engine.execute(decision_id).outcome
+        except ExecutionError as exc:  # e.g. an action bound to no connector in this workspace
+            outcome = exc.code
+        executed[outcome] = executed.get(outcome, 0) + 1
+    exec_s = time.perf_counter() - t_exec
+    audit_report = engine.audit.verify()
     total = {k: sum(r[k] for r in rows.values()) for k in cols}
     us = sorted(t * 1e6 for t in times)
     p50 = statistics.median(us) if us else 0.0
@@ -246,7 +299,11 @@ def demo(workspace: Path = WorkspaceOpt,
                "guard_repairs": guard_repairs, "share_reaching_llm": round(share, 4), "llm": llm_desc,
                "p50_us": round(p50, 1), "p99_us": round(p99, 1), "open_s": round(open_s, 3),
                "source": str(source) if source else "sampled",
-               "review_pending": len(engine.review_list("pending"))}
+               "review_pending": len(engine.review_list("pending")),
+               "executed": executed, "execute_s": round(exec_s, 3),
+               "audit": {"valid": audit_report.ok, "events": audit_report.checked,
+                         "first_broken_seq": audit_report.first_broken_seq, "reason": audit_report.reason,
+                         "graph_revision_after": engine.ws.store.revision}}
     if fmt == Format.json:
         out.print(json.dumps(summary, indent=2), markup=False)
         return
@@ -264,8 +321,18 @@ def demo(workspace: Path = WorkspaceOpt,
     out.print(f"LLM calls {llm_calls} (schema repairs {schema_repairs}, guard repairs {guard_repairs}); "
               f"{share:.0%} of cases reached the LLM — only those no rule decided.")
     out.print(f"time per case: p50 {p50:.0f} µs, p99 {p99:.0f} µs, mean {statistics.fmean(us) if us else 0:.0f} µs "
-              f"(workspace opened and compiled in {open_s:.2f} s; graph revision {engine.ws.store.revision})")
+              f"(workspace opened and compiled in {open_s:.2f} s; graph revision {revision_decided})")
     out.print(f"{summary['review_pending']} escalation(s) wait in the review queue: rulebridge review list")
+    parts = ", ".join(f"{n} {k}" for k, n in sorted(executed.items())) or "none"
+    out.print(f"executed the {len(accepted)} accepted decisions against the embedded graph, each exactly once "
+              f"after re-verification: {parts} ({exec_s:.2f} s; graph revision now {engine.ws.store.revision})",
+              markup=False)
+    if audit_report.ok:
+        out.print(f"[green]audit chain valid[/]: {audit_report.checked} events, head {audit_report.head.seq}:"
+                  f"{audit_report.head.hash[:16]}… (rulebridge audit verify | show DECISION | stats)")
+    else:
+        out.print(f"[red]audit chain BROKEN[/] at event {audit_report.first_broken_seq}: {audit_report.reason}")
+        raise typer.Exit(EXIT_FINDINGS)
     if total["invalid"]:
         out.print(f"[yellow]{total['invalid']} case(s) were invalid[/]")
 
@@ -364,6 +431,10 @@ def review_reject(item_id: str = typer.Argument(..., help="The review item id (R
     else:
         out.print(f"[red]rejected[/] {item.id} by {item.reviewer}: {item.note}")
 
+
+from engine.cli.audit_cmd import audit_app  # noqa: E402  (the `audit` commands, for auditors)
+
+app.add_typer(audit_app, name="audit")
 
 agents_app = typer.Typer(no_args_is_help=True, help="Identities: agents and reviewers, their keys.")
 app.add_typer(agents_app, name="agents")

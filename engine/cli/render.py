@@ -46,6 +46,8 @@ def render_decision(console: Console, d: Any, rs: Any) -> None:
             console.print(f"  check [bold]{c.code}[/]{' ' + c.id if c.id else ''}: {c.message}", markup=False)
     if d.llm is not None:
         render_llm(console, d.llm)
+    if d.execution is not None:
+        render_execution(console, d.execution)
     if d.review_id:
         console.print(f"  waiting for a person: review item [bold]{d.review_id}[/] "
                       f"(rulebridge review show {d.review_id})")
@@ -170,3 +172,19 @@ def render_review_item(console: Console, item: Any) -> None:
     if item.reviewer:
         console.print(f"  decided by {item.reviewer} at {item.decided_at:%Y-%m-%d %H:%M}: {item.note or ''}",
                       markup=False)
+
+
+def render_execution(console: Console, ex: dict[str, Any]) -> None:
+    """How a decision's actions ran: the outcome, each step's ledger status, refusals."""
+    color = "green" if ex["outcome"] == "done" else "red" if ex["outcome"] == "refused" else "yellow"
+    console.print(f"  executed: [bold {color}]{ex['outcome']}[/] (decision {ex['decision_id']})")
+    for st in ex.get("steps") or []:
+        comp = f", compensation {st['compensation']}" if st.get("compensation") else ""
+        err = f" — {st['error_code']}: {st['error_message']}" if st.get("error_code") else ""
+        console.print(f"    step {st['index'] + 1} {st['action']}: {st['status']}{comp}{err} (key {st['key'][:12]})",
+                      markup=False)
+    for r in ex.get("refused") or []:
+        console.print(f"    refused step {r['step'] + 1} {r['action']}: {r['id'] or r['code']}: {r['message']}",
+                      markup=False)
+    if ex.get("error_code"):
+        console.print(f"    {ex['error_code']}: {ex['error_message']}", markup=False)

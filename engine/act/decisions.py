@@ -1,0 +1,81 @@
+"""Decisions kept for execution: what `rulebridge execute DECISION` finds, in the state database.
+
+A decision is recorded when it is made (`record`), with the case, the agent, and the exact
+proposals the gate accepted. Executing it later re-verifies those proposals against the graph
+as it is then; the execution ledger (`engine.act.ledger`) is what makes the run exactly-once,
+this table only says which decision asked for what and how it ended.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from sqlalchemy import JSON, Column, DateTime, MetaData, String, Table, insert, select, update
+
+from engine.errors import RulebridgeError
+from engine.storage import open_db, utc
+
+metadata = MetaData()
+decisions = Table(
+    "decisions", metadata,
+    Column("id", String(64), primary_key=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("agent", String(200), nullable=False),
+    Column("ruleset", String(200), nullable=False),
+    Column("outcome", String(16), nullable=False),
+    Column("source", String(16), nullable=False),
+    Column("case", JSON, nullable=False),
+    Column("proposals", JSON, nullable=False),
+    Column("status", String(24), nullable=False),  # decided | executed | failed | refused | needs_review
+    Column("result", JSON, nullable=True),
+    Column("updated_at", DateTime(timezone=True), nullable=True),
+)
+
+
+class DecisionNotFound(RulebridgeError):
+    code = "decision_not_found"
+
+
+@dataclass
+class StoredDecision:
+    id: str
+    created_at: dt.datetime
+    agent: str
+    ruleset: str
+    outcome: str
+    source: str
+    case: dict[str, Any]
+    proposals: list[dict[str, Any]]
+    status: str
+    result: dict[str, Any] | None
+    updated_at: dt.datetime | None
+
+
+class DecisionStore:
+    def __init__(self, url: str, *, clock: Callable[[], dt.datetime] | None = None):
+        self.db = open_db(url)
+        metadata.create_all(self.db)
+        self.clock = clock or (lambda: dt.datetime.now(dt.timezone.utc))
+
+    def record(self, *, id: str, agent: str, ruleset: str, outcome: str, source: str, case: dict[str, Any],
+               proposals: list[dict[str, Any]]) -> None:
+        with self.db.begin() as conn:
+            conn.execute(insert(decisions).values(id=id, created_at=self.clock(), agent=agent, ruleset=ruleset,
+                                                  outcome=outcome, source=source, case=case, proposals=proposals,
+                                                  status="decided"))
+
+    def get(self, decision_id: str) -> StoredDecision:
+        with self.db.connect() as conn:
+            r = conn.execute(select(decisions).where(decisions.c.id == decision_id)).first()
+        if r is None:
+            raise DecisionNotFound(f"no decision `{decision_id}` in this workspace's state database")
+        m = dict(r._mapping)
+        m["created_at"], m["updated_at"] = utc(m["created_at"]), utc(m["updated_at"])
+        return StoredDecision(**m)
+
+    def finish(self, decision_id: str, status: str, result: dict[str, Any]) -> None:
+        with self.db.begin() as conn:
+            conn.execute(update(decisions).where(decisions.c.id == decision_id)
+                         .values(status=status, result=result, updated_at=self.clock()))

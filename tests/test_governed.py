@@ -1,0 +1,161 @@
+"""The governed path end to end on the Brightwater workspace: decide → verify → execute exactly
+once through the graph connector → audit, from the facade and from the CLI.
+
+Every test loads its own workspace: executing actions changes the in-memory graph."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from engine.act.execute import Step
+from engine.errors import AuthError
+from engine.model import IRI
+from engine.workspace import load_workspace
+from tests.brightwater import BWD, ROOT, discount_case, engine
+
+BW = "https://brightwater.example/ontology#"
+
+
+def invoice_case(n: int) -> dict:
+    return {"type": "invoice.received", "payload": {"invoice": f"bwd:INV-{n}"}, "as_of": "2026-11-01"}
+
+
+@pytest.fixture
+def gov(tmp_path):
+    return engine(None, ws=load_workspace(ROOT), state=tmp_path / "state.db")
+
+
+def first_approved(e) -> tuple[int, object]:
+    for n in range(10001, 10100):
+        d = e.decide(invoice_case(n), llm=False)
+        if d.outcome == "execute" and d.proposals[0].action == "approve_invoice":
+            return n, d
+    raise AssertionError("no invoice the rules approve")
+
+
+def status(e, n: int) -> list:
+    return e.ws.store.objects(f"{BWD}INV-{n}", BW + "status")
+
+
+def test_an_approved_invoice_is_executed_once_and_the_next_decision_sees_it(gov):
+    n, d = first_approved(gov)
+    before = gov.ws.store.revision
+    assert status(gov, n) == ["received"]
+    res = gov.execute(d.id)
+    assert res.outcome == "done" and [s["status"] for s in res.steps] == ["done"]
+    assert status(gov, n) == ["approved"] and gov.ws.store.revision != before
+    again = gov.execute(d.id)  # nothing runs twice: the recorded outcome
+    assert again.outcome == "done" and again.steps[0]["key"] == res.steps[0]["key"]
+    assert len([x for x in gov.executor.ledger.executions(d.id)]) == 1
+    after = gov.decide(invoice_case(n), llm=False)  # the graph changed: the rules see an approved invoice
+    assert after.graph_revision == gov.ws.store.revision
+    assert not (after.outcome == "execute" and after.proposals[0].action == "approve_invoice")
+
+
+def test_the_audit_trail_of_an_executed_decision_is_complete_and_the_chain_valid(gov):
+    _, d = first_approved(gov)
+    gov.execute(d.id)
+    steps = [ev.step for ev in gov.audit.trace(d.id)]
+    assert steps[:2] == ["received", "facts"] and "decided" in steps
+    assert steps.index("decided") < steps.index("execution_started") < steps.index("execution_done")
+    assert steps[-1] == "executed"
+    report = gov.audit.verify()
+    assert report.ok and report.checked >= len(steps)
+
+
+def test_decide_with_execute_runs_at_once(gov, tmp_path):
+    n, d = first_approved(gov)
+    gov2 = engine(None, ws=load_workspace(ROOT), state=tmp_path / "other.db")
+    d2 = gov2.decide(invoice_case(n), llm=False, execute=True)
+    assert d2.execution["outcome"] == "done" and d2.to_json()["execution"]["decision_id"] == d2.id
+    assert status(gov2, n) == ["approved"]
+
+
+def test_a_stale_decision_is_re_verified_and_refused(gov):
+    n, d1 = first_approved(gov)
+    d2 = gov.decide(invoice_case(n), llm=False)  # the same invoice, decided twice before either runs
+    assert gov.execute(d1.id).outcome == "done"
+    res = gov.execute(d2.id)
+    assert res.outcome == "refused" and res.steps == []
+    assert any(r["code"] == "precondition" for r in res.refused)
+    assert gov.executor.ledger.executions(d2.id) == []
+    assert gov.decisions.get(d2.id).status == "refused"
+    assert [ev.step for ev in gov.audit.trace(d2.id)][-1] == "executed"
+
+
+def test_a_refused_agent_is_audited(gov):
+    with pytest.raises(AuthError):
+        gov.decide(discount_case(agent="intruder"), llm=False)
+    refused = [ev for ev in gov.audit.events() if ev.step == "refused"]
+    assert len(refused) == 1 and refused[0].data["code"] == "agent_unknown" and refused[0].agent == "intruder"
+
+
+def test_an_approved_review_item_executes_once_as_a_human_decision(gov):
+    d = gov.decide(discount_case("bwd:SO-3002", 7), llm=False)
+    assert d.outcome == "escalate" and d.review_id
+    item = gov.review_approve(d.review_id, reviewer="sales-ops-lead", action="approve_discount",
+                              params={"order": "bwd:SO-3002", "percent": 7})
+    res = gov.execute(item.id)
+    assert res.outcome == "done"
+    assert gov.ws.store.objects(f"{BWD}SO-3002", BW + "discount_percent") == [7]
+    assert gov.review_show(item.id).status == "applied"
+    assert gov.execute(item.id).outcome == "done"  # applied once: the ledger returns the record
+    assert len(gov.executor.ledger.executions(d.id)) == 1
+    steps = [ev.step for ev in gov.audit.trace(d.id)]
+    assert "reviewed" in steps and steps[-1] == "executed"
+
+
+def test_a_failing_second_step_compensates_the_first_on_the_real_graph(gov):
+    """approve_invoice, then hold_payment on an invoice whose payment is already held: the graph
+    connector writes nothing for step 2, and step 1 is undone by its inverse (reopen_invoice)."""
+    n, d = first_approved(gov)
+    inv = f"{BWD}INV-{n}"
+    gov.ws.store.update("INSERT { ?i <" + BW + "payment_hold_reason> \"held by treasury\" } WHERE {}", {"i": IRI(inv)})
+    approver = d.proposals[0].params["approver"]
+    steps = [Step("approve_invoice", {"invoice": inv, "approver": approver}, "kg",
+                  Step("reopen_invoice", {"invoice": inv}, "kg")),
+             Step("hold_payment", {"invoice": inv, "reason": "second hold"}, "kg",
+                  Step("release_payment_hold", {"invoice": inv}, "kg"))]
+    res = gov.executor.run("chain-1", "ops-console", steps)
+    assert res.outcome == "failed_compensated"
+    assert [s.status for s in res.steps] == ["compensated", "failed"] and res.steps[0].compensation == "done"
+    assert status(gov, n) == ["received"]  # restored by the inverse
+    assert gov.ws.store.objects(inv, BW + "payment_hold_reason") == ["held by treasury"]
+    assert gov.audit.verify().ok
+
+
+def test_cli_decide_execute_then_audit_show_and_verify(tmp_path, monkeypatch):
+    from engine.cli.main import app
+
+    monkeypatch.setenv("RULEBRIDGE_STATE_URL", f"sqlite:///{tmp_path}/state.db")
+    runner = CliRunner()
+    case = tmp_path / "case.json"
+    case.write_text(json.dumps(invoice_case(10004)))
+    r = runner.invoke(app, ["decide", str(case), "-w", str(ROOT), "--execute", "-f", "json"])
+    assert r.exit_code == 0, r.output
+    d = json.loads(r.stdout)
+    assert d["outcome"] == "execute" and d["execution"]["outcome"] == "done"
+    again = runner.invoke(app, ["execute", d["id"], "-w", str(ROOT), "-f", "json"])
+    # a new process: the in-memory graph was reloaded from the files, the ledger remembers
+    assert again.exit_code == 0 and json.loads(again.stdout)["steps"][0]["key"] == d["execution"]["steps"][0]["key"]
+    missing = runner.invoke(app, ["execute", "no-such-decision", "-w", str(ROOT)])
+    assert missing.exit_code == 2 and "decision_not_found" in missing.output
+    shown = runner.invoke(app, ["audit", "show", d["id"], "-w", str(ROOT)])
+    assert shown.exit_code == 0 and d["rules_deciding"][0] in shown.output and "execution_done" in shown.output
+    verified = runner.invoke(app, ["audit", "verify", "-w", str(ROOT)])
+    assert verified.exit_code == 0 and "chain valid" in verified.output
+
+
+def test_the_demo_executes_and_ends_with_a_verified_chain(tmp_path, monkeypatch):
+    from engine.cli.main import app
+
+    monkeypatch.setenv("RULEBRIDGE_STATE_URL", f"sqlite:///{tmp_path}/state.db")
+    r = CliRunner().invoke(app, ["demo", "-w", str(ROOT), "-n", "40", "-f", "json"])
+    assert r.exit_code == 0, r.output
+    s = json.loads(r.stdout)
+    accepted = s["total"]["rule"] + s["total"]["llm"]
+    assert sum(s["executed"].values()) == accepted and s["executed"].get("done", 0) > 0
+    assert s["audit"]["valid"] is True and s["audit"]["events"] > 40
