@@ -68,11 +68,23 @@ class GraphAlgorithms:
         self._graphs: dict[str, Any] = {}
         self._flags: dict[str, set[str]] = {}
         self._revision = store.revision
+        self._seen = len(getattr(store, "touched", ()))
 
     def _fresh(self) -> None:
-        """Drop the cached graphs when the store changed (an action executed on the graph)."""
-        if self.store.revision != self._revision:
-            self._graphs, self._flags, self._revision = {}, {}, self.store.revision
+        """Drop the cached graphs an update of the store may have changed (an action executed on
+        the graph): those of the predicates its template names, or all when it cannot tell."""
+        if self.store.revision == self._revision:
+            return
+        log = getattr(self.store, "touched", None)
+        new = log[self._seen:] if log is not None and len(log) > self._seen else [None]
+        self._revision, self._seen = self.store.revision, len(log) if log is not None else 0
+        if any(t is None for t in new):
+            self._graphs, self._flags = {}, {}
+            return
+        changed = frozenset().union(*new)
+        for cache in (self._graphs, self._flags):
+            for prop in [p for p in cache if p in changed]:
+                del cache[prop]
 
     def graph(self, prop: str) -> Any:
         self._fresh()

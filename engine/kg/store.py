@@ -206,6 +206,35 @@ class GraphStore(Protocol):
         """The number of triples."""
 
 
+_TERM = r"(?:\?\w+|\$\w+|<[^>\s]*>|[A-Za-z][\w.-]*:[\w.-]*|:[\w.-]+|\"[^\"]*\"|\d[\d.]*|true|false|\[)"
+# A variable where a predicate goes: `subject ?p object`, or `; ?p object` in a predicate list.
+_VARIABLE_PREDICATE = re.compile(rf"(?:{_TERM}|;)\s+[?$]\w+\s+{_TERM}")
+_IRI = re.compile(r"<([^>\s]*)>")
+_PNAME = re.compile(r"(?<![\w?$<\"])([A-Za-z][\w.-]*)?:([\w.-]+)")
+_DECLARED = re.compile(r"PREFIX\s+([A-Za-z][\w.-]*)?:\s*<([^>]*)>", re.I)
+
+
+def touched_iris(template: str, prefixes: dict[str, str] | None) -> frozenset[str] | None:
+    """Every IRI an update template names (prefixed names expanded; `a` is rdf:type): a superset
+    of the predicates it can change. None when a variable stands where a predicate goes — then
+    any predicate may have changed. Caches keyed by predicate (`engine.kg.derived`) use this to
+    survive updates that do not touch them."""
+    text = re.sub(r'"(?:[^"\\]|\\.)*"', '""', template)  # strings out (they may hold `<`, `#`, `?`)
+    out = set(_IRI.findall(text))
+    text = re.sub(r"#[^\n]*", " ", _IRI.sub("<>", text))  # then comments (an IRI may hold `#`)
+    if _VARIABLE_PREDICATE.search(text):
+        return None
+    declared = dict(_DECLARED.findall(template))
+    known = {**(prefixes or {}), **{(p or ""): iri for p, iri in declared.items()}}
+    for prefix, local in _PNAME.findall(text):
+        if (prefix or "") not in known:
+            return None  # a name we cannot expand: assume the worst
+        out.add(known[prefix or ""] + local)
+    if re.search(r"(?<![\w?$:])a(?![\w:])", text):
+        out.add(RDF_TYPE)
+    return frozenset(out)
+
+
 def _check_name(name: str) -> None:
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
         raise GraphUpdateError(f"`{name}` is not a variable name", code="graph_bad_value")
@@ -230,6 +259,7 @@ class OxigraphStore:
         self._ox = ox
         self.store = store
         self.revision = revision
+        self.touched: list[frozenset[str] | None] = []  # per applied update: the IRIs it may have changed
         self._pred_cache: dict[str, Any] = {}
         # INVARIANT: the updates of one store are serialised, so a `where` count and the update that
         # follows it see the same graph (an on-disk store is opened read-write by one process only).
@@ -364,6 +394,7 @@ class OxigraphStore:
             except RuntimeError as exc:
                 raise GraphUpdateError(f"the update failed: {exc}", code="graph_update_failed") from exc
             self.revision = revision
+            self.touched.append(touched_iris(template, prefixes))
             return UpdateOutcome(True, matches, False, revision)
 
     def executed(self, key: str) -> str | None:
@@ -414,6 +445,7 @@ class RdflibStore:
         self.dataset = dataset
         self.graph = graph
         self.revision = revision
+        self.touched: list[frozenset[str] | None] = []  # per applied update: the IRIs it may have changed
         self._uri = URIRef
         self._write_lock = threading.RLock()
 
@@ -508,6 +540,7 @@ class RdflibStore:
                 self.dataset.graph(URIRef(LEDGER_GRAPH)).add(
                     (URIRef(execution_iri(key)), URIRef(EXECUTED), Literal(_now(at), datatype=RXSD.dateTime)))
             self.revision = revision
+            self.touched.append(touched_iris(template, prefixes))
             return UpdateOutcome(True, matches, False, revision)
 
     def executed(self, key: str) -> str | None:
