@@ -398,10 +398,20 @@ class Engine:
                                      code="not_executable")
             decision_id, agent, case, proposals, source = stored.id, stored.agent, stored.case, stored.proposals, \
                 stored.source
-        proved = self.authenticate(key)
-        if proved is not None and proved != agent:
-            raise AuthError(f"the key belongs to `{proved}`, but decision `{decision_id}` was asked by `{agent}`",
-                            code="auth_identity_mismatch")
+        proved: str | None = None
+        try:
+            proved = self.authenticate(key)
+            if proved is not None and proved != agent:
+                raise AuthError(f"the key belongs to `{proved}`, but decision `{decision_id}` was asked by `{agent}`",
+                                code="auth_identity_mismatch")
+            if self._identities_if_used() is not None:
+                self.identities.check_not_revoked(agent)
+        except AuthError as exc:
+            from engine.audit.canonical import jsonable
+
+            self.audit.append(decision_id, "refused", proved or agent,
+                              jsonable({"execute": ident, "code": exc.code, "message": str(exc)}))
+            raise
         steps, refused = self._chain(decision_id, Case.from_json(case), proposals, source)
         if refused:
             outcome = ExecutionOutcome(decision_id, "refused", [], refused)

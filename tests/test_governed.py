@@ -159,3 +159,14 @@ def test_the_demo_executes_and_ends_with_a_verified_chain(tmp_path, monkeypatch)
     accepted = s["total"]["rule"] + s["total"]["llm"]
     assert sum(s["executed"].values()) == accepted and s["executed"].get("done", 0) > 0
     assert s["audit"]["valid"] is True and s["audit"]["events"] > 40
+
+
+def test_a_revoked_agent_cannot_execute_its_earlier_decision_and_the_refusal_is_audited(gov):
+    _, d = first_approved(gov)
+    gov.identities.revoke(d.agent, "offboarded")
+    with pytest.raises(AuthError) as info:
+        gov.execute(d.id)
+    assert info.value.code == "auth_identity_revoked"
+    assert gov.executor.ledger.executions(d.id) == []
+    refused = [ev for ev in gov.audit.trace(d.id) if ev.step == "refused"]
+    assert len(refused) == 1 and refused[0].data["code"] == "auth_identity_revoked"
