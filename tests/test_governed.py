@@ -84,6 +84,11 @@ def test_a_stale_decision_is_re_verified_and_refused(gov):
     assert gov.executor.ledger.executions(d2.id) == []
     assert gov.decisions.get(d2.id).status == "refused"
     assert [ev.step for ev in gov.audit.trace(d2.id)][-1] == "executed"
+    from engine.cli.main import app
+
+    shown = CliRunner().invoke(app, ["audit", "show", d2.id, "-w", str(ROOT), "--url", gov.state_url])
+    assert shown.exit_code == 0, shown.output
+    assert "refused" in shown.output and "step 1 approve_invoice: precondition" in shown.output
 
 
 def test_a_refused_agent_is_audited(gov):

@@ -263,7 +263,7 @@ def _step_lines(step: str, d: dict[str, Any]) -> list[str]:
         return [f"{d.get('verdict')} by {d.get('reviewer')}" + (f": {d['note']}" if d.get("note") else ""),
                 *([f"approved {_j(d['proposal'], 160)} (hash {str(d.get('proposal_hash'))[:12]})"]
                   if d.get("proposal") else [])]
-    if step == "executed" and "steps" in d:  # a chain run (engine.audit.trail.execution_event)
+    if step == "executed" and "steps" in d and not d.get("refused"):  # a chain run (trail.execution_event)
         lines = [f"chain {d.get('chain_id')}: {d.get('outcome')}"
                  + (f" ({d['error_code']}: {d.get('error_message')})" if d.get("error_code") else "")]
         for st in d.get("steps") or []:
@@ -272,6 +272,22 @@ def _step_lines(step: str, d: dict[str, Any]) -> list[str]:
                          + (f" error {st['error_code']}: {st.get('error_message')}" if st.get("error_code") else "")
                          + (f" compensation {st['compensation']}" if st.get("compensation") else ""))
         return lines
+    if "key" in d and "action" in d and "status" in d:  # one ledger state change (engine.act.execute)
+        return [f"{d['action']} via {d.get('connector')}: {d['status']} (attempt {d.get('attempt')}, step "
+                f"{d.get('step')}, key {str(d['key'])[:16]})"
+                + (f" compensates {str(d['compensates'])[:16]}" if d.get("compensates") else "")
+                + (" [replayed]" if d.get("replayed") else ""),
+                *([f"result {_j(d['result'], 160)}"] if d.get("result") is not None else []),
+                *([f"error {d['error_code']}: {d.get('error_message')}"] if d.get("error_code") else [])]
+    if step == "chain_finished":
+        return [f"chain {d.get('chain_id')}: {d.get('outcome')}"
+                + (f" ({d['error_code']}: {d.get('error_message')})" if d.get("error_code") else "")]
+    if step == "refused":
+        return [f"refused: {d.get('code')}: {d.get('message')}"]
+    if step == "executed" and "refused" in d:  # re-verification refused the chain (engine.api)
+        return [f"{d.get('outcome')}"] + [f"step {r.get('step', 0) + 1} {r.get('action')}: {r.get('code')}: "
+                                          f"{r.get('message')}" for r in d.get("refused") or []] + \
+            [f"{st.get('action')} → {st.get('status')} (key {str(st.get('key'))[:16]})" for st in d.get("steps") or []]
     if step == "executed":
         return [f"{d.get('action')} → {d.get('status')}" + (f" via {d['connector']}" if d.get("connector") else ""),
                 *([f"result {_j(d['result'], 160)}"] if d.get("result") is not None else []),
