@@ -24,8 +24,13 @@ def invoice_case(n: int) -> dict:
 
 
 @pytest.fixture
-def gov(tmp_path):
-    return engine(None, ws=load_workspace(ROOT), state=tmp_path / "state.db")
+def gov(sql_url):
+    """The engine on a state database of its own: SQLite, and PostgreSQL when the test server is there."""
+    e = engine(None, ws=load_workspace(ROOT), state=sql_url)
+    yield e
+    for store in (e._audit, e._executor.ledger if e._executor else None):
+        if store is not None:
+            store.close()
 
 
 def first_approved(e) -> tuple[int, object]:
