@@ -250,7 +250,7 @@ class Engine:
             raise
         self._record(d)
         if execute and d.outcome == "execute":
-            d.execution = self.execute(d.id).to_json()
+            d.execution = self.execute(d.id, key=key, decided=d).to_json()
         return d
 
     def _record(self, d: Decision) -> None:
@@ -374,17 +374,26 @@ class Engine:
                                                      note=note))
 
     # -- execution --------------------------------------------------------------------------------
-    def execute(self, ident: str, *, key: str | None = None) -> Any:
+    def execute(self, ident: str, *, key: str | None = None, decided: Decision | None = None) -> Any:
         """Run the accepted actions of a decision (its id) or of an approved review item (`R-...`),
         each exactly once, through their connectors; returns an `ExecutionOutcome`.
 
         The whole chain is verified again first, against the graph as it is now (time has passed:
         a guard, a limit or a precondition may say otherwise) — steps the ledger already has as
         done excepted. Any step that does not pass refuses the whole chain before anything runs.
-        Running it again returns the recorded outcome; nothing runs twice."""
+        Running it again returns the recorded outcome; nothing runs twice.
+
+        `decided` is the decision just made in this process (`decide(..., execute=True)`): when the
+        graph has not changed since (same revision), its proposals were verified against exactly
+        these facts a moment ago and are not verified a second time."""
         from engine.act.execute import ExecutionError
 
-        if ident.startswith("R-"):
+        fresh = False
+        if decided is not None:
+            decision_id, agent, case, proposals, source = decided.id, decided.agent, decided.case.to_json(), \
+                [p.to_json() for p in decided.proposals], decided.source
+            fresh = self.ws.store is not None and decided.graph_revision == self.ws.store.revision
+        elif ident.startswith("R-"):
             item = self.queue.get(ident)
             if item.status not in ("approved", "applied") or not item.approved:
                 raise ExecutionError(f"review item `{ident}` is {item.status}: only an approved item executes",
@@ -412,7 +421,7 @@ class Engine:
             self.audit.append(decision_id, "refused", proved or agent,
                               jsonable({"execute": ident, "code": exc.code, "message": str(exc)}))
             raise
-        steps, refused = self._chain(decision_id, Case.from_json(case), proposals, source)
+        steps, refused = self._chain(decision_id, Case.from_json(case), proposals, source, verified=fresh)
         if refused:
             outcome = ExecutionOutcome(decision_id, "refused", [], refused)
         else:
@@ -422,8 +431,8 @@ class Engine:
         self._after_execution(ident, decision_id, agent, outcome)
         return outcome
 
-    def _chain(self, decision_id: str, case: Case, proposals: list[dict[str, Any]], source: str
-               ) -> tuple[list[Any], list[dict[str, Any]]]:
+    def _chain(self, decision_id: str, case: Case, proposals: list[dict[str, Any]], source: str, *,
+               verified: bool = False) -> tuple[list[Any], list[dict[str, Any]]]:
         """The chain of steps (with their inverses), and why it is refused (empty: it may run)."""
         from engine.act.execute import ExecutionError, Step
         from engine.act.ledger import idempotency_key
@@ -435,8 +444,9 @@ class Engine:
             if spec is None or spec.execute is None:
                 raise ExecutionError(f"action `{p['action']}` is bound to no connector", code="no_connector")
             params = p["params"]
-            done = self.executor.ledger.get(idempotency_key(decision_id, i, p["action"], params))
-            if done is None or done.status != "done":
+            done = None if verified else self.executor.ledger.get(idempotency_key(decision_id, i, p["action"],
+                                                                                   params))
+            if not verified and (done is None or done.status != "done"):
                 verdict = self.verify(case, Proposal(p["action"], dict(params), source))
                 if not isinstance(verdict, Accept):
                     refused += [{"step": i, "action": p["action"], "code": r.code, "id": r.id, "message": r.message}

@@ -180,3 +180,28 @@ def test_a_revoked_agent_cannot_execute_its_earlier_decision_and_the_refusal_is_
     assert gov.executor.ledger.executions(d.id) == []
     refused = [ev for ev in gov.audit.trace(d.id) if ev.step == "refused"]
     assert len(refused) == 1 and refused[0].data["code"] == "auth_identity_revoked"
+
+
+def test_decide_and_execute_with_required_keys(gov):
+    n, _ = first_approved(gov)
+    fresh = gov
+    fresh.require_keys = True
+    token = fresh.identities.issue("ap-assistant").token
+    d = fresh.decide({**invoice_case(n), "id": "with-key"}, llm=False, execute=True, key=token)
+    assert d.agent == "ap-assistant" and d.execution["outcome"] == "done"
+    with pytest.raises(AuthError) as info:  # a later `execute` without the key is refused (and audited)
+        fresh.execute(d.id)
+    assert info.value.code == "auth_required"
+
+
+def test_executing_right_after_deciding_does_not_verify_twice(gov, monkeypatch):
+    n, _ = first_approved(gov)
+    calls = []
+    original = gov.verify
+    monkeypatch.setattr(gov, "verify", lambda *a, **k: calls.append(1) or original(*a, **k))
+    d = gov.decide(invoice_case(n), llm=False, execute=True)
+    assert d.execution["outcome"] == "done" and calls == []  # same graph revision: verified once, by decide
+    other = gov.decide(invoice_case(n + 1), llm=False)
+    if other.outcome == "execute":
+        gov.execute(other.id)  # the graph changed since: re-verified
+        assert calls
