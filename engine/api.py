@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from engine.errors import AuthError, Diagnostic, LoadError
+from engine.errors import AuthError, CaseError, Diagnostic, LoadError
 from engine.lang.compiler import CompiledRuleset
 from engine.match import make_matcher
 from engine.match.reference import RuleTrace, explain_rules
@@ -257,10 +257,11 @@ class Engine:
         """The decision's audit events (one transaction) and, if it acts, its record for `execute`."""
         from engine.audit.trail import decision_events
 
+        # The log first: a decision that can be executed always has its audit record.
+        self.audit.append_many(decision_events(d, self.ws.rulesets[d.ruleset]))
         if d.outcome == "execute":
             self.decisions.record(id=d.id, agent=d.agent, ruleset=d.ruleset, outcome=d.outcome, source=d.source,
                                   case=d.case.to_json(), proposals=[p.to_json() for p in d.proposals])
-        self.audit.append_many(decision_events(d, self.ws.rulesets[d.ruleset]))
 
     def _audit_refusal(self, case: Case, exc: Exception) -> None:
         from engine.audit.canonical import jsonable
@@ -299,6 +300,17 @@ class Engine:
         return self.queue.get(item_id)
 
     def _reviewer(self, item: Any, reviewer: str | None, key: str | None) -> str:
+        """`_check_reviewer`, with a refusal audited on the item's decision."""
+        try:
+            return self._check_reviewer(item, reviewer, key)
+        except AuthError as exc:
+            from engine.audit.canonical import jsonable
+
+            self.audit.append(item.decision_id, "refused", reviewer or "unknown",
+                              jsonable({"review": item.id, "code": exc.code, "message": str(exc)}))
+            raise
+
+    def _check_reviewer(self, item: Any, reviewer: str | None, key: str | None) -> str:
         """The reviewer who settles `item`: declared, permitted for its ruleset, and proved by
         their key when one is given (or required)."""
         from engine.errors import AuthError, suggest_help
@@ -421,8 +433,24 @@ class Engine:
             self.audit.append(decision_id, "refused", proved or agent,
                               jsonable({"execute": ident, "code": exc.code, "message": str(exc)}))
             raise
-        steps, refused = self._chain(decision_id, Case.from_json(case), proposals, source, verified=fresh)
-        if refused:
+        try:
+            steps, refused, done_before = self._chain(decision_id, Case.from_json(case), proposals, source,
+                                                      verified=fresh)
+        except (AuthError, CaseError, ExecutionError) as exc:
+            from engine.audit.canonical import jsonable
+
+            self.audit.append(decision_id, "refused", agent,
+                              jsonable({"execute": ident, "code": exc.code, "message": str(exc)}))
+            raise
+        if refused and done_before:
+            # Part of the chain already took effect (a run interrupted by a crash) and the rest no
+            # longer passes: nothing more runs, and a person decides about the done steps.
+            self.executor.ledger.move_chain(decision_id, from_=("running", "compensating"), to="needs_review",
+                                            now=dt.datetime.now(dt.timezone.utc), error_code="reverify_refused",
+                                            error_message="; ".join(f"{r['action']}: {r['message']}"
+                                                                    for r in refused)[:500])
+            outcome = ExecutionOutcome(decision_id, "needs_review", [], refused)
+        elif refused:
             outcome = ExecutionOutcome(decision_id, "refused", [], refused)
         else:
             result = self.executor.run(decision_id, agent, steps)
@@ -432,13 +460,17 @@ class Engine:
         return outcome
 
     def _chain(self, decision_id: str, case: Case, proposals: list[dict[str, Any]], source: str, *,
-               verified: bool = False) -> tuple[list[Any], list[dict[str, Any]]]:
-        """The chain of steps (with their inverses), and why it is refused (empty: it may run)."""
+               verified: bool = False) -> tuple[list[Any], list[dict[str, Any]], int]:
+        """The chain of steps (with their inverses), why it is refused (empty: it may run), and how
+        many of its steps the ledger already has as done.
+
+        A reviewer's approval (`source == "human"`) settled the review reasons: only a deny refuses
+        it at execution, as at approval. Anyone else's proposal must be accepted outright."""
         from engine.act.execute import ExecutionError, Step
         from engine.act.ledger import idempotency_key
-        from engine.govern.verify import Accept
+        from engine.govern.verify import Accept, Deny
 
-        steps, refused = [], []
+        steps, refused, done_before = [], [], 0
         for i, p in enumerate(proposals):
             spec = self.ws.actions.actions.get(p["action"])
             if spec is None or spec.execute is None:
@@ -446,26 +478,30 @@ class Engine:
             params = p["params"]
             done = None if verified else self.executor.ledger.get(idempotency_key(decision_id, i, p["action"],
                                                                                    params))
+            done_before += done is not None and done.status == "done"
             if not verified and (done is None or done.status != "done"):
                 verdict = self.verify(case, Proposal(p["action"], dict(params), source))
-                if not isinstance(verdict, Accept):
+                if isinstance(verdict, Deny) or (not isinstance(verdict, Accept) and source != "human"):
                     refused += [{"step": i, "action": p["action"], "code": r.code, "id": r.id, "message": r.message}
                                 for r in verdict.reasons]
                     continue
-                params = verdict.proposal.params
+                if verdict.proposal is not None:  # type: ignore[union-attr]
+                    params = verdict.proposal.params  # type: ignore[union-attr]
             inverse = None
             if spec.inverse is not None:
                 inv_spec = self.ws.actions.actions[spec.inverse.action]
                 inverse = Step(spec.inverse.action, spec.inverse.derive(params),
                                inv_spec.execute.connector if inv_spec.execute else "")
             steps.append(Step(p["action"], params, spec.execute.connector, inverse))
-        return steps, refused
+        return steps, refused, done_before
 
     def _after_execution(self, ident: str, decision_id: str, agent: str, outcome: "ExecutionOutcome") -> None:
         from engine.act.decisions import DecisionNotFound
         from engine.audit.canonical import jsonable
 
         self.audit.append(decision_id, "executed", agent, jsonable(outcome.to_json()))
+        if outcome.outcome in ("in_progress", "pending"):
+            return  # another caller holds the chain; its outcome is the one to record
         status = {"done": "executed", "refused": "refused"}.get(outcome.outcome, outcome.outcome)
         if ident.startswith("R-"):
             if outcome.outcome == "done":

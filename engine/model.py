@@ -98,6 +98,9 @@ class Case:
         payload = data.get("payload", {})
         if not isinstance(payload, dict):
             raise CaseError("`payload` must be a JSON object")
+        for key in ("agent", "id"):
+            if data.get(key) is not None and not isinstance(data[key], str):
+                raise CaseError(f"`{key}` must be text, not {type(data[key]).__name__}", code="case_invalid")
         return cls(type=data["type"], payload=payload, id=data.get("id"),
                    agent=data.get("agent", "anonymous"), as_of=data.get("as_of"))
 

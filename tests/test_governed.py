@@ -205,3 +205,108 @@ def test_executing_right_after_deciding_does_not_verify_twice(gov, monkeypatch):
     if other.outcome == "execute":
         gov.execute(other.id)  # the graph changed since: re-verified
         assert calls
+
+
+def test_an_approval_that_settled_a_limit_executes(gov):
+    """The reviewer settled the `limit` (or `review` guard) the agent hit: at execution only a
+    deny may refuse the approved proposal, not the same review reason again."""
+    found = None
+    for n in range(10001, 10400):
+        d = gov.decide({**invoice_case(n), "agent": "ap-assistant"}, llm=False)
+        if d.outcome == "escalate" and d.reason in ("limit", "guard_review") and d.review_id:
+            found = d
+            break
+    assert found is not None, "no invoice escalated for a limit"
+    item = gov.review_approve(found.review_id, reviewer="ap-lead")
+    res = gov.execute(item.id)
+    assert res.outcome == "done", res.refused
+    assert gov.review_show(item.id).status == "applied"
+
+
+def test_a_chain_half_done_before_a_crash_goes_to_a_person_when_the_rest_no_longer_passes(gov):
+    import datetime as dt
+
+    ds = []
+    for n in range(10001, 10100):
+        d = gov.decide(invoice_case(n), llm=False)
+        if d.outcome == "execute" and d.proposals[0].action == "approve_invoice":
+            ds.append((n, d))
+        if len(ds) == 2:
+            break
+    (n1, d1), (n2, d2) = ds
+    gov.decisions.record(id="multi", agent=d1.agent, ruleset=d1.ruleset, outcome="execute", source="rule",
+                         case=d1.case.to_json(), proposals=[d1.proposals[0].to_json(), d2.proposals[0].to_json()])
+    conn = gov.executor.connectors["kg"]
+    original, calls = conn.execute, []
+
+    def dies_on_the_second_step(action, params, *, key):
+        calls.append(action)
+        if len(calls) == 2:
+            raise KeyboardInterrupt("the process is killed")
+        return original(action, params, key=key)
+
+    conn.execute = dies_on_the_second_step
+    with pytest.raises(KeyboardInterrupt):
+        gov.execute("multi")
+    conn.execute = original
+    gov.executor.recover(min_age=dt.timedelta(0))
+    gov.ws.store.update(f"DELETE {{ ?i <{BW}status> ?s }} INSERT {{ ?i <{BW}status> \"paid\" }} "
+                        f"WHERE {{ ?i <{BW}status> ?s }}", {"i": IRI(f"{BWD}INV-{n2}")})
+    res = gov.execute("multi")
+    assert res.outcome == "needs_review" and res.refused  # not "refused": step 1 did take effect
+    assert gov.executor.ledger.chain("multi").status == "needs_review"
+    assert gov.decisions.get("multi").status == "needs_review"
+    assert status(gov, n1) == ["approved"]
+
+
+def test_a_refusal_found_at_re_verification_is_audited(gov):
+    _, d = first_approved(gov)
+    gov.ws.agents.agents[d.agent].rulesets = ("crm.*",)  # the agent lost the ruleset since
+    with pytest.raises(AuthError) as info:
+        gov.execute(d.id)
+    assert info.value.code == "agent_not_permitted"
+    assert [ev.step for ev in gov.audit.trace(d.id)][-1] == "refused"
+
+
+def test_a_reviewer_refusal_is_audited(gov):
+    d = gov.decide(discount_case("bwd:SO-3002", 7), llm=False)
+    with pytest.raises(AuthError):
+        gov.review_reject(d.review_id, reviewer="ap-lead", reason="not mine")
+    refused = [ev for ev in gov.audit.trace(d.id) if ev.step == "refused"]
+    assert len(refused) == 1 and refused[0].data["code"] == "reviewer_not_permitted"
+
+
+def test_the_audit_record_comes_before_the_decision_can_be_executed(gov, monkeypatch):
+    from engine.act.decisions import DecisionNotFound
+
+    def down(*a, **k):
+        raise RuntimeError("audit database down")
+
+    monkeypatch.setattr(gov.audit, "append_many", down)
+    with pytest.raises(RuntimeError):
+        first_approved(gov)
+    monkeypatch.undo()
+    with pytest.raises(DecisionNotFound):
+        gov.execute("dec-1")
+
+
+def test_a_case_with_a_non_text_agent_is_invalid(gov):
+    from engine.errors import CaseError
+
+    with pytest.raises(CaseError) as info:
+        gov.decide({**invoice_case(10001), "agent": 5}, llm=False)
+    assert info.value.code == "case_invalid"
+
+
+def test_cli_decide_execute_exits_1_when_the_action_did_not_run(tmp_path, monkeypatch):
+    from engine.api import Engine, ExecutionOutcome
+    from engine.cli.main import app
+
+    monkeypatch.setenv("RULEBRIDGE_STATE_URL", f"sqlite:///{tmp_path}/state.db")
+    monkeypatch.setattr(Engine, "execute", lambda self, ident, **kw: ExecutionOutcome(
+        ident, "refused", [], [{"step": 0, "action": "hold_invoice", "code": "precondition", "id": None,
+                                "message": "the invoice changed"}]))
+    case = tmp_path / "case.json"
+    case.write_text(json.dumps(invoice_case(10004)))
+    r = CliRunner().invoke(app, ["decide", str(case), "-w", str(ROOT), "--execute"])
+    assert r.exit_code == 1 and "refused" in r.output

@@ -158,6 +158,8 @@ def _decide(case_file: Path, workspace: Path, fmt: Format, explain: bool, key: s
             out.print(json.dumps(result.to_json(rs), indent=2, default=str), markup=False)
         else:
             render_decision(out, result, rs)
+        if result.execution is not None and result.execution.get("outcome") != "done":
+            raise typer.Exit(EXIT_FINDINGS)  # asked to act, and it did not: refused, failed or for review
 
 
 AgentKeyOpt = typer.Option(None, "--key", envvar="RULEBRIDGE_AGENT_KEY", show_envvar=True,

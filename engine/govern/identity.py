@@ -95,6 +95,7 @@ class IdentityStore:
         self.refresh = refresh
         self._lock = threading.Lock()
         self._snapshot: tuple[float, dict[str, tuple[str, str, str, bool]], dict[str, str]] | None = None
+        self._generation = 0  # bumped by every change made here: a read that started before it is stale
 
     # --- administration (the `rulebridge agents` commands) -----------------------------------
     def issue(self, principal: str, kind: str = "agent", *, note: str | None = None) -> IssuedKey:
@@ -179,16 +180,19 @@ class IdentityStore:
     def _invalidate(self) -> None:
         with self._lock:
             self._snapshot = None
+            self._generation += 1
 
     def _current(self) -> tuple[float, dict[str, tuple[str, str, str, bool]], dict[str, str]]:
         snap = self._snapshot
         if snap is not None and time.monotonic() - snap[0] < self.refresh:
             return snap
+        generation = self._generation
         with self.db.connect() as conn:
             keys = {r.key_id: (r.principal, r.kind, r.secret_sha256, r.revoked_at is None)
                     for r in conn.execute(select(identity_keys))}
             revoked = {r.principal: r.reason for r in conn.execute(select(identity_revocations))}
         snap = (time.monotonic(), keys, revoked)
         with self._lock:
-            self._snapshot = snap
+            if self._generation == generation:  # a change made meanwhile: do not cache what we read
+                self._snapshot = snap
         return snap

@@ -74,7 +74,7 @@ def test_processes_append_one_chain(sql_url, make_log):
     log = make_log(hmac_key=KEY)  # the tables exist before the writers start, as in a deployment
     log.append("setup", "step", "setup", {"writer": "setup", "round": 0, "i": 0})
     ctx = multiprocessing.get_context("spawn")
-    procs_n, rounds, per = 3, 40, 4
+    procs_n, rounds, per = 3, 150, 4  # long enough to overlap even on a loaded machine
     start = ctx.Barrier(procs_n + 1)
     procs = [ctx.Process(target=append_worker, args=(sql_url, f"p{w}", rounds, per, start, KEY))
              for w in range(procs_n)]
