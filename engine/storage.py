@@ -7,8 +7,10 @@ import datetime as dt
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, event
+from sqlalchemy import MetaData, create_engine, event
 from sqlalchemy.engine import Engine as SAEngine
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
 
 def utc(v: dt.datetime | None) -> dt.datetime | None:
@@ -43,3 +45,19 @@ def open_db(url: str) -> SAEngine:
     if tracked is not None:
         tracked.append(eng)
     return eng
+
+
+def ensure_tables(metadata: MetaData, db: SAEngine) -> None:
+    """Create what is missing of `metadata`'s tables and indexes.
+
+    Several workers starting at once against a new PostgreSQL database race to create the same
+    tables (`CREATE TABLE` is not `IF NOT EXISTS` there: the loser fails on the catalog's unique
+    index; SQLite reports `database is locked`). The loser retries and finds them made."""
+    def create() -> None:
+        metadata.create_all(db, checkfirst=True)
+        for table in metadata.sorted_tables:  # an index added to a table made by an older release
+            for index in table.indexes:
+                index.create(db, checkfirst=True)
+
+    Retrying(stop=stop_after_attempt(6), wait=wait_random_exponential(multiplier=0.02, max=0.5), reraise=True,
+             retry=retry_if_exception_type((IntegrityError, ProgrammingError, OperationalError)))(create)

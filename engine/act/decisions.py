@@ -15,7 +15,7 @@ from typing import Any, Callable
 from sqlalchemy import JSON, Column, DateTime, MetaData, String, Table, insert, select, update
 
 from engine.errors import RulebridgeError
-from engine.storage import open_db, utc
+from engine.storage import ensure_tables, open_db, utc
 
 metadata = MetaData()
 decisions = Table(
@@ -56,7 +56,7 @@ class StoredDecision:
 class DecisionStore:
     def __init__(self, url: str, *, clock: Callable[[], dt.datetime] | None = None):
         self.db = open_db(url)
-        metadata.create_all(self.db)
+        ensure_tables(metadata, self.db)
         self.clock = clock or (lambda: dt.datetime.now(dt.timezone.utc))
 
     def record(self, *, id: str, agent: str, ruleset: str, outcome: str, source: str, case: dict[str, Any],

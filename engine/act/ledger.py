@@ -31,7 +31,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from engine.errors import RulebridgeError
-from engine.storage import open_db, utc as _utc
+from engine.storage import ensure_tables, open_db, utc as _utc
 
 STATUSES = ("started", "done", "failed", "needs_review", "compensating", "compensated")
 CHAIN_STATUSES = ("running", "done", "needs_review", "compensating", "failed_compensated", "failed_needs_review")
@@ -311,7 +311,7 @@ class Ledger:
     def __init__(self, url: str):
         self.url = url
         self.db = open_db(url)
-        self._do(lambda: metadata.create_all(self.db))
+        self._do(lambda: ensure_tables(metadata, self.db))
         self._q = _Statements(self.db.dialect)
 
     def close(self) -> None:

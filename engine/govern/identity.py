@@ -30,7 +30,7 @@ from sqlalchemy import Column, DateTime, MetaData, String, Table, Text, insert, 
 from engine.errors import AuthError
 
 __all__ = ["AuthError", "IdentityStore", "IssuedKey", "KeyRecord"]
-from engine.storage import open_db, utc
+from engine.storage import ensure_tables, open_db, utc
 
 KINDS = ("agent", "reviewer")
 _TOKEN = re.compile(r"rbk_([0-9a-f]{12})_([A-Za-z0-9_-]{20,100})")
@@ -90,7 +90,7 @@ class IdentityStore:
 
     def __init__(self, url: str, *, clock: Callable[[], dt.datetime] | None = None, refresh: float = 1.0):
         self.db = open_db(url)
-        metadata.create_all(self.db)
+        ensure_tables(metadata, self.db)
         self.clock = clock or (lambda: dt.datetime.now(dt.timezone.utc))
         self.refresh = refresh
         self._lock = threading.Lock()

@@ -20,7 +20,7 @@ from sqlalchemy import JSON, Column, DateTime, Index, MetaData, String, Table, T
 from sqlalchemy.exc import IntegrityError
 
 from engine.errors import RulebridgeError
-from engine.storage import default_url, open_db, utc as _utc  # noqa: F401  (default_url: re-exported)
+from engine.storage import default_url, ensure_tables, open_db, utc as _utc  # noqa: F401  (default_url: re-exported)
 
 __all__ = ["ReviewError", "ReviewItem", "ReviewQueue", "default_url"]
 
@@ -99,9 +99,7 @@ class ReviewQueue:
                  clock: Callable[[], dt.datetime] | None = None):
         self.url = url
         self.db = open_db(url)
-        metadata.create_all(self.db)
-        for index in review_items.indexes:  # a database created before an index was added gets it too
-            index.create(self.db, checkfirst=True)
+        ensure_tables(metadata, self.db)
         self.expire_after = expire_after
         self.clock = clock or (lambda: dt.datetime.now(dt.timezone.utc))
 
