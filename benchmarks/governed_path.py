@@ -50,7 +50,6 @@ import argparse
 import gc
 import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -64,6 +63,8 @@ from typing import Any, Callable
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # run as a script: make `engine` importable from the checkout
     sys.path.insert(0, str(REPO))
+
+from benchmarks.machine import describe, load  # noqa: E402
 
 HMAC_KEY = "benchmark-hmac-key-0123456789abcdef"
 BW = "https://brightwater.example/ontology#"
@@ -95,35 +96,8 @@ def stats(values: list[float], seconds: float | None = None) -> dict[str, Any]:
 
 def machine() -> dict[str, Any]:
     """CPU, cores, RAM, load, Python and package versions."""
-    from importlib import metadata
-
-    cpu = platform.processor() or ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        import psutil
-
-        ram = f"{psutil.virtual_memory().total / 2**30:.1f} GiB"
-    except ImportError:
-        ram = "?"
-    pkgs = {}
-    for p in ("durable_rules", "pyoxigraph", "SQLAlchemy", "tenacity", "pydantic", "agent-governance-toolkit",
-              "agent-governance-toolkit-core"):
-        try:
-            pkgs[p] = metadata.version(p)
-        except metadata.PackageNotFoundError:
-            pkgs[p] = "-"
-    try:
-        load = [round(x, 2) for x in os.getloadavg()]
-    except OSError:
-        load = []
-    return {"cpu": cpu, "cores": os.cpu_count(), "ram": ram, "python": platform.python_version(),
-            "platform": platform.platform(), "load": load, "packages": pkgs}
+    return describe(("durable_rules", "pyoxigraph", "SQLAlchemy", "tenacity", "pydantic", "agent-governance-toolkit",
+                     "agent-governance-toolkit-core"))
 
 
 # -- the engine side -------------------------------------------------------------------------------
@@ -705,7 +679,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         else:
             res["agt"] = run_agt(agt_actions(state, cases), args.seconds, args.min_calls, args.agt_python, tmp)
         res["seconds"] = round(time.perf_counter() - t_start, 1)
-        res["machine"]["load_after"] = [round(x, 2) for x in os.getloadavg()]
+        res["machine"]["load_after"] = load()
         res["verdict"] = verdicts(res)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

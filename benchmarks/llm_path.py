@@ -45,7 +45,6 @@ import gc
 import importlib.util
 import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -56,6 +55,8 @@ from typing import Any, Callable
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # run as a script: make `engine` importable from the checkout
     sys.path.insert(0, str(REPO))
+
+from benchmarks.machine import describe, load  # noqa: E402
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 DEMO_RESPONSES = REPO / "examples" / "llm" / "demo_responses.jsonl"
@@ -436,34 +437,7 @@ def run_overhead(engine: Any, llm_cases: list[dict[str, Any]], author: Callable,
 # -- reporting --------------------------------------------------------------------------------------------
 def machine() -> dict[str, Any]:
     """CPU, cores, RAM, load, Python and package versions."""
-    from importlib import metadata
-
-    cpu = platform.processor() or ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        import psutil
-
-        ram = f"{psutil.virtual_memory().total / 2**30:.1f} GiB"
-    except ImportError:
-        ram = "?"
-    pkgs = {}
-    for p in ("durable_rules", "pyoxigraph", "pydantic", "pybreaker", "tenacity", "SQLAlchemy", "tiktoken"):
-        try:
-            pkgs[p] = metadata.version(p)
-        except metadata.PackageNotFoundError:
-            pkgs[p] = "-"
-    try:
-        load = [round(x, 2) for x in os.getloadavg()]
-    except OSError:
-        load = []
-    return {"cpu": cpu, "cores": os.cpu_count(), "ram": ram, "python": platform.python_version(),
-            "platform": platform.platform(), "packages": pkgs, "loadavg_1_5_15": load}
+    return describe(("durable_rules", "pyoxigraph", "pydantic", "pybreaker", "tenacity", "SQLAlchemy", "tiktoken"))
 
 
 def _ms(us: float) -> str:
@@ -578,7 +552,7 @@ def main(argv: list[str] | None = None) -> int:
 
     mach = machine()
     print(f"# {mach['cpu']}, {mach['cores']} cores, {mach['ram']}, Python {mach['python']}, load "
-          f"{mach['loadavg_1_5_15']}; " + ", ".join(f"{k} {v}" for k, v in mach["packages"].items()), flush=True)
+          f"{mach['load']}; " + ", ".join(f"{k} {v}" for k, v in mach["packages"].items()), flush=True)
     t_all = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="rulebridge-llm-bench-") as tmp:
         engine = open_engine(Path(tmp))
@@ -617,11 +591,11 @@ def main(argv: list[str] | None = None) -> int:
            "config": {k: getattr(engine.fallback.config, k)
                       for k in ("max_repairs", "guard_repairs", "timeout_s", "retries")}}
     res["verdict"] = verdict(res)
-    res["machine"]["loadavg_end"] = [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else []
+    res["machine"]["load_end"] = load()
     print()
     print(markdown(res))
     print("\n".join(res["verdict"]))
-    print(f"\ntotal {time.perf_counter() - t_all:.0f} s; load average at the end {res['machine']['loadavg_end']}")
+    print(f"\ntotal {time.perf_counter() - t_all:.0f} s; load average at the end {res['machine']['load_end']}")
     if args.json:
         args.json.write_text(json.dumps(res, indent=1, default=str), encoding="utf-8")
     return 0

@@ -33,7 +33,6 @@ import json
 import math
 import operator
 import os
-import platform
 import random
 import shutil
 import statistics
@@ -48,6 +47,8 @@ from typing import Any, Callable
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # run as a script: make `engine` importable from the checkout
     sys.path.insert(0, str(REPO))
+
+from benchmarks.machine import describe  # noqa: E402
 
 DEFAULT_CACHE = Path(os.environ.get("RULEBRIDGE_BENCH_CACHE", Path(tempfile.gettempdir()) / "rulebridge-bench-cache"))
 BW = "https://brightwater.example/ontology#"
@@ -567,31 +568,8 @@ TARGETS = {"p50_us": 200.0, "p99_us": 1000.0, "per_s": 5000.0, "load_compile_s":
 
 
 def machine() -> dict[str, Any]:
-    """CPU, cores, RAM, Python and package versions."""
-    from importlib import metadata
-
-    cpu = platform.processor() or ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        import psutil
-
-        ram = f"{psutil.virtual_memory().total / 2**30:.1f} GiB"
-    except ImportError:
-        ram = "?"
-    pkgs = {}
-    for p in ("durable_rules", "pyoxigraph", "rdflib", "zen-engine", "psutil", "pydantic", "networkx"):
-        try:
-            pkgs[p] = metadata.version(p)
-        except metadata.PackageNotFoundError:
-            pkgs[p] = "-"
-    return {"cpu": cpu, "cores": os.cpu_count(), "ram": ram, "python": platform.python_version(),
-            "platform": platform.platform(), "packages": pkgs}
+    """CPU, cores, RAM, load, Python and package versions."""
+    return describe(("durable_rules", "pyoxigraph", "rdflib", "zen-engine", "psutil", "pydantic", "networkx"))
 
 
 def _f(v: Any, nd: int = 0) -> str:

@@ -4,7 +4,6 @@ and the review operations (`review_list`, `review_approve`, `review_reject`)."""
 from __future__ import annotations
 
 import datetime as dt
-import os
 import threading
 import uuid
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from engine.match.reference import RuleTrace, explain_rules
 from engine.model import Case
 from engine.pipeline import Decision, decide
 from engine.proposals import Proposal
+from engine.storage import state_url
 from engine.workspace import Workspace, load_workspace
 
 
@@ -106,8 +106,7 @@ class Engine:
         if llm is not None:  # an LLMConfig given by the caller
             self.llm_config = llm
         self.fallback = make_fallback(self.llm_config, model)
-        self.state_url = (state or os.environ.get("RULEBRIDGE_STATE_URL")
-                          or str(ws.config.section("storage").get("url") or ""))
+        self.state_url = state_url(ws.root, ws.config, state)  # review queue, keys, decisions, ledger, audit
         self.now = now
         self._queue: Any = None
         self._identities: Any = None
@@ -133,10 +132,10 @@ class Engine:
     def queue(self) -> Any:
         """The review queue (opened, and its tables created, on first use)."""
         if self._queue is None:
-            from engine.govern.review import ReviewQueue, default_url
+            from engine.govern.review import ReviewQueue
 
             hours = float(self.ws.config.section("review").get("expire_after_hours", 72))
-            self._queue = ReviewQueue(self.state_url or default_url(self.ws.root),
+            self._queue = ReviewQueue(self.state_url,
                                       expire_after=dt.timedelta(hours=hours), clock=self.now)
         return self._queue
 
@@ -145,11 +144,9 @@ class Engine:
         """The hash-chained audit log (`engine.audit.AuditLog`): `RULEBRIDGE_AUDIT_URL`, else
         `[audit] url`, else the state database; masking rules from `[audit] mask`."""
         if self._audit is None:
-            from engine.audit.workspace import AUDIT_URL_ENV, open_audit_log
-            from engine.storage import default_url
+            from engine.audit.workspace import default_audit_url, open_audit_log
 
-            url = (os.environ.get(AUDIT_URL_ENV) or str(self.ws.config.section("audit").get("url") or "")
-                   or self.state_url or default_url(self.ws.root))
+            url = default_audit_url(self.ws.root, self.ws.config, state=self.state_url)
             self._audit = open_audit_log(self.ws.root, url=url, now=self.now)
         return self._audit
 
@@ -158,9 +155,8 @@ class Engine:
         """Decisions that act, kept for `execute` (`engine.act.decisions.DecisionStore`)."""
         if self._decisions is None:
             from engine.act.decisions import DecisionStore
-            from engine.storage import default_url
 
-            self._decisions = DecisionStore(self.state_url or default_url(self.ws.root), clock=self.now)
+            self._decisions = DecisionStore(self.state_url, clock=self.now)
         return self._decisions
 
     @property
@@ -174,11 +170,10 @@ class Engine:
             from engine.act.connectors.registry import build_connectors
             from engine.act.execute import Executor
             from engine.act.ledger import Ledger
-            from engine.storage import default_url
 
             connectors = build_connectors(self.ws.config, self.ws.store, self.ws.actions, root=self.ws.root,
                                           prefixes=self.ws.prefixes)
-            ex = Executor(Ledger(self.state_url or default_url(self.ws.root)), connectors,
+            ex = Executor(Ledger(self.state_url), connectors,
                           audit=self._audit_execution, **({"now": self.now} if self.now else {}))
             after = float(self.ws.config.section("execution").get("recover_after_s", 60))
             self.recovery = ex.recover(min_age=dt.timedelta(seconds=after))
@@ -193,9 +188,8 @@ class Engine:
         """Issued keys and revoked identities (`engine.govern.identity.IdentityStore`), in the state DB."""
         if self._identities is None:
             from engine.govern.identity import IdentityStore
-            from engine.storage import default_url
 
-            self._identities = IdentityStore(self.state_url or default_url(self.ws.root), clock=self.now)
+            self._identities = IdentityStore(self.state_url, clock=self.now)
         return self._identities
 
     def authenticate(self, key: str | None, kind: str = "agent") -> str | None:
@@ -246,7 +240,7 @@ class Engine:
                        queue=self.queue if review else None, caller=caller,
                        identities=self._identities_if_used())
         except AuthError as exc:
-            self._audit_refusal(case, exc)
+            self._audit_refusal(self.new_id(), case.agent or "anonymous", exc, case=case.to_json())
             raise
         self._record(d)
         if execute and d.outcome == "execute":
@@ -263,20 +257,19 @@ class Engine:
             self.decisions.record(id=d.id, agent=d.agent, ruleset=d.ruleset, outcome=d.outcome, source=d.source,
                                   case=d.case.to_json(), proposals=[p.to_json() for p in d.proposals])
 
-    def _audit_refusal(self, case: Case, exc: Exception) -> None:
+    def _audit_refusal(self, decision_id: str, who: str, exc: Exception, **context: Any) -> None:
+        """A `refused` event: who was refused, the error's code and message, and what they asked."""
         from engine.audit.canonical import jsonable
 
-        self.audit.append(self.new_id(), "refused", case.agent or "anonymous", jsonable({
-            "case": case.to_json(), "code": getattr(exc, "code", "auth_error"), "message": str(exc)}))
+        self.audit.append(decision_id, "refused", who, jsonable({
+            **context, "code": getattr(exc, "code", "auth_error"), "message": str(exc)}))
 
     def _identities_if_used(self) -> Any:
         """The identity store when keys are in play (required, or the state DB already exists);
         a workspace that never issued a key decides without touching the database."""
         if self._identities is not None or self.require_keys:
             return self.identities
-        from engine.storage import default_url
-
-        url = self.state_url or default_url(self.ws.root)
+        url = self.state_url
         if url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).exists():
             return None
         return self.identities
@@ -304,10 +297,7 @@ class Engine:
         try:
             return self._check_reviewer(item, reviewer, key)
         except AuthError as exc:
-            from engine.audit.canonical import jsonable
-
-            self.audit.append(item.decision_id, "refused", reviewer or "unknown",
-                              jsonable({"review": item.id, "code": exc.code, "message": str(exc)}))
+            self._audit_refusal(item.decision_id, reviewer or "unknown", exc, review=item.id)
             raise
 
     def _check_reviewer(self, item: Any, reviewer: str | None, key: str | None) -> str:
@@ -428,19 +418,13 @@ class Engine:
             if self._identities_if_used() is not None:
                 self.identities.check_not_revoked(agent)
         except AuthError as exc:
-            from engine.audit.canonical import jsonable
-
-            self.audit.append(decision_id, "refused", proved or agent,
-                              jsonable({"execute": ident, "code": exc.code, "message": str(exc)}))
+            self._audit_refusal(decision_id, proved or agent, exc, execute=ident)
             raise
         try:
             steps, refused, done_before = self._chain(decision_id, Case.from_json(case), proposals, source,
                                                       verified=fresh)
         except (AuthError, CaseError, ExecutionError) as exc:
-            from engine.audit.canonical import jsonable
-
-            self.audit.append(decision_id, "refused", agent,
-                              jsonable({"execute": ident, "code": exc.code, "message": str(exc)}))
+            self._audit_refusal(decision_id, agent, exc, execute=ident)
             raise
         if refused and done_before:
             # Part of the chain already took effect (a run interrupted by a crash) and the rest no

@@ -4,6 +4,7 @@ execution ledger and audit log — SQLite in the workspace by default, PostgreSQ
 from __future__ import annotations
 
 import datetime as dt
+import os
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,13 @@ def default_url(root: Path) -> str:
 # When a list, every engine `open_db` makes is appended, so its owner (a test using a server
 # database) can close their pools before dropping the database.
 tracked: list[SAEngine] | None = None
+
+
+def state_url(root: Path, config: Any, override: str | None = None) -> str:
+    """The workspace's state database: `override`, else `RULEBRIDGE_STATE_URL`, else `[storage] url`,
+    else the embedded default (`default_url`)."""
+    return (override or os.environ.get("RULEBRIDGE_STATE_URL") or str(config.section("storage").get("url") or "")
+            or default_url(root))
 
 
 def open_db(url: str) -> SAEngine:

@@ -277,23 +277,20 @@ class _Statements:
         self._moves: dict[tuple[Any, ...], _Compiled] = {}
 
     def move(self, n_from: int, cols: tuple[str, ...]) -> _Compiled:
-        shape = ("execution", n_from, cols)
-        found = self._moves.get(shape)
-        if found is None:
-            found = self._moves[shape] = _Compiled(
-                update(executions).where(executions.c.key == bindparam("w_key"), _in(executions.c.status, n_from))
-                .values({k: bindparam(f"v_{k}") for k in cols}), self.dialect)
-        return found
+        return self._move(executions, "key", n_from, cols)
 
     def move_chain(self, n_from: int, cols: tuple[str, ...]) -> _Compiled:
-        shape = ("chain", n_from, cols)
+        return self._move(chains, "decision_id", n_from, cols)
+
+    def _move(self, table: Any, by: str, n_from: int, cols: tuple[str, ...]) -> _Compiled:
+        """`UPDATE table SET cols WHERE by = :w_<by> AND status IN (n_from values)`, compiled once per shape."""
+        shape = (table.name, n_from, cols)
         found = self._moves.get(shape)
         if found is None:
             found = self._moves[shape] = _Compiled(
-                update(chains).where(chains.c.decision_id == bindparam("w_decision_id"), _in(chains.c.status, n_from))
+                update(table).where(table.c[by] == bindparam(f"w_{by}"), _in(table.c.status, n_from))
                 .values({k: bindparam(f"v_{k}") for k in cols}), self.dialect)
         return found
-
 
 T = TypeVar("T")
 
@@ -386,15 +383,8 @@ class Ledger:
         if error_code is not None:
             values["error_code"], values["error_message"] = error_code, (error_message or "")[:4000]
         froms = list(from_)
-        stmt = self._q.move_chain(len(froms), tuple(values))
-        args = {f"v_{k}": v for k, v in values.items()}
-        args["w_decision_id"] = decision_id
-        args.update({f"from_{i}": f for i, f in enumerate(froms)})
-
-        def go() -> bool:
-            with self.db.begin() as c:
-                return stmt.run(c, dict(args)).rowcount == 1
-        return self._do(go)
+        return self._move(self._q.move_chain(len(froms), tuple(values)), {"w_decision_id": decision_id}, values,
+                          froms)
 
     # -- executions -----------------------------------------------------------------------------
 
@@ -474,10 +464,12 @@ class Ledger:
         if error_code is not None:
             values["error_code"], values["error_message"] = error_code, (error_message or "")[:4000]
         froms = list(from_)
-        stmt = self._q.move(len(froms), tuple(values))
-        args = {f"v_{k}": v for k, v in values.items()}
-        args["w_key"] = key
-        args.update({f"from_{i}": f for i, f in enumerate(froms)})
+        return self._move(self._q.move(len(froms), tuple(values)), {"w_key": key}, values, froms)
+
+    def _move(self, stmt: Any, where: dict[str, Any], values: dict[str, Any], froms: list[str]) -> bool:
+        """Run a conditional move (`SET values WHERE <where> AND status IN froms`): True if it applied."""
+        args = {**{f"v_{k}": v for k, v in values.items()}, **where,
+                **{f"from_{i}": f for i, f in enumerate(froms)}}
 
         def go() -> bool:
             with self.db.begin() as c:

@@ -304,8 +304,7 @@ def _path_error(path: LStr, problem: tuple[int, str], sink: DiagnosticSink) -> N
     index, message = problem
     span = path.span
     if span is not None:
-        line, col = path.position(min(index, max(len(path) - 1, 0)))
-        span = Span(span.file, line, col, line, col + 1)
+        span = path.span_at(min(index, max(len(path) - 1, 0)))
     sink.error("schema", f"invalid mask path `{path}`: {message}", span,
                help="segments are keys or indexes separated by dots; `*` is one key or index, `**` any number "
                "of levels; quote a key that contains dots: `facts.\"case.lead.email\"`")

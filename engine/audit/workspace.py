@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from engine.errors import DiagnosticSink, LoadError
+from engine.storage import state_url
 
 from .log import AuditLog, hmac_key_from_env
 from .mask import Masker
@@ -36,22 +37,15 @@ def _config(workspace: Path) -> Any:
     return cfg
 
 
-def state_url(workspace: Path, cfg: Any = None) -> str:
-    """The workspace's state database, chosen as `Engine` chooses the review queue's."""
-    from engine.govern.review import default_url
-
-    cfg = cfg if cfg is not None else _config(workspace)
-    return (os.environ.get("RULEBRIDGE_STATE_URL") or str(cfg.section("storage").get("url") or "")
-            or default_url(Path(workspace).resolve()))
-
-
-def default_audit_url(workspace: Path) -> str:
-    """`RULEBRIDGE_AUDIT_URL`, else `[audit] url`, else the workspace's state database."""
+def default_audit_url(workspace: Path, cfg: Any = None, *, state: str | None = None) -> str:
+    """`RULEBRIDGE_AUDIT_URL`, else `[audit] url`, else the workspace's state database (`state`, or
+    as `engine.storage.state_url` chooses it)."""
     env = os.environ.get(AUDIT_URL_ENV)
     if env:
         return env
-    cfg = _config(workspace)
-    return str(cfg.section("audit").get("url") or "") or state_url(workspace, cfg)
+    cfg = cfg if cfg is not None else _config(workspace)
+    return (str(cfg.section("audit").get("url") or "")
+            or state_url(Path(workspace).resolve(), cfg, state))
 
 
 def load_masker(workspace: Path) -> Masker:

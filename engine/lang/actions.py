@@ -49,6 +49,25 @@ class ExecBinding:
     span: Span | None = None
     connector_span: Span | None = None
 
+    def key_span(self, key: str) -> Span | None:
+        """Where a key of the template is written (the binding's span when it is not)."""
+        return getattr(self.template, "key_spans", {}).get(key, self.span)
+
+    def check_keys(self, action: str, known: tuple[str, ...], sink: DiagnosticSink, help: str) -> None:
+        """Every key of the template not in `known` is a `schema` error."""
+        for k in sorted(set(self.template) - set(known)):
+            sink.error("schema", f"unknown key `{k}` in the `{self.connector}` binding of `{action}`",
+                       self.key_span(k), help=help)
+
+    def max_matches(self, action: str, sink: DiagnosticSink) -> int | None:
+        """The template's `max_matches` (default 1); None, with an error, when it is no whole number >= 1."""
+        mm = self.template.get("max_matches", 1)
+        if isinstance(mm, bool) or not isinstance(mm, int) or mm < 1:
+            sink.error("schema", f"`max_matches` of the binding of `{action}` must be a whole number >= 1",
+                       span_of(mm, self.key_span("max_matches")))
+            return None
+        return mm
+
 
 @dataclass(frozen=True)
 class ParamSource:

@@ -22,6 +22,11 @@ class LStr(str, Located):
     style: str = ""
     raw: str | None = None  # the scalar as written, when that differs from its value
 
+    def span_at(self, i: int, length: int = 1) -> Span:
+        """The span of `length` characters of the value from character `i` (on one line)."""
+        line, col = self.position(i)
+        return Span(self.span.file, line, col, line, col + max(length, 1))
+
     def position(self, i: int) -> tuple[int, int]:
         """The 1-based (line, column) in the file of character `i` of the value.
 

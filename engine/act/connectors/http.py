@@ -32,7 +32,7 @@ from typing import Any
 
 import httpx
 
-from engine.errors import DiagnosticSink, Span, suggest_help
+from engine.errors import DiagnosticSink, suggest_help
 from engine.lang.actions import ActionCatalog, ActionSpec, ExecBinding
 from engine.lang.source import LStr, span_of
 
@@ -192,10 +192,8 @@ def check_binding(spec: ActionSpec, binding: ExecBinding, sink: DiagnosticSink) 
     """An HTTP binding: a known method, a path whose placeholders are parameters, a body referring to parameters."""
     t, where = binding.template, binding.span
     spans = getattr(t, "key_spans", {})
-    for k in sorted(set(t) - set(KEYS)):
-        sink.error("schema", f"unknown key `{k}` in the `{binding.connector}` binding of `{spec.name}`",
-                   spans.get(k, where), help="an HTTP binding has `method`, `path` and `body` "
-                   "(a status endpoint belongs to the connector in rulebridge.toml)")
+    binding.check_keys(spec.name, KEYS, sink, help="an HTTP binding has `method`, `path` and `body` "
+                       "(a status endpoint belongs to the connector in rulebridge.toml)")
     method = str(t.get("method", "POST")).upper()
     if method not in METHODS:
         sink.error("schema", f"unknown HTTP method `{t.get('method')}` in the binding of `{spec.name}`",
@@ -214,9 +212,8 @@ def check_binding(spec: ActionSpec, binding: ExecBinding, sink: DiagnosticSink) 
         if name != RESERVED and name not in spec.params:
             help_, sug = suggest_help(name, [*spec.params, RESERVED], f"parameters of `{spec.name}`")
             at = span_of(path, where)
-            if isinstance(path, LStr) and at is not None:
-                line, col = path.position(path.index("{" + name + "}"))
-                at = Span(at.file, line, col, line, col + len(name) + 2)
+            if isinstance(path, LStr) and path.span is not None:
+                at = path.span_at(path.index("{" + name + "}"), len(name) + 2)
             sink.error("unknown_name", f"unknown template parameter `{{{name}}}` in the path of `{spec.name}`",
                        at, help=help_, suggestion=sug)
     if method == "GET" and t.get("body") is not None:

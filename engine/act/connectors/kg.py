@@ -129,8 +129,7 @@ class KgConnector:
 
 def _var_span(text: Any, offset: int, name: str, default: Span | None) -> Span | None:
     if isinstance(text, LStr) and getattr(text, "span", None) is not None:
-        line, col = text.position(offset)
-        return Span(text.span.file, line, col, line, col + len(name) + 1)
+        return text.span_at(offset, len(name) + 1)
     return span_of(text, default)
 
 
@@ -144,9 +143,7 @@ def check_binding(spec: ActionSpec, binding: ExecBinding, sink: DiagnosticSink, 
     """
     t, where = binding.template, binding.span
     spans = getattr(t, "key_spans", {})
-    for k in sorted(set(t) - set(KEYS)):
-        sink.error("schema", f"unknown key `{k}` in the `{binding.connector}` binding of `{spec.name}`",
-                   spans.get(k, where), help="a graph binding has `where`, `delete`, `insert` and `max_matches`")
+    binding.check_keys(spec.name, KEYS, sink, help="a graph binding has `where`, `delete`, `insert` and `max_matches`")
     for k in ("where", "delete", "insert"):
         if k in t and not isinstance(t[k], str):
             sink.error("schema", f"`{k}` of the binding of `{spec.name}` must be text (a SPARQL pattern)",
@@ -159,10 +156,7 @@ def check_binding(spec: ActionSpec, binding: ExecBinding, sink: DiagnosticSink, 
     if not t.get("delete") and not t.get("insert"):
         sink.error("schema", f"the graph binding of `{spec.name}` changes nothing: add `delete` or `insert`", where)
         return
-    mm = t.get("max_matches", 1)
-    if isinstance(mm, bool) or not isinstance(mm, int) or mm < 1:
-        sink.error("schema", f"`max_matches` of the binding of `{spec.name}` must be a whole number >= 1",
-                   span_of(mm, spans.get("max_matches", where)))
+    if binding.max_matches(spec.name, sink) is None:
         return
     for k in ("where", "delete", "insert"):
         why = unbalanced(str(t.get(k) or ""))

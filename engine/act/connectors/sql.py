@@ -33,7 +33,7 @@ from sqlalchemy import Column, DateTime, MetaData, String, Table, create_engine,
 from sqlalchemy.engine import Engine as SAEngine
 from sqlalchemy.sql.elements import TextClause
 
-from engine.errors import DiagnosticSink, Span, suggest_help
+from engine.errors import DiagnosticSink, suggest_help
 from engine.lang.actions import ActionCatalog, ActionSpec, ExecBinding
 from engine.lang.source import LStr, span_of
 
@@ -223,20 +223,14 @@ class SqlConnector:
 def check_binding(spec: ActionSpec, binding: ExecBinding, sink: DiagnosticSink) -> None:
     """A SQL binding: `sql` is a statement or a list of them; every `:name` is a parameter of the action."""
     t, where = binding.template, binding.span
-    spans = getattr(t, "key_spans", {})
-    for k in sorted(set(t) - set(KEYS)):
-        sink.error("schema", f"unknown key `{k}` in the `{binding.connector}` binding of `{spec.name}`",
-                   spans.get(k, where), help="a SQL binding has `sql` and `max_matches`")
+    binding.check_keys(spec.name, KEYS, sink, help="a SQL binding has `sql` and `max_matches`")
     raw = t.get("sql")
     items = raw if isinstance(raw, list) else [raw]
     if not raw or not all(isinstance(s, str) and s.strip() for s in items):
         sink.error("schema", f"the SQL binding of `{spec.name}` needs `sql`: a statement or a list of statements",
-                   span_of(raw, spans.get("sql", where)))
+                   span_of(raw, binding.key_span("sql")))
         return
-    mm = t.get("max_matches", 1)
-    if isinstance(mm, bool) or not isinstance(mm, int) or mm < 1:
-        sink.error("schema", f"`max_matches` of the binding of `{spec.name}` must be a whole number >= 1",
-                   span_of(mm, spans.get("max_matches", where)))
+    binding.max_matches(spec.name, sink)
     for stmt in items:
         try:
             names = bind_names(stmt)
@@ -247,10 +241,9 @@ def check_binding(spec: ActionSpec, binding: ExecBinding, sink: DiagnosticSink) 
             if name in spec.params:
                 continue
             m = re.search(rf"(?<![:\w]):{re.escape(name)}\b", stmt)
-            at = span_of(stmt, spans.get("sql", where))
+            at = span_of(stmt, binding.key_span("sql"))
             if m is not None and isinstance(stmt, LStr) and stmt.span is not None:
-                line, col = stmt.position(m.start())
-                at = Span(stmt.span.file, line, col, line, col + len(name) + 1)
+                at = stmt.span_at(m.start(), len(name) + 1)
             help_, sug = suggest_help(name, spec.params, f"parameters of `{spec.name}`")
             if sug is None:
                 help_ = (help_ or "") + "; a literal colon in the SQL text is written `\\:`"
