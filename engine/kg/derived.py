@@ -10,7 +10,8 @@ Rule files use these only under `derived:`:
   `property` (including `start`) has the boolean property `flag` set to true (e.g. a vendor
   owned, directly or through up to n-1 intermediaries, by a sanctioned entity)
 
-Parameters are bound as RDF terms (SPARQL substitutions), never spliced into query text.
+Parameters are bound as RDF terms (rdflib `initBindings`; on Oxigraph a `VALUES` row of terms
+written by pyoxigraph, see `engine.kg.store`), never as case text spliced into the query.
 """
 
 from __future__ import annotations
