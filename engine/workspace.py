@@ -159,9 +159,15 @@ def load_workspace(root: Path | str, *, load_graph: bool = True, only: list[Path
     if load_graph:
         backend = backend or str(graph_cfg.get("backend", "oxigraph"))
         store_path = graph_cfg.get("store_path") or ""
+        cache = graph_cfg.get("read_cache", 100_000)
+        if isinstance(cache, bool) or not isinstance(cache, int) or cache < 0:
+            sink.error("config", f"`[graph] read_cache` must be a whole number >= 0, not `{cache!r}`",
+                       Span(str(root / "rulebridge.toml")), help="the number of graph look-ups kept per revision; "
+                       "0 turns the cache off")
+            cache = 0
         try:
             store = open_store(config.path("graph", "data"), backend=backend,
-                               path=(root / store_path) if store_path else None)
+                               path=(root / store_path) if store_path else None, read_cache=cache)
         except (OSError, SyntaxError, ValueError) as exc:
             sink.error("graph_syntax", f"cannot load the graph: {str(exc).splitlines()[0][:300]}",
                        Span(str(config.path("graph", "data"))))

@@ -60,3 +60,72 @@ def test_an_update_with_a_variable_predicate_drops_every_cache(store):
 def test_touched_iris(template, expected):
     got = touched_iris(template, {"bw": "https://b/o#"})
     assert got == (None if expected is None else frozenset(expected))
+
+
+# -- the look-up cache (engine.kg.store.ReadCache) -------------------------------------------------
+
+def test_a_read_after_an_update_sees_the_new_value(store):
+    assert store.objects(f"{EX}a", f"{EX}status") == ["active"]  # now cached
+    store.update(f"DELETE {{ ?s <{EX}status> ?o }} INSERT {{ ?s <{EX}status> \"gone\" }} WHERE {{ ?s <{EX}status> ?o }}",
+                 {"s": IRI(f"{EX}a")})
+    assert store.objects(f"{EX}a", f"{EX}status") == ["gone"]
+
+
+def test_an_update_that_matches_nothing_keeps_the_cache(store):
+    store.objects(f"{EX}a", f"{EX}status")
+    before = store.reads.map
+    out = store.update(f"DELETE {{ ?s <{EX}status> ?o }} WHERE {{ ?s <{EX}status> ?o }}", {"s": IRI(f"{EX}zzz")},
+                       where=f"?s <{EX}status> ?o")
+    assert not out.applied and store.reads.map is before and len(before) == 1
+
+
+def test_a_look_up_racing_an_update_leaves_no_stale_value():
+    from engine.kg.store import ReadCache
+
+    cache = ReadCache(10)
+    graph = {"v": "old"}
+
+    def load_during_update(s, p):  # the store is read, then the update commits before the value is kept
+        value = (graph["v"],)
+        graph["v"] = "new"
+        cache.reset()
+        return value
+
+    assert cache.objects("s", "p", load_during_update) == ("old",)
+    assert cache.objects("s", "p", lambda s, p: (graph["v"],)) == ("new",)
+
+
+def test_the_cache_is_bounded_and_can_be_turned_off():
+    from engine.kg.store import ReadCache
+
+    loads = []
+
+    def load(s, p):
+        loads.append(s)
+        return (s,)
+
+    cache = ReadCache(2)
+    for s in ("a", "b", "c", "a"):
+        cache.objects(s, "p", load)
+    assert len(cache.map) <= 2
+    off = ReadCache(0)
+    off.objects("a", "p", load)
+    off.objects("a", "p", load)
+    assert off.map == {} and loads[-2:] == ["a", "a"]
+
+
+def test_a_bad_read_cache_setting_is_a_config_error(tmp_path):
+    import shutil
+
+    from tests.conftest import MINI
+    from engine.workspace import load_workspace
+
+    ws_dir = tmp_path / "ws"
+    shutil.copytree(MINI, ws_dir)
+    toml = ws_dir / "rulebridge.toml"
+    text = toml.read_text()
+    toml.write_text(text.replace("[graph]", "[graph]\nread_cache = -5", 1) if "[graph]" in text
+                    else text + "\n[graph]\nread_cache = -5\n")
+    ws = load_workspace(ws_dir)
+    assert [d.code for d in ws.diagnostics if d.severity == "error"] == ["config"]
+    assert "read_cache" in ws.diagnostics[0].message
