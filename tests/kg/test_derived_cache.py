@@ -91,8 +91,8 @@ def test_a_look_up_racing_an_update_leaves_no_stale_value():
         cache.reset()
         return value
 
-    assert cache.objects("s", "p", load_during_update) == ("old",)
-    assert cache.objects("s", "p", lambda s, p: (graph["v"],)) == ("new",)
+    assert cache.get(("s", "p"), lambda: load_during_update("s", "p")) == ("old",)
+    assert cache.get(("s", "p"), lambda: (graph["v"],)) == ("new",)
 
 
 def test_the_cache_is_bounded_and_can_be_turned_off():
@@ -106,11 +106,11 @@ def test_the_cache_is_bounded_and_can_be_turned_off():
 
     cache = ReadCache(2)
     for s in ("a", "b", "c", "a"):
-        cache.objects(s, "p", load)
+        cache.get((s, "p"), lambda: load(s, "p"))
     assert len(cache.map) <= 2
     off = ReadCache(0)
-    off.objects("a", "p", load)
-    off.objects("a", "p", load)
+    off.get(("a", "p"), lambda: load("a", "p"))
+    off.get(("a", "p"), lambda: load("a", "p"))
     assert off.map == {} and loads[-2:] == ["a", "a"]
 
 
@@ -129,3 +129,16 @@ def test_a_bad_read_cache_setting_is_a_config_error(tmp_path):
     ws = load_workspace(ws_dir)
     assert [d.code for d in ws.diagnostics if d.severity == "error"] == ["config"]
     assert "read_cache" in ws.diagnostics[0].message
+
+
+def test_a_query_answer_follows_updates(store):
+    ask = f"ASK {{ ?s <{EX}status> \"gone\" }}"
+    assert store.ask(ask, {"s": IRI(f"{EX}a")}) is False  # now cached
+    assert store.ask(ask, {"s": f"{EX}a"}) is False  # a string is not the IRI: a key of its own
+    store.update(f"DELETE {{ ?s <{EX}status> ?o }} INSERT {{ ?s <{EX}status> \"gone\" }} WHERE {{ ?s <{EX}status> ?o }}",
+                 {"s": IRI(f"{EX}a")})
+    assert store.ask(ask, {"s": IRI(f"{EX}a")}) is True
+    rows = store.select(f"SELECT ?o WHERE {{ ?s <{EX}status> ?o }}", {"s": IRI(f"{EX}a")})
+    assert rows == [{"o": "gone"}]
+    rows[0]["o"] = "changed by the caller"  # a caller's copy: the kept answer is not touched
+    assert store.select(f"SELECT ?o WHERE {{ ?s <{EX}status> ?o }}", {"s": IRI(f"{EX}a")}) == [{"o": "gone"}]
