@@ -464,7 +464,8 @@ class Engine:
                                                                                    params))
             done_before += done is not None and done.status == "done"
             if not verified and (done is None or done.status != "done"):
-                verdict = self.verify(case, Proposal(p["action"], dict(params), source))
+                # The proposal as it was decided (an LLM's keeps its confidence and rationale), from `source`.
+                verdict = self.verify(case, Proposal.from_json({**p, "params": dict(params), "source": source}))
                 if isinstance(verdict, Deny) or (not isinstance(verdict, Accept) and source != "human"):
                     refused += [{"step": i, "action": p["action"], "code": r.code, "id": r.id, "message": r.message}
                                 for r in verdict.reasons]

@@ -163,11 +163,14 @@ def test_the_demo_executes_and_ends_with_a_verified_chain(tmp_path, monkeypatch)
     from engine.cli.main import app
 
     monkeypatch.setenv("RULEBRIDGE_STATE_URL", f"sqlite:///{tmp_path}/state.db")
-    r = CliRunner().invoke(app, ["demo", "-w", str(ROOT), "-n", "40", "-f", "json"])
+    r = CliRunner().invoke(app, ["demo", "-w", str(ROOT), "-n", "80", "-f", "json"])
     assert r.exit_code == 0, r.output
     s = json.loads(r.stdout)
+    assert s["total"]["llm"] > 0
     accepted = s["total"]["rule"] + s["total"]["llm"]
     assert sum(s["executed"].values()) == accepted and s["executed"].get("done", 0) > 0
+    assert sum(s["refused_because"].values()) == s["executed"].get("refused", 0)
+    assert not [why for why in s["refused_because"] if "confidence" in why]  # LLM decisions execute too
     assert s["audit"]["valid"] is True and s["audit"]["events"] > 40
 
 
@@ -310,3 +313,21 @@ def test_cli_decide_execute_exits_1_when_the_action_did_not_run(tmp_path, monkey
     case.write_text(json.dumps(invoice_case(10004)))
     r = CliRunner().invoke(app, ["decide", str(case), "-w", str(ROOT), "--execute"])
     assert r.exit_code == 1 and "refused" in r.output
+
+
+def test_an_llm_decision_executes_later_with_the_confidence_it_was_decided_on(sql_url):
+    """Regression: re-verification rebuilt an LLM proposal without its confidence, so every LLM
+    decision executed later (`execute ID`, the demo) was refused as `low_confidence`."""
+    from engine.llm.models import ScriptedModel
+    from tests.brightwater import answer
+
+    e = engine(ScriptedModel([answer(confidence=0.95)]), ws=load_workspace(ROOT), state=sql_url)
+    try:
+        d = e.decide(discount_case("bwd:SO-3002", 7))
+        assert (d.outcome, d.source) == ("execute", "llm")
+        res = e.execute(d.id)
+        assert res.refused == [] and res.outcome == "done"
+    finally:
+        e._audit.close()
+        if e._executor:
+            e._executor.ledger.close()

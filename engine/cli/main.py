@@ -282,9 +282,14 @@ def demo(workspace: Path = WorkspaceOpt,
     t_exec = time.perf_counter()
     from engine.act.execute import ExecutionError
 
+    why_refused: dict[str, int] = {}  # the re-verification's reasons: what an earlier action changed
     for decision_id in accepted:
         try:
-            outcome = engine.execute(decision_id).outcome
+            result = engine.execute(decision_id)
+            outcome = result.outcome
+            for r in result.refused:
+                why = f"{r.get('action')}: {r.get('message') or r.get('code')}"
+                why_refused[why] = why_refused.get(why, 0) + 1
         except ExecutionError as exc:  # e.g. an action bound to no connector in this workspace
             outcome = exc.code
         executed[outcome] = executed.get(outcome, 0) + 1
@@ -302,7 +307,7 @@ def demo(workspace: Path = WorkspaceOpt,
                "p50_us": round(p50, 1), "p99_us": round(p99, 1), "open_s": round(open_s, 3),
                "source": str(source) if source else "sampled",
                "review_pending": len(engine.review_list("pending")),
-               "executed": executed, "execute_s": round(exec_s, 3),
+               "executed": executed, "execute_s": round(exec_s, 3), "refused_because": why_refused,
                "audit": {"valid": audit_report.ok, "events": audit_report.checked,
                          "first_broken_seq": audit_report.first_broken_seq, "reason": audit_report.reason,
                          "graph_revision_after": engine.ws.store.revision}}
@@ -329,6 +334,10 @@ def demo(workspace: Path = WorkspaceOpt,
     out.print(f"executed the {len(accepted)} accepted decisions against the embedded graph, each exactly once "
               f"after re-verification: {parts} ({exec_s:.2f} s; graph revision now {engine.ws.store.revision})",
               markup=False)
+    if why_refused:  # the stream names some entities twice: the first decision acted, the second sees it
+        top = sorted(why_refused.items(), key=lambda kv: (-kv[1], kv[0]))
+        out.print("refused at re-verification, the graph having changed since the decision: "
+                  + "; ".join(f"{n}× {why}" for why, n in top[:4]) + ("; ..." if len(top) > 4 else ""), markup=False)
     if audit_report.ok:
         out.print(f"[green]audit chain valid[/]: {audit_report.checked} events, head {audit_report.head.seq}:"
                   f"{audit_report.head.hash[:16]}… (rulebridge audit verify | show DECISION | stats)")
