@@ -335,9 +335,10 @@ class Engine:
         return self._audit_review(self.queue.reject(item_id, reviewer=reviewer, reason=reason))
 
     def _audit_review(self, item: Any) -> Any:
-        from engine.audit.trail import review_event
+        """The reviewer's verdict and the decision it makes (source `human`), in one transaction."""
+        from engine.audit.trail import review_events
 
-        self.audit.append(*review_event(item))
+        self.audit.append_many(review_events(item))
         return item
 
     def review_approve(self, item_id: str, *, reviewer: str | None, action: str | None = None,

@@ -118,6 +118,33 @@ def test_an_approved_review_item_executes_once_as_a_human_decision(gov):
     assert "reviewed" in steps and steps[-1] == "executed"
 
 
+def test_a_reviewers_verdict_is_who_decided_in_the_trail_and_the_stats(gov):
+    """Regression: the trail said `decided by no one yet: waiting for a person` for an approved
+    and executed item, and `audit stats` counted it as an escalation by no one."""
+    from engine.audit.trail import who_decided
+    from engine.cli.main import app
+
+    approved = gov.decide(discount_case("bwd:SO-3002", 7), llm=False)
+    rejected = gov.decide(discount_case("bwd:SO-3005", 7), llm=False)
+    assert approved.review_id and rejected.review_id
+    gov.review_approve(approved.review_id, reviewer="sales-ops-lead", action="approve_discount",
+                       params={"order": "bwd:SO-3002", "percent": 7})
+    gov.review_reject(rejected.review_id, reviewer="sales-ops-lead", reason="customer asked twice")
+    w = who_decided(gov.audit.trace(approved.id))
+    assert (w["by"], w["name"], w["outcome"], w["reason"]) == ("human", "sales-ops-lead", "execute", "review_approved")
+    w = who_decided(gov.audit.trace(rejected.id))
+    assert (w["by"], w["name"], w["outcome"], w["reason"]) == ("human", "sales-ops-lead", "deny", "review_rejected")
+    stats = gov.audit.stats()
+    assert stats["by_source"]["human"] == {"deny": 1, "execute": 1}
+    assert "none" not in stats["by_source"]  # both escalations were settled by the person
+    shown = CliRunner().invoke(app, ["audit", "show", approved.id, "-w", str(ROOT), "--url", gov.state_url])
+    assert shown.exit_code == 0, shown.output
+    assert "execute, decided by reviewer `sales-ops-lead`" in shown.output
+    gov.execute(approved.review_id)
+    shown = CliRunner().invoke(app, ["audit", "show", approved.id, "-w", str(ROOT), "--url", gov.state_url])
+    assert "decided by reviewer `sales-ops-lead`; executed: done" in shown.output
+
+
 def test_a_failing_second_step_compensates_the_first_on_the_real_graph(gov):
     """approve_invoice, then hold_payment on an invoice whose payment is already held: the graph
     connector writes nothing for step 2, and step 1 is undone by its inverse (reopen_invoice)."""

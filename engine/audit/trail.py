@@ -15,8 +15,9 @@ One decision appends, in order and in one transaction (`AuditLog.append_many`):
 Later steps of the same decision: `reviewed` (review_id, verdict, reviewer, note, proposal
 hash) and `executed` (chain_id, outcome, and per step: action, idempotency key, ledger status,
 result, error, compensation — see `execution_event`). A
-person's approval that is applied appends a new `decided` event with source `human`;
-statistics count the latest `decided` event of each decision.
+person's verdict appends, with its `reviewed` event, a new `decided` event with source `human`
+(`review_events`): `execute` for an approval, `deny` for a rejection. Who decided and the
+statistics read the latest `decided` event of each decision.
 
 The `agent` of an event is the identity responsible for the step: the asking agent for the
 engine's steps, the reviewer for `reviewed`.
@@ -69,6 +70,17 @@ def review_event(item: Any) -> Item:
     return (item.decision_id, "reviewed", item.reviewer or "unknown", _plain({
         "review_id": item.id, "verdict": item.status, "reviewer": item.reviewer, "note": item.note,
         "proposal": item.approved, "proposal_hash": item.approved_hash, "reason": item.reason}))
+
+
+def review_events(item: Any) -> list[Item]:
+    """A person's verdict on a review item: its `reviewed` event, then the decision it makes now
+    (`decided`, source `human`): `execute` with the approved proposal, or `deny`."""
+    approved = item.status == "approved"
+    return [review_event(item), (item.decision_id, "decided", item.reviewer or "unknown", _plain({
+        "outcome": "execute" if approved else "deny", "source": "human",
+        "reason": "review_approved" if approved else f"review_{item.status}", "message": item.note or "",
+        "rule": None, "rules": [], "ruleset": item.ruleset, "proposals": [item.approved] if approved else [],
+        "review_id": item.id, "reviewer": item.reviewer}))]
 
 
 def execution_event(result: Any, agent: str) -> Item:

@@ -300,8 +300,9 @@ def render_trace(console: Console, events: list[Any]) -> None:
     from engine.audit.trail import who_decided
 
     w = who_decided(events)
+    ran = [e.data.get("outcome") for e in events if e.step == "executed"]
     console.print(f"decision [bold]{escape(events[0].decision_id)}[/]: [bold]{escape(str(w['outcome']))}[/], "
-                  f"decided by {escape(_who(w))}")
+                  f"decided by {escape(_who(w))}" + (f"; executed: {escape(str(ran[-1]))}" if ran else ""))
     for e in events:
         console.print(f"  {e.ts}  [bold]{e.step:<9}[/] {escape(e.agent)}  (seq {e.seq}, {e.id})")
         for line in _step_lines(e.step, e.data):
