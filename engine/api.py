@@ -135,8 +135,8 @@ class Engine:
             from engine.govern.review import ReviewQueue
 
             hours = float(self.ws.config.section("review").get("expire_after_hours", 72))
-            self._queue = ReviewQueue(self.state_url,
-                                      expire_after=dt.timedelta(hours=hours), clock=self.now)
+            self._queue = ReviewQueue(self.state_url, expire_after=dt.timedelta(hours=hours), clock=self.now,
+                                      on_expired=self._audit_expired)
         return self._queue
 
     @property
@@ -333,6 +333,12 @@ class Engine:
             raise ReviewError("a rejection gives a reason", code="review_incomplete")
         reviewer = self._reviewer(self.queue.get(item_id), reviewer, key)
         return self._audit_review(self.queue.reject(item_id, reviewer=reviewer, reason=reason))
+
+    def _audit_expired(self, items: list[Any]) -> None:
+        """Items nobody decided in time: each expires as denied, on the record of its decision."""
+        from engine.audit.trail import review_events
+
+        self.audit.append_many([ev for item in items for ev in review_events(item)])
 
     def _audit_review(self, item: Any) -> Any:
         """The reviewer's verdict and the decision it makes (source `human`), in one transaction."""

@@ -16,8 +16,9 @@ Later steps of the same decision: `reviewed` (review_id, verdict, reviewer, note
 hash) and `executed` (chain_id, outcome, and per step: action, idempotency key, ledger status,
 result, error, compensation — see `execution_event`). A
 person's verdict appends, with its `reviewed` event, a new `decided` event with source `human`
-(`review_events`): `execute` for an approval, `deny` for a rejection. Who decided and the
-statistics read the latest `decided` event of each decision.
+(`review_events`): `execute` for an approval, `deny` for a rejection; an item nobody decided
+in time expires as `deny` (source `none`, agent `expiry`). Who decided and the statistics read
+the latest `decided` event of each decision.
 
 The `agent` of an event is the identity responsible for the step: the asking agent for the
 engine's steps, the reviewer for `reviewed`.
@@ -67,7 +68,8 @@ def decision_events(d: Any, rs: Any = None) -> list[Item]:
 
 def review_event(item: Any) -> Item:
     """The `reviewed` event of a decided review item (an `engine.govern.review.ReviewItem`)."""
-    return (item.decision_id, "reviewed", item.reviewer or "unknown", _plain({
+    who = "expiry" if item.status == "expired" else item.reviewer or "unknown"
+    return (item.decision_id, "reviewed", who, _plain({
         "review_id": item.id, "verdict": item.status, "reviewer": item.reviewer, "note": item.note,
         "proposal": item.approved, "proposal_hash": item.approved_hash, "reason": item.reason}))
 
@@ -75,10 +77,11 @@ def review_event(item: Any) -> Item:
 def review_events(item: Any) -> list[Item]:
     """A person's verdict on a review item: its `reviewed` event, then the decision it makes now
     (`decided`, source `human`): `execute` with the approved proposal, or `deny`."""
-    approved = item.status == "approved"
-    return [review_event(item), (item.decision_id, "decided", item.reviewer or "unknown", _plain({
-        "outcome": "execute" if approved else "deny", "source": "human",
-        "reason": "review_approved" if approved else f"review_{item.status}", "message": item.note or "",
+    approved, expired = item.status == "approved", item.status == "expired"
+    return [review_event(item), (item.decision_id, "decided", "expiry" if expired else item.reviewer or "unknown",
+                                 _plain({
+        "outcome": "execute" if approved else "deny", "source": "none" if expired else "human",
+        "reason": f"review_{item.status}", "message": item.note or "",
         "rule": None, "rules": [], "ruleset": item.ruleset, "proposals": [item.approved] if approved else [],
         "review_id": item.id, "reviewer": item.reviewer}))]
 

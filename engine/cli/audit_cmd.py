@@ -260,7 +260,8 @@ def _step_lines(step: str, d: dict[str, Any]) -> list[str]:
             lines.append(f"review item {d['review_id']}")
         return lines
     if step == "reviewed":
-        return [f"{d.get('verdict')} by {d.get('reviewer')}" + (f": {d['note']}" if d.get("note") else ""),
+        return [(f"{d.get('verdict')} by {d.get('reviewer')}" if d.get("reviewer") else str(d.get("verdict")))
+                + (f": {d['note']}" if d.get("note") else ""),
                 *([f"approved {_j(d['proposal'], 160)} (hash {str(d.get('proposal_hash'))[:12]})"]
                   if d.get("proposal") else [])]
     if step == "executed" and "steps" in d and not d.get("refused"):  # a chain run (trail.execution_event)

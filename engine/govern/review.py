@@ -96,12 +96,14 @@ class ReviewQueue:
     """Persisted escalations. Time is injected (`clock`) so expiry can be tested."""
 
     def __init__(self, url: str, *, expire_after: dt.timedelta = dt.timedelta(hours=72),
-                 clock: Callable[[], dt.datetime] | None = None):
+                 clock: Callable[[], dt.datetime] | None = None,
+                 on_expired: Callable[[list["ReviewItem"]], None] | None = None):
         self.url = url
         self.db = open_db(url)
         ensure_tables(metadata, self.db)
         self.expire_after = expire_after
         self.clock = clock or (lambda: dt.datetime.now(dt.timezone.utc))
+        self.on_expired = on_expired  # told of the items this queue expired (the engine audits them)
 
     def _row(self, r: Any) -> ReviewItem:
         m = dict(r._mapping)
@@ -136,13 +138,17 @@ class ReviewQueue:
         raise ReviewError(f"could not enqueue case `{case_key}`", code="review_conflict")
 
     def expire(self) -> int:
-        """Mark every pending item past its deadline `expired` (counted as denied)."""
+        """Mark every pending item past its deadline `expired` (counted as denied); `on_expired` is
+        told of exactly the items this call expired (RETURNING: another process's are its own)."""
         now = self.clock()
         with self.db.begin() as c:
-            res = c.execute(update(review_items).where(review_items.c.status == "pending",
-                                                       review_items.c.expires_at <= now)
-                            .values(status="expired", decided_at=now, note="expired: no decision in time"))
-            return res.rowcount or 0
+            rows = c.execute(update(review_items).where(review_items.c.status == "pending",
+                                                        review_items.c.expires_at <= now)
+                             .values(status="expired", decided_at=now, note="expired: no decision in time")
+                             .returning(*review_items.c)).all()
+        if rows and self.on_expired is not None:
+            self.on_expired([self._row(r) for r in rows])
+        return len(rows)
 
     def list(self, status: str | None = None, limit: int = 200) -> list[ReviewItem]:
         self.expire()

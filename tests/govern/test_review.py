@@ -271,6 +271,22 @@ def test_pending_item_expires_as_denied(db, clock):
     assert e.queue.consume(d.review_id, item.proposal_hash) is False  # nothing to apply, ever
 
 
+def test_an_expiry_is_on_the_record_of_its_decision_once(db, clock):
+    """An item nobody decided in time is denied in the audit trail too (not `waiting for a person`)."""
+    from engine.audit.trail import who_decided
+
+    e, d = over_limit(db, clock)
+    clock.advance(hours=73)
+    e.review_list()
+    e.review_show(d.review_id)  # a second sweep finds nothing new to record
+    trace = e.audit.trace(d.id)
+    assert [(ev.step, ev.agent) for ev in trace][-2:] == [("reviewed", "expiry"), ("decided", "expiry")]
+    assert sum(ev.step == "reviewed" for ev in trace) == 1
+    w = who_decided(trace)
+    assert (w["by"], w["outcome"], w["reason"]) == ("none", "deny", "review_expired")
+    assert e.audit.verify().ok
+
+
 def test_expiry_is_enforced_at_decision_time_even_without_a_sweep(db, clock):
     """The conditional UPDATE itself refuses an item past its deadline, whatever `expire()` did."""
     q = ReviewQueue(db, expire_after=dt.timedelta(hours=1), clock=clock)
