@@ -53,7 +53,12 @@ def _same(want: Any, got: Any, prefixes: dict[str, str]) -> bool:
 
 
 def run_tests(engine: Any, *, rulesets: list[str] | None = None) -> TestReport:
-    """Run every test of the selected rulesets (all by default) through `engine.decide`."""
+    """Run every test of the selected rulesets (all by default) through the decision pipeline.
+
+    The engine's own stages decide (graph, matcher, verification gate), but nothing is written:
+    a rule test is not a decision, so it lands neither in the audit log nor in the review queue
+    or the decision store of the workspace."""
+    from engine.pipeline import decide
     results: list[TestResult] = []
     covered: dict[str, set[str]] = {}
     uncovered: dict[str, list[str]] = {}
@@ -65,7 +70,8 @@ def run_tests(engine: Any, *, rulesets: list[str] | None = None) -> TestReport:
         for t in rs.tests:
             res = TestResult(rs.name, t.name, rs.file, t.span.line if t.span else 0, True)
             try:
-                d = engine.decide(Case(rs.case_type, t.payload, as_of=t.as_of), llm=False, review=False)
+                d = decide(engine.ws, Case(rs.case_type, t.payload, as_of=t.as_of), matcher_for=engine.matcher_for,
+                           clock=engine.clock, new_id=engine.new_id)
             except CaseError as exc:
                 res.passed = False
                 res.problems.append("the case is invalid: " + "; ".join(x.message for x in exc.diagnostics))

@@ -77,3 +77,15 @@ def test_demo_runs_sampled_cases():
     summary = json.loads(r.stdout)
     assert summary["total"]["cases"] == 30
     assert summary["total"]["invalid"] == 0
+
+
+def test_rule_tests_leave_no_trace_in_the_workspace_state(tmp_path, monkeypatch):
+    """Regression: `rulebridge test` decided its cases through the audited engine, so every run
+    appended the test cases to the workspace's audit log as if they were real decisions."""
+    from engine.audit.log import AuditLog
+
+    state = f"sqlite:///{tmp_path}/state.db"
+    monkeypatch.setenv("RULEBRIDGE_STATE_URL", state)
+    r = runner.invoke(app, ["test", str(MINI)])
+    assert r.exit_code == 0, r.output
+    assert not (tmp_path / "state.db").exists() or AuditLog(state).verify().checked == 0
