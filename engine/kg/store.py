@@ -273,6 +273,56 @@ def _limit(max_matches: int | None) -> str:
     return "" if max_matches is None else f" LIMIT {int(max_matches) + 1}"
 
 
+def ox_term(v: Any) -> Any:
+    """A value as one pyoxigraph term: IRIs (and entities) as named nodes, typed literals otherwise."""
+    import pyoxigraph as ox
+
+    if isinstance(v, IRI) or hasattr(v, "iri"):
+        return ox.NamedNode(getattr(v, "iri", v))
+    if isinstance(v, bool):
+        return ox.Literal("true" if v else "false", datatype=ox.NamedNode(XSD + "boolean"))
+    if isinstance(v, int):
+        return ox.Literal(str(v), datatype=ox.NamedNode(XSD + "integer"))
+    if isinstance(v, float):
+        return ox.Literal(decimal_lexical(v), datatype=ox.NamedNode(XSD + "decimal"))
+    if isinstance(v, dt.datetime):
+        return ox.Literal(v.isoformat(), datatype=ox.NamedNode(XSD + "dateTime"))
+    if isinstance(v, dt.date):
+        return ox.Literal(v.isoformat(), datatype=ox.NamedNode(XSD + "date"))
+    return ox.Literal(str(v))
+
+
+def update_terms(bindings: dict[str, Any]) -> dict[str, str]:
+    """Each value as one RDF term in N-Triples form (the module docstring says why that is safe)."""
+    out = {}
+    for k, v in bindings.items():
+        _check_name(k)
+        if v is None:
+            continue  # left unbound: the template triples that use it are not written
+        if not isinstance(v, (str, int, float, dt.date)) and not hasattr(v, "iri"):
+            raise GraphUpdateError(f"`{k}`: a {type(v).__name__} value cannot be bound in a graph update",
+                                   code="graph_bad_value")
+        try:
+            out[k] = str(ox_term(v))
+        except (ValueError, UnicodeError) as exc:  # an invalid IRI, a lone surrogate
+            raise GraphUpdateError(f"`{k}`: not an RDF term: {exc}", code="graph_bad_value") from exc
+    return out
+
+
+def with_values(query: str, bindings: dict[str, Any]) -> str | None:
+    """`query` with its bound parameters as one `VALUES` row at the start of its outer group
+    (None: no outer group found, or nothing to bind). Each value is one term written by pyoxigraph."""
+    at = values_position(query)
+    terms = {k: v for k, v in bindings.items() if v is not None}
+    if at is None or not terms:
+        return None
+    names = sorted(terms)
+    for k in names:
+        _check_name(k)
+    row = " ".join(str(ox_term(terms[k])) for k in names)
+    return query[:at] + f" VALUES ({' '.join('?' + k for k in names)}) {{ ({row}) }} " + query[at:]
+
+
 class ReadCache:
     """What the graph answered at its current revision: `(subject, predicate)` look-ups and named
     queries with their bindings.
@@ -390,43 +440,11 @@ class OxigraphStore:
             return False
         return next(iter(self.store.quads_for_pattern(s, None, None, None)), None) is not None
 
-    def _term(self, v: Any) -> Any:
-        ox = self._ox
-        if isinstance(v, IRI) or hasattr(v, "iri"):
-            return ox.NamedNode(getattr(v, "iri", v))
-        if isinstance(v, bool):
-            return ox.Literal("true" if v else "false", datatype=ox.NamedNode(XSD + "boolean"))
-        if isinstance(v, int):
-            return ox.Literal(str(v), datatype=ox.NamedNode(XSD + "integer"))
-        if isinstance(v, float):
-            return ox.Literal(decimal_lexical(v), datatype=ox.NamedNode(XSD + "decimal"))
-        if isinstance(v, dt.datetime):
-            return ox.Literal(v.isoformat(), datatype=ox.NamedNode(XSD + "dateTime"))
-        if isinstance(v, dt.date):
-            return ox.Literal(v.isoformat(), datatype=ox.NamedNode(XSD + "date"))
-        return ox.Literal(str(v))
-
-    def _update_terms(self, bindings: dict[str, Any]) -> dict[str, str]:
-        """Each value as one RDF term in N-Triples form (the module docstring says why that is safe)."""
-        out = {}
-        for k, v in bindings.items():
-            _check_name(k)
-            if v is None:
-                continue  # left unbound: the template triples that use it are not written
-            if not isinstance(v, (str, int, float, dt.date)) and not hasattr(v, "iri"):
-                raise GraphUpdateError(f"`{k}`: a {type(v).__name__} value cannot be bound in a graph update",
-                                       code="graph_bad_value")
-            try:
-                out[k] = str(self._term(v))
-            except (ValueError, UnicodeError) as exc:  # an invalid IRI, a lone surrogate
-                raise GraphUpdateError(f"`{k}`: not an RDF term: {exc}", code="graph_bad_value") from exc
-        return out
-
     def update(self, template: str, bindings: dict[str, Any], *, key: str | None = None,
                where: str | None = None, max_matches: int | None = None, prefixes: dict[str, str] | None = None,
                at: dt.datetime | None = None) -> UpdateOutcome:
         ox = self._ox
-        terms = self._update_terms(bindings)
+        terms = update_terms(bindings)
         request = bind_variables(template, terms)
         with self._write_lock:
             if key is not None and self.executed(key) is not None:
@@ -472,7 +490,7 @@ class OxigraphStore:
         return None
 
     def _subs(self, bindings: dict[str, Any]) -> dict[Any, Any]:
-        return {self._ox.Variable(k): self._term(v) for k, v in bindings.items() if v is not None}
+        return {self._ox.Variable(k): ox_term(v) for k, v in bindings.items() if v is not None}
 
     def _query(self, query: str, bindings: dict[str, Any]) -> Any:
         """Run a named query with its parameters bound.
@@ -481,18 +499,12 @@ class OxigraphStore:
         invoice ASK scans every invoice: ~0.9 ms on the example graph), so where the query's outer
         group can be found the same bindings go in as a `VALUES` block at its start, which the
         planner joins first (~50 µs). Each value is one RDF term written by pyoxigraph, exactly as
-        in `update` (the module docstring says why that cannot inject); `tests/kg/test_store.py`
+        in `update` (the module docstring says why that cannot inject); `tests/kg/test_store_queries.py`
         checks both ways give the same answers."""
-        at = values_position(query)
-        terms = {k: v for k, v in bindings.items() if v is not None}
-        if at is None or not terms:
+        bound = with_values(query, bindings)
+        if bound is None:
             return self.store.query(query, substitutions=self._subs(bindings), use_default_graph_as_union=True)
-        names = sorted(terms)
-        for k in names:
-            _check_name(k)
-        row = " ".join(str(self._term(terms[k])) for k in names)
-        block = f" VALUES ({' '.join('?' + k for k in names)}) {{ ({row}) }} "
-        return self.store.query(query[:at] + block + query[at:], use_default_graph_as_union=True)
+        return self.store.query(bound, use_default_graph_as_union=True)
 
     def ask(self, query: str, bindings: dict[str, Any]) -> bool:
         return self.reads.get(("ask", query, _bindings_key(bindings)),
