@@ -6,6 +6,8 @@ diagnostic found, so `rulebridge check` can report them all at once.
 
 from __future__ import annotations
 
+import os
+
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,7 +16,7 @@ from typing import Any
 from engine.errors import Diagnostic, DiagnosticSink, Span
 from engine.kg.derived import DERIVED_IMPLS, GraphAlgorithms, GraphContext, NamedQuery, derived_signatures, load_queries
 from engine.kg.ontology import load_schema
-from engine.kg.store import GraphStore, data_files, open_store
+from engine.kg.store import BACKENDS, GraphStore, data_files, open_store
 from engine.lang.actions import ActionCatalog, load_actions
 from engine.lang.compiler import CompileContext, CompiledRuleset, RulesetCompiler
 from engine.lang.types import Schema
@@ -157,20 +159,36 @@ def load_workspace(root: Path | str, *, load_graph: bool = True, only: list[Path
     store = None
     graph = None
     if load_graph:
-        backend = backend or str(graph_cfg.get("backend", "oxigraph"))
+        backend = backend or os.environ.get("RULEBRIDGE_GRAPH_BACKEND") or str(graph_cfg.get("backend", "oxigraph"))
+        if backend not in BACKENDS:
+            from engine.errors import suggest_help
+
+            help_, _ = suggest_help(backend, BACKENDS, "graph backends")
+            sink.error("config", f"unknown graph backend `{backend}`", Span(str(root / "rulebridge.toml")),
+                       help=help_ or f"one of: {', '.join(BACKENDS)}")
         store_path = graph_cfg.get("store_path") or ""
-        cache = graph_cfg.get("read_cache", 100_000)
-        if isinstance(cache, bool) or not isinstance(cache, int) or cache < 0:
+        cache = graph_cfg.get("read_cache")
+        if cache is not None and (isinstance(cache, bool) or not isinstance(cache, int) or cache < 0):
             sink.error("config", f"`[graph] read_cache` must be a whole number >= 0, not `{cache!r}`",
                        Span(str(root / "rulebridge.toml")), help="the number of graph look-ups kept per revision; "
                        "0 turns the cache off")
             cache = 0
-        try:
-            store = open_store(config.path("graph", "data"), backend=backend,
-                               path=(root / store_path) if store_path else None, read_cache=cache)
-        except (OSError, SyntaxError, ValueError) as exc:
-            sink.error("graph_syntax", f"cannot load the graph: {str(exc).splitlines()[0][:300]}",
-                       Span(str(config.path("graph", "data"))))
+        endpoint = {k: v for k, v in graph_cfg.items() if k in ("query_url", "update_url", "timeout")}
+        for k in ("query_url", "update_url"):
+            if os.environ.get(f"RULEBRIDGE_GRAPH_{k.upper()}"):
+                endpoint[k] = os.environ[f"RULEBRIDGE_GRAPH_{k.upper()}"]
+        if backend in BACKENDS:
+            try:
+                store = open_store(config.path("graph", "data"), backend=backend,
+                                   path=(root / store_path) if store_path else None, read_cache=cache,
+                                   endpoint=endpoint)
+            except ConnectionError as exc:  # a remote endpoint that does not answer
+                sink.error("graph_unavailable", f"cannot reach the graph: {str(exc).splitlines()[0][:300]}",
+                           Span(str(root / "rulebridge.toml")), help="start the SPARQL server, or check "
+                           "`[graph] query_url` / RULEBRIDGE_GRAPH_QUERY_URL")
+            except (OSError, SyntaxError, ValueError) as exc:
+                sink.error("graph_syntax", f"cannot load the graph: {str(exc).splitlines()[0][:300]}",
+                           Span(str(config.path("graph", "data"))))
         if store is not None:
             graph = GraphContext(store, queries, schema, GraphAlgorithms(store))
     from engine.govern.agents import load_agents

@@ -331,7 +331,8 @@ def demo(workspace: Path = WorkspaceOpt,
               f"(workspace opened and compiled in {open_s:.2f} s; graph revision {revision_decided})")
     out.print(f"{summary['review_pending']} escalation(s) wait in the review queue: rulebridge review list")
     parts = ", ".join(f"{n} {k}" for k, n in sorted(executed.items())) or "none"
-    out.print(f"executed the {len(accepted)} accepted decisions against the embedded graph, each exactly once "
+    where = "the embedded graph" if engine.ws.store.backend != "sparql" else "the SPARQL endpoint"
+    out.print(f"executed the {len(accepted)} accepted decisions against {where}, each exactly once "
               f"after re-verification: {parts} ({exec_s:.2f} s; graph revision now {engine.ws.store.revision})",
               markup=False)
     if why_refused:  # the stream names some entities twice: the first decision acted, the second sees it

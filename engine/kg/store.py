@@ -678,10 +678,22 @@ class RdflibStore:
         return len(self.graph)
 
 
+BACKENDS = ("oxigraph", "oxigraph-disk", "rdflib", "sparql")
+
+
 def open_store(data_dir: Path, *, backend: str = "oxigraph", path: Path | None = None,
-               read_cache: int = 100_000) -> GraphStore:
-    """Open the workspace graph: every RDF file under `data_dir`, on the chosen backend, with a
-    `ReadCache` of `read_cache` look-ups (0: none)."""
+               read_cache: int | None = None, endpoint: dict[str, Any] | None = None) -> GraphStore:
+    """Open the workspace graph: every RDF file under `data_dir` on an embedded backend, or the
+    remote SPARQL endpoint described by `endpoint` (`query_url`, `update_url`, `timeout`), with a
+    `ReadCache` of `read_cache` answers (None: 100,000 embedded, 0 remote; 0: none)."""
+    if backend == "sparql":
+        from .remote import SparqlStore
+
+        ep = dict(endpoint or {})
+        if not ep.get("query_url"):
+            raise ValueError("the sparql backend needs `query_url` (and `update_url` to execute actions)")
+        return SparqlStore(str(ep["query_url"]), str(ep.get("update_url") or "") or None,
+                           timeout=float(ep.get("timeout", 10.0)), read_cache=read_cache or 0)
     files = data_files(data_dir)
     if backend == "rdflib":
         store: Any = RdflibStore.from_files(files)
@@ -692,5 +704,5 @@ def open_store(data_dir: Path, *, backend: str = "oxigraph", path: Path | None =
             OxigraphStore.from_files(files, path=path)
     else:
         store = OxigraphStore.from_files(files)
-    store.reads.size = read_cache
+    store.reads.size = 100_000 if read_cache is None else read_cache
     return store
