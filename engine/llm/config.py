@@ -29,6 +29,7 @@ class LLMConfig:
     confidence_threshold: float = 0.8  # below it, an accepted LLM proposal goes to review
     breaker_failures: int = 5  # consecutive failures that open the circuit breaker
     breaker_reset_s: float = 60.0
+    max_in_flight: int = 16  # model calls running at once, a call that overran its deadline included
     temperature: float = 0.0
     max_tokens: int = 800
 

@@ -15,8 +15,6 @@ import json
 import re
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Callable, Literal, Union
 
@@ -148,7 +146,9 @@ class Fallback:
                                                 exclude=[lambda e: isinstance(e, ModelError) and
                                                          e.kind in ("replay_miss", "live_forbidden",
                                                                     "budget_exhausted")])  # not the model's fault
-        self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="rulebridge-llm")
+        # Each call runs on a thread of its own, so a call that hangs past its deadline holds one
+        # slot, not a worker that later calls queue behind (their deadline would run out waiting).
+        self._slots = threading.BoundedSemaphore(max(1, config.max_in_flight))
         self.calls = 0
 
     @property
@@ -160,16 +160,32 @@ class Fallback:
         self.calls += 1
         if attempt is not None:
             attempt.calls += 1
-        future = self._pool.submit(self.model.complete, messages, timeout=self.config.timeout_s)
-        try:
-            return future.result(timeout=self.config.timeout_s)
-        except FutureTimeout as exc:  # the engine's own deadline, whatever the provider does
-            future.cancel()
-            raise ModelError("timeout", f"no answer within {self.config.timeout_s} s", transient=True) from exc
-        except ModelError:
-            raise
-        except Exception as exc:  # a model double or provider raising something unexpected
-            raise ModelError("provider_error", f"{type(exc).__name__}: {exc}") from exc
+        deadline = time.monotonic() + self.config.timeout_s
+        if not self._slots.acquire(timeout=self.config.timeout_s):
+            raise ModelError("timeout", f"{self.config.max_in_flight} model calls still running (some past their "
+                             f"deadline); none finished within {self.config.timeout_s} s", transient=True)
+        box: dict[str, Any] = {}
+        done = threading.Event()
+
+        def run() -> None:
+            try:
+                box["reply"] = self.model.complete(messages, timeout=self.config.timeout_s)
+            except BaseException as exc:  # handed to the caller below
+                box["error"] = exc
+            finally:
+                self._slots.release()
+                done.set()
+
+        threading.Thread(target=run, name="rulebridge-llm", daemon=True).start()
+        if not done.wait(max(0.0, deadline - time.monotonic())):  # the engine's own deadline, whatever the provider does
+            raise ModelError("timeout", f"no answer within {self.config.timeout_s} s", transient=True)
+        exc = box.get("error")
+        if exc is None:
+            return box["reply"]
+        if isinstance(exc, ModelError):
+            raise exc
+        # a model double or provider raising something unexpected
+        raise ModelError("provider_error", f"{type(exc).__name__}: {exc}") from exc
 
     def call(self, messages: Messages, attempt: Attempt | None = None) -> Reply:
         """One answer, with retries of transient errors and the circuit breaker around each try;

@@ -309,6 +309,38 @@ def test_timeouts_are_retried_then_escalate():
     assert e.fallback.calls == 3
 
 
+def test_calls_that_hang_past_their_deadline_do_not_starve_the_next_ones():
+    """Regression: calls ran on a pool of 4 workers, so 4 calls hanging past their deadline made
+    every later call wait in the queue and time out too, however fast the model had become."""
+    import threading
+
+    from engine.llm.models import Reply
+
+    release = threading.Event()
+
+    class Hangs:
+        name = "hangs-then-answers"
+
+        def __init__(self):
+            self.calls = 0
+
+        def complete(self, messages, *, timeout):
+            self.calls += 1
+            if self.calls <= 6:
+                release.wait(10)  # a provider that ignores its timeout
+            return Reply(answer(), self.name, 0.0)
+
+    model = Hangs()
+    e = engine(model, timeout_s=0.1, retries=0, breaker_failures=100)
+    try:
+        for _ in range(6):
+            assert_clean_escalation(e.decide(discount_case(), review=False), "llm_timeout", "timeout")
+        d = e.decide(discount_case(), review=False)
+        assert (d.outcome, d.source) == ("execute", "llm")
+    finally:
+        release.set()
+
+
 def test_slow_model_within_the_deadline_is_fine():
     model = ScriptedModel([answer()], delay_s=0.05)
     d = engine(model, timeout_s=10).decide(discount_case(), review=False)
