@@ -118,6 +118,8 @@ def cell_to_test(column: str, cell: str) -> str | None:
         return f"{column} {lo_op} {_literal(lo)} and {column} {hi_op} {_literal(hi)}"
     m = _COMPARISON.match(c)
     if m:
+        if m.group(2)[:1] in "<>=!":  # `<< 0`, `>=> 5`: a typo, not a comparison with the text "< 0"
+            return f"{column} {m.group(1)} {m.group(2)}"  # left as written: the parser reports it
         return f"{column} {m.group(1)} {_literal(m.group(2))}"
     if c.startswith("not "):
         inner = cell_to_test(column, c[4:])

@@ -185,6 +185,20 @@ def test_table_cell_error_stays_in_its_cell(tmp_path):
     assert [(d.code, _underlined(d, sources)) for d in diags] == [("type_mismatch", "<= abc")]
 
 
+@pytest.mark.parametrize("cell", ["<< 100", ">=> 5", "<= = 3"])
+def test_a_doubled_comparison_in_a_cell_is_a_syntax_error(tmp_path, cell):
+    """Regression: `<< 100` read as `< "< 100"` (a comparison with text) and was reported as a
+    type mismatch, not as the typo it is."""
+    (tmp_path / "t.csv").write_text(f"id,case.invoice.amount,then,message\nt.a,{cell},escalate,x\n", encoding="utf-8")
+    f = tmp_path / "r.yaml"
+    f.write_text("ruleset: t\non: invoice.received\ncase: {invoice: Invoice}\ndecision_table: t.csv\n",
+                 encoding="utf-8")
+    _rs, sink = compile_ruleset(None, f)
+    diags, sources = _relative(sink.items)
+    assert [(d.code, d.span.line) for d in diags] == [("expr_syntax", 2)]
+    assert _underlined(d := diags[0], sources) and d.span.col > len("t.a,")  # the caret is in the cell
+
+
 @pytest.mark.parametrize("when,codes", [
     ('[case.invoice.amount = 5]', ["expr_syntax"]),
     ('[case.invoice.amount > "x"]', ["type_mismatch"]),
