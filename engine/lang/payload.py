@@ -29,8 +29,18 @@ _HEX2 = re.compile(r"[0-9A-Fa-f]{2}")
 _IRI_ASCII = frozenset(string.ascii_letters + string.digits + "-._~!$&'()*+,;=:@/?#")
 
 
+# The common case, checked in one match: a scheme, then only the ASCII characters an IRI allows
+# unescaped (no `%`, at most one `#`). Anything else takes the character-by-character path.
+_PLAIN_IRI = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:[A-Za-z0-9\-._~!$&'()*+,;=:@/?]*(?:#[A-Za-z0-9\-._~!$&'()*+,;=:@/?]*)?")
+
+
 def is_iri(text: str) -> bool:
     """Whether `text` is an absolute IRI (RFC 3987, without IP-literal hosts): what the graph accepts."""
+    return _PLAIN_IRI.fullmatch(text) is not None or _is_iri_by_character(text)
+
+
+def _is_iri_by_character(text: str) -> bool:
+    """`is_iri` the long way: every character checked (percent-escapes, non-ASCII ranges)."""
     if not _SCHEME.match(text) or text.count("#") > 1:
         return False
     for i, c in enumerate(text):
