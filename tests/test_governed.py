@@ -175,9 +175,11 @@ def test_cli_decide_execute_then_audit_show_and_verify(tmp_path, monkeypatch):
     assert r.exit_code == 0, r.output
     d = json.loads(r.stdout)
     assert d["outcome"] == "execute" and d["execution"]["outcome"] == "done"
+    assert "in-memory graph of this command" in r.stderr  # the user is told the change will not last
     again = runner.invoke(app, ["execute", d["id"], "-w", str(ROOT), "-f", "json"])
     # a new process: the in-memory graph was reloaded from the files, the ledger remembers
     assert again.exit_code == 0 and json.loads(again.stdout)["steps"][0]["key"] == d["execution"]["steps"][0]["key"]
+    assert "in-memory graph" not in again.stderr  # nothing ran this time, so nothing to forget
     missing = runner.invoke(app, ["execute", "no-such-decision", "-w", str(ROOT)])
     assert missing.exit_code == 2 and "decision_not_found" in missing.output
     shown = runner.invoke(app, ["audit", "show", d["id"], "-w", str(ROOT)])

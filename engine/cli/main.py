@@ -158,8 +158,19 @@ def _decide(case_file: Path, workspace: Path, fmt: Format, explain: bool, key: s
             out.print(json.dumps(result.to_json(rs), indent=2, default=str), markup=False)
         else:
             render_decision(out, result, rs)
-        if result.execution is not None and result.execution.get("outcome") != "done":
-            raise typer.Exit(EXIT_FINDINGS)  # asked to act, and it did not: refused, failed or for review
+        if result.execution is not None:
+            _note_if_forgotten(engine, result.graph_revision)
+            if result.execution.get("outcome") != "done":
+                raise typer.Exit(EXIT_FINDINGS)  # asked to act, and it did not: refused, failed or for review
+
+
+def _note_if_forgotten(engine: Any, revision_before: str) -> None:
+    """Say so when this command changed the in-memory graph, whose changes end with the command."""
+    store = engine.ws.store
+    if store.backend == "oxigraph" and not store.on_disk and store.revision != revision_before:
+        err.print("note: the change was made to the in-memory graph of this command and is gone when it exits "
+                  "(the ledger keeps that it ran); use `backend = \"oxigraph-disk\"` or `sparql` in "
+                  "rulebridge.toml for a graph that keeps it", markup=False)
 
 
 AgentKeyOpt = typer.Option(None, "--key", envvar="RULEBRIDGE_AGENT_KEY", show_envvar=True,
@@ -187,6 +198,7 @@ def execute_cmd(ident: str = typer.Argument(..., help="A decision id, or an appr
     from engine.govern.review import ReviewError
 
     engine = _open_engine(workspace, fmt)
+    revision_before = engine.ws.store.revision
     try:
         res = engine.execute(ident, key=key)
     except (DecisionNotFound, ReviewError, AuthError) as exc:
@@ -199,6 +211,7 @@ def execute_cmd(ident: str = typer.Argument(..., help="A decision id, or an appr
         from engine.cli.render import render_execution
 
         render_execution(out, res.to_json())
+    _note_if_forgotten(engine, revision_before)
     if not res.executed:
         raise typer.Exit(EXIT_FINDINGS)
 

@@ -373,6 +373,7 @@ class OxigraphStore:
         self.store = store
         self.revision = revision
         self.reads = ReadCache(read_cache)
+        self.on_disk = False  # True for a store opened or built at a path (`open`, `from_files(path=...)`)
         self.touched: list[frozenset[str] | None] = []  # per applied update: the IRIs it may have changed
         self._pred_cache: dict[str, Any] = {}
         # INVARIANT: the updates of one store are serialised, so a `where` count and the update that
@@ -396,7 +397,9 @@ class OxigraphStore:
                           ox.NamedNode(META_GRAPH)))
         if path:
             store.flush()
-        return cls(store, revision)
+        out = cls(store, revision)
+        out.on_disk = path is not None
+        return out
 
     @classmethod
     def open(cls, path: Path) -> "OxigraphStore":
@@ -408,7 +411,9 @@ class OxigraphStore:
         for q in store.quads_for_pattern(ox.NamedNode(META_SUBJECT), ox.NamedNode(META_REVISION), None,
                                          ox.NamedNode(META_GRAPH)):
             revision = q.object.value
-        return cls(store, revision)
+        out = cls(store, revision)
+        out.on_disk = True
+        return out
 
     def _pred(self, iri: str) -> Any:
         p = self._pred_cache.get(iri)
