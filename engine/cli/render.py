@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -77,7 +78,9 @@ def render_explanation(console: Console, ex: Any) -> None:
         elif t.failed is not None:
             f = t.failed
             state = "unknown (a value is missing)" if f.result is None else "false"
-            console.print(f"     ✘ line {f.line}: {f.text}  is {state}", markup=False)
+            rule = ex.ruleset.rule_by_id.get(t.id)
+            where = Path(rule.span.file).name if rule is not None and rule.span is not None else "line"
+            console.print(f"     ✘ {where}:{f.line}: {f.text} is {state}", markup=False)
             if f.values:
                 console.print(f"       where {_values(f.values)}", markup=False)
             w = f.witness

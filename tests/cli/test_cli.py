@@ -52,7 +52,7 @@ def test_decide_and_explain_json(tmp_path):
     assert d["facts"]["case.invoice.amount"] == 420.0
     r = runner.invoke(app, ["explain", str(case), "-w", str(MINI)])
     assert r.exit_code == 0, r.output
-    assert "✘ line 45: case.invoice.vendor.status == \"blocked\"" in r.output
+    assert "✘ ap.yaml:45: case.invoice.vendor.status == \"blocked\" is false" in r.output
 
 
 def test_decide_bad_case_file_exit_2(tmp_path):
