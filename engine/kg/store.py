@@ -195,8 +195,11 @@ def data_files(folder: Path) -> list[Path]:
 class GraphStore(Protocol):
     """What the engine needs from a graph. Values: `IRI` for nodes, Python values for literals."""
 
-    revision: str
     backend: str
+
+    @property
+    def revision(self) -> str:
+        """The id of the graph's current state (reported with every decision)."""
 
     def objects(self, subject: str, predicate: str) -> list[Any]:
         """The objects of `subject predicate ?o` (a direct index look-up)."""

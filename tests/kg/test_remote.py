@@ -20,7 +20,7 @@ import pytest
 from engine.kg.remote import GraphUnavailable, SparqlStore
 from engine.model import IRI
 from engine.workspace import load_workspace
-from tests.brightwater import BWD, ROOT, engine
+from tests.brightwater import BWD, ROOT, engine, workspace
 
 BW = "https://brightwater.example/ontology#"
 DATA = ROOT / "knowledge_graph" / "data" / "brightwater.ttl"
@@ -67,10 +67,11 @@ def server():
 
 @pytest.fixture
 def remote_ws(server, monkeypatch):
-    monkeypatch.setenv("RULEBRIDGE_GRAPH_BACKEND", "sparql")
+    # The backend is passed, not set in the environment: the shared test workspace
+    # (`tests.brightwater.workspace`, cached) must stay the embedded one.
     monkeypatch.setenv("RULEBRIDGE_GRAPH_QUERY_URL", f"{server}/query")
     monkeypatch.setenv("RULEBRIDGE_GRAPH_UPDATE_URL", f"{server}/update")
-    ws = load_workspace(ROOT)
+    ws = load_workspace(ROOT, backend="sparql")
     assert not ws.errors, ws.errors
     assert ws.store.backend == "sparql"
     yield ws
@@ -85,7 +86,8 @@ def _summary(d) -> tuple:
 def test_the_same_rules_decide_the_same_on_the_remote_graph(remote_ws):
     from engine.demo import sample_cases
 
-    local = engine(None)
+    local = engine(None, ws=load_workspace(ROOT, backend="oxigraph"))
+    assert local.ws.store.backend == "oxigraph" and remote_ws.store.backend == "sparql"
     remote = engine(None, ws=remote_ws)
     cases = sample_cases(local.ws, 120)
     differ = []
@@ -150,9 +152,8 @@ def test_hostile_values_stay_one_term(remote_ws):
 
 def test_a_down_endpoint_is_a_clear_load_error_and_a_transient_fault(server, monkeypatch):
     port = _free_port()  # nothing listens there
-    monkeypatch.setenv("RULEBRIDGE_GRAPH_BACKEND", "sparql")
     monkeypatch.setenv("RULEBRIDGE_GRAPH_QUERY_URL", f"http://127.0.0.1:{port}/query")
-    ws = load_workspace(ROOT)
+    ws = load_workspace(ROOT, backend="sparql")
     assert [d.code for d in ws.errors] == ["graph_unavailable"]
     assert "cannot reach the graph" in ws.errors[0].message
     SparqlStore(f"{server}/query", f"{server}/update").close()  # the endpoint now has its revision
@@ -169,3 +170,12 @@ def test_an_unknown_backend_is_a_config_error(monkeypatch):
     monkeypatch.setenv("RULEBRIDGE_GRAPH_BACKEND", "sparq")
     ws = load_workspace(ROOT)
     assert [(d.code, d.help) for d in ws.errors] == [("config", "did you mean `sparql`?")]
+
+
+def test_the_backend_setting_from_the_environment(monkeypatch):
+    workspace()  # the shared embedded workspace is loaded (and cached) before the variable is set
+    from tests.conftest import MINI
+
+    monkeypatch.setenv("RULEBRIDGE_GRAPH_BACKEND", "rdflib")
+    assert load_workspace(MINI).store.backend == "rdflib"
+    assert workspace().store.backend == "oxigraph"
