@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -69,3 +70,54 @@ def ensure_tables(metadata: MetaData, db: SAEngine) -> None:
 
     Retrying(stop=stop_after_attempt(6), wait=wait_random_exponential(multiplier=0.02, max=0.5), reraise=True,
              retry=retry_if_exception_type((IntegrityError, ProgrammingError, OperationalError)))(create)
+
+
+class _Joined:
+    """The open transaction of a unit of work, entered like `db.begin()` but committed by the unit."""
+
+    __slots__ = ("c",)
+
+    def __init__(self, c: Any):
+        self.c = c
+
+    def __enter__(self) -> Any:
+        return self.c
+
+    def __exit__(self, *exc: Any) -> None:
+        return None
+
+
+class SharedStore:
+    """A store (`self.db`) that can join the units of work of an audit log on the same database.
+
+    After `share(log)`, while `log.unit()` is open in the calling thread, the store's writes join
+    the unit's transaction (committed with the audit events appended meanwhile, at the unit's
+    `flush`) and its reads join it while it is open; outside a unit, every call is its own
+    transaction, as before."""
+
+    db: SAEngine
+    _shared: Any = None
+
+    def share(self, log: Any) -> None:
+        """Join the units of work of `log` (an `engine.audit.log.AuditLog` on this store's database)."""
+        if log.db.dialect.name != self.db.dialect.name:
+            raise ValueError("a store joins only the units of an audit log on the same database")
+        self._shared = log
+
+    def _unit(self) -> Any:
+        return self._shared.current_unit() if self._shared is not None else None
+
+    def _tx(self) -> Any:
+        """A write transaction: this thread's unit of work (committed by it), or one of our own."""
+        u = self._unit()
+        return _Joined(u.conn()) if u is not None else self.db.begin()
+
+    def _rx(self) -> Any:
+        """A connection to read from: the unit's open transaction (its writes are visible), or our own."""
+        u = self._unit()
+        return _Joined(u.conn()) if u is not None and u.open else self.db.connect()
+
+    def _savepoint(self, c: Any) -> Any:
+        """Around an insert whose duplicate-key error the caller handles (see `Unit.savepoint`)."""
+        u = self._unit()
+        return u.savepoint(c) if u is not None else nullcontext()

@@ -22,9 +22,11 @@ import json
 import os
 import re
 import secrets
+import threading
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence, TextIO
+from typing import Any, Callable, ContextManager, Iterable, Iterator, Sequence, TextIO
 
 from sqlalchemy import (BigInteger, Column, Integer, MetaData, String, Table, Text, bindparam, create_engine, event,
                         func, insert, inspect, select, type_coerce, update)
@@ -35,7 +37,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 from sqlalchemy.types import JSON
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
-from .canonical import AuditError, canonical_json, check_json_native
+from .canonical import AuditError, Native, canonical_json, check_json_native
 from .chain import GENESIS, SCHEMA_VERSION, AuditEvent, ChainChecker, Head, VerifyReport, event_hash, hashed_text, sign
 
 HMAC_ENV = "RULEBRIDGE_AUDIT_HMAC_KEY"
@@ -266,6 +268,7 @@ class AuditLog:
                 raise AuditError(f"no audit log at `{url}`", code="audit_not_found")
         self.db = open_engine(url, synchronous=synchronous)
         self._writer = self.db.execution_options(audit_write=True)
+        self._tls = threading.local()  # the unit of work open in each thread (`unit`)
         dialect = self.db.dialect
         self._lock_head = _Compiled(_LOCK_HEAD, dialect)
         self._insert = _Compiled(_INSERT_EVENTS, dialect)
@@ -316,9 +319,12 @@ class AuditLog:
         _check_field("decision_id", decision_id, 200)
         _check_field("step", step, 64)
         _check_field("agent", agent, 200)
-        if type(data) is not dict:
+        if type(data) is Native:  # checked and canonicalised by `canonical.native`, once
+            data, text = data.data, data.text
+        elif type(data) is not dict:
             raise AuditError(f"`data` must be a JSON object, got `{type(data).__name__}`", code="audit_not_json")
-        data, text = _json_copy(data)
+        else:
+            data, text = _json_copy(data)
         if self.masker is not None:
             masked = self.masker.apply(data, text=text)
             if masked is not data:
@@ -341,6 +347,9 @@ class AuditLog:
             prepared.append(self._prepare(*item))
         if not prepared:
             return []
+        u = getattr(self._tls, "unit", None)
+        if u is not None:  # in this thread's unit of work: commits with it
+            return u.append(prepared)
         try:
             return self._retrying(self._write, prepared)
         except (OperationalError, IntegrityError, _LostRace) as exc:
@@ -348,39 +357,79 @@ class AuditLog:
                              code="audit_unavailable") from exc
 
     def _write(self, prepared: Sequence[_Prepared]) -> list[AuditEvent]:
-        events: list[AuditEvent] = []
         with self._writer.begin() as c:
             head = c.exec_driver_sql(self._lock_head.sql, self._lock_head.args({})).first()
             if head is None:
                 raise AuditError("the audit head row is missing: run `rulebridge audit verify`",
                                  code="audit_broken")
             seq0, prev, count0 = head
-            # The time is read under the lock, so seq order and time order agree (as far as the clock does).
-            now = self.now()
-            if now.tzinfo is None:
-                raise AuditError("the clock returned a time without a zone", code="audit_bad_time")
-            ts = utc_text(now)
-            seq = seq0
-            rows = []
-            for p in prepared:
-                seq += 1
-                eid = self.new_id()
-                digest = event_hash(hashed_text(seq=seq, id=eid, schema=SCHEMA_VERSION, ts=ts,
-                                                decision_id=p.decision_id, step=p.step, agent=p.agent,
-                                                data_text=p.text, prev=prev))
-                sig = sign(self.hmac_key, digest) if self.hmac_key is not None else None
-                events.append(AuditEvent(seq, eid, SCHEMA_VERSION, ts, p.decision_id, p.step, p.agent, p.data,
-                                         prev, digest, sig))
-                # INVARIANT: in the order of EVENT_COLUMNS (the table's column order)
-                row = (seq, eid, SCHEMA_VERSION, ts, p.decision_id, p.step, p.agent, p.text, prev, digest, sig)
-                rows.append(row if self._insert_tuples else self._insert.args(dict(zip(EVENT_COLUMNS, row))))
-                prev = digest
-            c.exec_driver_sql(self._insert.sql, rows)
+            events = self._insert_rows(c, prepared, seq0, prev)
             moved = c.exec_driver_sql(self._move_head.sql, self._move_head.args(
-                {"old_seq": seq0, "new_seq": seq, "new_hash": prev, "new_count": count0 + len(events)}))
+                {"old_seq": seq0, "new_seq": events[-1].seq, "new_hash": events[-1].hash,
+                 "new_count": count0 + len(events)}))
             if moved.rowcount != 1:
                 raise _LostRace()
         return events
+
+    def _insert_rows(self, c: Connection, prepared: Sequence[_Prepared], seq: int, prev: str) -> list[AuditEvent]:
+        """Hash, sign and insert `prepared` after the event (`seq`, `prev`); the caller holds the head lock."""
+        # The time is read under the lock, so seq order and time order agree (as far as the clock does).
+        now = self.now()
+        if now.tzinfo is None:
+            raise AuditError("the clock returned a time without a zone", code="audit_bad_time")
+        ts = utc_text(now)
+        events: list[AuditEvent] = []
+        rows = []
+        for p in prepared:
+            seq += 1
+            eid = self.new_id()
+            digest = event_hash(hashed_text(seq=seq, id=eid, schema=SCHEMA_VERSION, ts=ts,
+                                            decision_id=p.decision_id, step=p.step, agent=p.agent,
+                                            data_text=p.text, prev=prev))
+            sig = sign(self.hmac_key, digest) if self.hmac_key is not None else None
+            events.append(AuditEvent(seq, eid, SCHEMA_VERSION, ts, p.decision_id, p.step, p.agent, p.data,
+                                     prev, digest, sig))
+            # INVARIANT: in the order of EVENT_COLUMNS (the table's column order)
+            row = (seq, eid, SCHEMA_VERSION, ts, p.decision_id, p.step, p.agent, p.text, prev, digest, sig)
+            rows.append(row if self._insert_tuples else self._insert.args(dict(zip(EVENT_COLUMNS, row))))
+            prev = digest
+        c.exec_driver_sql(self._insert.sql, rows)
+        return events
+
+    # -- one transaction shared with the other stores of the same database ----------------------------
+    def unit(self) -> ContextManager["Unit"]:
+        """A unit of work on this log's database for the current thread (see `Unit`); nested
+        calls join the unit already open. Leaving it commits what is still open."""
+        return self._unit_scope()
+
+    @contextmanager
+    def _unit_scope(self) -> Iterator["Unit"]:
+        u = getattr(self._tls, "unit", None)
+        if u is not None:
+            yield u
+            return
+        u = self._tls.unit = Unit(self)
+        try:
+            yield u
+        except BaseException:
+            u.settle()
+            raise
+        else:
+            u.flush()
+        finally:
+            self._tls.unit = None
+            u.close()
+
+    def current_unit(self) -> "Unit | None":
+        """The unit of work open in this thread, or None."""
+        return getattr(self._tls, "unit", None)
+
+    def flush(self) -> None:
+        """Commit the transaction of this thread's unit now, if one is open (the next write begins
+        another): what must be durable before something outside the database happens."""
+        u = getattr(self._tls, "unit", None)
+        if u is not None:
+            u.flush()
 
     # -- reading ------------------------------------------------------------------------------------
     def _reader(self) -> Any:
@@ -468,6 +517,130 @@ class AuditLog:
         if self.db.dialect.name == "sqlite":
             return func.json_extract(col, f"$.{key}")
         return type_coerce(col, JSON)[key].as_string()
+
+
+
+class Unit:
+    """One transaction on the log's database, shared with the stores kept in the same database
+    (execution ledger, decision store, review queue: `share(log)`), for one thread.
+
+    Between two `flush`es, everything those stores write and every event appended commits in ONE
+    transaction, atomically: a state change and its audit event are never apart. The transaction
+    begins lazily, at the first write, the way every append begins: SQLite `BEGIN IMMEDIATE`
+    (the database's write lock), PostgreSQL `SELECT ... FOR UPDATE` of the head row — so writers
+    in other threads and processes still serialise on the head and extend one chain; the head
+    row moves once, at the commit. Reads by the stores join the transaction while it is open
+    (they see its writes) and use their own connections otherwise (they never begin one).
+
+    `flush` commits (what must be durable before something outside the database happens: a
+    connector call); leaving the unit commits what is open. When the body fails, what it had
+    written is committed as far as the database still accepts it (each write is a complete state
+    change, as when every store committed on its own) and the error is raised."""
+
+    def __init__(self, log: AuditLog):
+        self.log = log
+        self._conn: Connection | None = None  # checked out for the unit's life, returned by `close`
+        self._c: Connection | None = None  # set while a transaction is open
+        self._t: Any = None
+        self._seq0 = 0
+        self._head: tuple[int, str, int] = (0, GENESIS, 0)
+        self.commits = 0
+
+    @property
+    def open(self) -> bool:
+        """Whether a transaction is open (something was written since the last commit)."""
+        return self._c is not None
+
+    @property
+    def dialect(self) -> str:
+        return self.log.db.dialect.name
+
+    def conn(self) -> Connection:
+        """The open transaction's connection; begins one (and takes the head lock) if none is open."""
+        c = self._c
+        if c is None:
+            c = self._begin()
+        return c
+
+    def savepoint(self, c: Connection) -> ContextManager[Any]:
+        """Around a statement whose failure (a duplicate key) the caller handles: PostgreSQL aborts
+        the whole transaction on an error, unless it happened inside a savepoint; SQLite undoes
+        only the failed statement."""
+        return c.begin_nested() if self.dialect == "postgresql" else nullcontext()
+
+    def _try_begin(self) -> tuple[Connection, Any, Any]:
+        log = self.log
+        if self._conn is None or self._conn.closed or self._conn.invalidated:
+            self._conn = log._writer.connect()
+        c = self._conn
+        try:
+            t = c.begin()
+            head = c.exec_driver_sql(log._lock_head.sql, log._lock_head.args({})).first()
+        except BaseException:
+            self.close()
+            raise
+        return c, t, head
+
+    def _begin(self) -> Connection:
+        try:
+            try:
+                c, t, head = self._try_begin()
+            except OperationalError:  # `database is locked` past the busy timeout, a dropped connection
+                c, t, head = Retrying(stop=stop_after_attempt(7), reraise=True,
+                                      wait=wait_random_exponential(multiplier=0.005, max=0.5),
+                                      retry=retry_if_exception_type(OperationalError))(self._try_begin)
+        except OperationalError as exc:
+            raise AuditError(f"the state database could not be locked: {str(exc).splitlines()[0][:200]}",
+                             code="audit_unavailable") from exc
+        if head is None:
+            t.rollback()
+            raise AuditError("the audit head row is missing: run `rulebridge audit verify`", code="audit_broken")
+        self._c, self._t = c, t
+        self._seq0 = head[0]
+        self._head = (head[0], head[1], head[2])
+        return c
+
+    def close(self) -> None:
+        """Give the connection back (a transaction still open is rolled back by the pool)."""
+        conn, self._conn, self._c, self._t = self._conn, None, None, None
+        if conn is not None:
+            conn.close()
+
+    def append(self, prepared: Sequence[_Prepared]) -> list[AuditEvent]:
+        c = self.conn()
+        seq, prev, count = self._head
+        events = self.log._insert_rows(c, prepared, seq, prev)
+        self._head = (events[-1].seq, events[-1].hash, count + len(events))
+        return events
+
+    def flush(self) -> None:
+        """Move the head and commit; nothing to do when no transaction is open."""
+        if self._c is None:
+            return
+        c, t = self._c, self._t
+        self._c = self._t = None
+        try:
+            seq, digest, count = self._head
+            if seq != self._seq0:
+                log = self.log
+                moved = c.exec_driver_sql(log._move_head.sql, log._move_head.args(
+                    {"old_seq": self._seq0, "new_seq": seq, "new_hash": digest, "new_count": count}))
+                if moved.rowcount != 1:  # pragma: no cover - the head is locked by this transaction
+                    raise AuditError("the audit head moved under a locked transaction", code="audit_unavailable")
+            t.commit()
+            self.commits += 1
+        except BaseException:
+            if t.is_active:
+                t.rollback()
+            raise
+
+    def settle(self) -> None:
+        """After a failure in the unit's body: commit what was written if the database still can
+        (else it is rolled back); never raises over the body's error."""
+        try:
+            self.flush()
+        except Exception:  # noqa: BLE001 - the body's error is the one raised
+            pass
 
 
 def _stored_rows(c: Connection, batch: int) -> Iterator[Any]:
