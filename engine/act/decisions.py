@@ -12,10 +12,10 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from sqlalchemy import JSON, Column, DateTime, MetaData, String, Table, insert, select, update
+from sqlalchemy import JSON, Column, DateTime, MetaData, String, Table, bindparam, insert, select, update
 
 from engine.errors import RulebridgeError
-from engine.storage import ensure_tables, open_db, utc
+from engine.storage import SharedStore, ensure_tables, open_db, utc
 
 metadata = MetaData()
 decisions = Table(
@@ -32,6 +32,13 @@ decisions = Table(
     Column("result", JSON, nullable=True),
     Column("updated_at", DateTime(timezone=True), nullable=True),
 )
+
+
+# Statements built once (a statement built per call costs more than SQLite's work on it).
+_INSERT = insert(decisions)
+_GET = select(decisions).where(decisions.c.id == bindparam("w_id"))
+_FINISH = (update(decisions).where(decisions.c.id == bindparam("w_id"))
+           .values(status=bindparam("status"), result=bindparam("result"), updated_at=bindparam("updated_at")))
 
 
 class DecisionNotFound(RulebridgeError):
@@ -53,7 +60,10 @@ class StoredDecision:
     updated_at: dt.datetime | None
 
 
-class DecisionStore:
+class DecisionStore(SharedStore):
+    """The decisions table (`share(log)`: writes join the audit log's units of work, see
+    `engine.storage.SharedStore`)."""
+
     def __init__(self, url: str, *, clock: Callable[[], dt.datetime] | None = None):
         self.db = open_db(url)
         ensure_tables(metadata, self.db)
@@ -61,14 +71,14 @@ class DecisionStore:
 
     def record(self, *, id: str, agent: str, ruleset: str, outcome: str, source: str, case: dict[str, Any],
                proposals: list[dict[str, Any]]) -> None:
-        with self.db.begin() as conn:
-            conn.execute(insert(decisions).values(id=id, created_at=self.clock(), agent=agent, ruleset=ruleset,
-                                                  outcome=outcome, source=source, case=case, proposals=proposals,
-                                                  status="decided"))
+        with self._tx() as conn:
+            conn.execute(_INSERT, dict(id=id, created_at=self.clock(), agent=agent, ruleset=ruleset, outcome=outcome,
+                                       source=source, case=case, proposals=proposals, status="decided", result=None,
+                                       updated_at=None))
 
     def get(self, decision_id: str) -> StoredDecision:
-        with self.db.connect() as conn:
-            r = conn.execute(select(decisions).where(decisions.c.id == decision_id)).first()
+        with self._rx() as conn:
+            r = conn.execute(_GET, {"w_id": decision_id}).first()
         if r is None:
             raise DecisionNotFound(f"no decision `{decision_id}` in this workspace's state database")
         m = dict(r._mapping)
@@ -76,6 +86,6 @@ class DecisionStore:
         return StoredDecision(**m)
 
     def finish(self, decision_id: str, status: str, result: dict[str, Any]) -> None:
-        with self.db.begin() as conn:
-            conn.execute(update(decisions).where(decisions.c.id == decision_id)
-                         .values(status=status, result=result, updated_at=self.clock()))
+        with self._tx() as conn:
+            conn.execute(_FINISH, {"w_id": decision_id, "status": status, "result": result,
+                                   "updated_at": self.clock()})

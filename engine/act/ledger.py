@@ -31,7 +31,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from engine.errors import RulebridgeError
-from engine.storage import ensure_tables, open_db, utc as _utc
+from engine.storage import SharedStore, ensure_tables, open_db, utc as _utc
 
 STATUSES = ("started", "done", "failed", "needs_review", "compensating", "compensated")
 CHAIN_STATUSES = ("running", "done", "needs_review", "compensating", "failed_compensated", "failed_needs_review")
@@ -162,6 +162,11 @@ class Claim:
 
     won: bool
     record: ExecutionRecord
+
+
+def _as_stored(value: Any) -> Any:
+    """A JSON column's value as reading it back gives it."""
+    return json.loads(json.dumps(value))
 
 
 def _execution(r: Any) -> ExecutionRecord:
@@ -302,8 +307,13 @@ _retry = retry(retry=retry_if_exception_type(OperationalError), stop=stop_after_
                wait=wait_exponential(multiplier=0.05, max=1.0), reraise=True)
 
 
-class Ledger:
-    """The execution ledger on one SQLAlchemy URL. Times are passed in (`now=`) by the executor."""
+class Ledger(SharedStore):
+    """The execution ledger on one SQLAlchemy URL. Times are passed in (`now=`) by the executor.
+
+    `share(log)` (an `engine.audit.log.AuditLog` on the same database): while a unit of work of
+    the log is open in the calling thread (`log.unit()`), every write joins its transaction —
+    committed together with the audit events appended meanwhile, at the unit's `flush` — and
+    reads join it while it is open. Outside a unit, each call is its own transaction, as always."""
 
     def __init__(self, url: str):
         self.url = url
@@ -317,6 +327,8 @@ class Ledger:
 
     def _do(self, fn: Callable[[], T]) -> T:
         try:
+            if self._unit() is not None:
+                return fn()  # inside a shared transaction: no retry (the unit's begin retries)
             return _retry(fn)()
         except OperationalError as exc:
             raise LedgerError(f"the execution ledger is unavailable: {exc.orig}", code="ledger_unavailable") from exc
@@ -334,25 +346,37 @@ class Ledger:
     def open_chain(self, *, decision_id: str, chain_id: str, agent: str, plan: list[dict[str, Any]],
                    plan_hash: str, now: dt.datetime) -> ChainRecord:
         """Record a decision's chain as running, or return the chain already recorded for it."""
-        def go() -> ChainRecord:
+        return self.start_chain(decision_id=decision_id, chain_id=chain_id, agent=agent, plan=plan,
+                                plan_hash=plan_hash, now=now)[0]
+
+    def start_chain(self, *, decision_id: str, chain_id: str, agent: str, plan: list[dict[str, Any]],
+                    plan_hash: str, now: dt.datetime) -> tuple[ChainRecord, bool]:
+        """`open_chain`, and whether this call recorded the chain (True: a new chain, so no execution
+        of the decision exists yet — executions are only claimed under a recorded chain)."""
+        def go() -> tuple[ChainRecord, bool]:
             found: ChainRecord | None
             try:
-                with self.db.begin() as c:
-                    self._q.open_chain.run(c, {
-                        "v_decision_id": decision_id, "v_chain_id": chain_id, "v_agent": agent, "v_status": "running",
-                        "v_plan": plan, "v_plan_hash": plan_hash, "v_started_at": now, "v_updated_at": now})
-                    found = self._read_chain(c, decision_id)  # the row as written, in the same transaction
+                with self._tx() as c:
+                    with self._savepoint(c):
+                        self._q.open_chain.run(c, {
+                            "v_decision_id": decision_id, "v_chain_id": chain_id, "v_agent": agent,
+                            "v_status": "running", "v_plan": plan, "v_plan_hash": plan_hash, "v_started_at": now,
+                            "v_updated_at": now})
+                # the row as written, without reading it back (JSON as stored, times as read: with a zone)
+                at = _utc(now)
+                return ChainRecord(decision_id, chain_id, agent, "running", _as_stored(plan), plan_hash, None, None,
+                                   None, at, at, None), True
             except IntegrityError:
                 found = self.chain(decision_id)  # recorded before (a re-run, or another process): what is there
             if found is None:  # pragma: no cover - a chain row is never deleted
                 raise LedgerError(f"chain of decision `{decision_id}` vanished", code="ledger_inconsistent")
-            return found
+            return found, False
         return self._do(go)
 
     def chain(self, decision_id: str) -> ChainRecord | None:
         """The chain of a decision, or None."""
         def go() -> ChainRecord | None:
-            with self.db.connect() as c:
+            with self._rx() as c:
                 return self._read_chain(c, decision_id)
         return self._do(go)
 
@@ -366,7 +390,7 @@ class Ledger:
             q = q.where(chains.c.updated_at <= updated_before)
 
         def go() -> list[ChainRecord]:
-            with self.db.connect() as c:
+            with self._rx() as c:
                 return [_chain(r) for r in c.execute(q)]
         return self._do(go)
 
@@ -398,16 +422,18 @@ class Ledger:
         """
         def go() -> Claim:
             try:
-                with self.db.begin() as c:
-                    self._q.claim.run(c, {
-                        "v_key": key, "v_decision_id": decision_id, "v_chain_id": chain_id, "v_step": step,
-                        "v_action": action, "v_params": params, "v_connector": connector,
-                        "v_compensates": compensates, "v_status": "started", "v_retryable": False,
-                        "v_reconciled": False, "v_attempts": 1, "v_agent": agent, "v_started_at": now})
-                    won = self._read(c, key)  # the row as written, in the same transaction
-                if won is None:  # pragma: no cover - an execution row is never deleted
-                    raise LedgerError(f"execution `{key}` vanished", code="ledger_inconsistent")
-                return Claim(True, won)
+                with self._tx() as c:
+                    with self._savepoint(c):
+                        self._q.claim.run(c, {
+                            "v_key": key, "v_decision_id": decision_id, "v_chain_id": chain_id, "v_step": step,
+                            "v_action": action, "v_params": params, "v_connector": connector,
+                            "v_compensates": compensates, "v_status": "started", "v_retryable": False,
+                            "v_reconciled": False, "v_attempts": 1, "v_agent": agent, "v_started_at": now})
+                # the row as written, without reading it back (JSON as stored, times as read: with a zone)
+                return Claim(True, ExecutionRecord(key, decision_id, chain_id, step, action, _as_stored(params),
+                                                   connector,
+                                                   compensates, "started", False, False, 1, None, None, None, agent,
+                                                   _utc(now), None))
             except IntegrityError:
                 pass
             found = self.get(key)
@@ -416,7 +442,7 @@ class Ledger:
                                   f"{' (compensation)' if compensates else ''}", code="step_conflict")
             rec = found
             if rec.status == "failed" and rec.retryable:
-                with self.db.begin() as c:
+                with self._tx() as c:
                     res = self._q.reclaim.run(c, {"w_key": key, "w_attempts": rec.attempts,
                                                   "v_attempts": rec.attempts + 1, "v_started_at": now,
                                                   "v_result": None})
@@ -437,7 +463,7 @@ class Ledger:
     def get(self, key: str) -> ExecutionRecord | None:
         """The execution with `key`, or None."""
         def go() -> ExecutionRecord | None:
-            with self.db.connect() as c:
+            with self._rx() as c:
                 return self._read(c, key)
         return self._do(go)
 
@@ -452,7 +478,7 @@ class Ledger:
                 "v_retryable": retryable, "v_reconciled": reconciled}
 
         def go() -> bool:
-            with self.db.begin() as c:
+            with self._tx() as c:
                 return self._q.finish.run(c, dict(args)).rowcount == 1
         return self._do(go)
 
@@ -472,7 +498,7 @@ class Ledger:
                 **{f"from_{i}": f for i, f in enumerate(froms)}}
 
         def go() -> bool:
-            with self.db.begin() as c:
+            with self._tx() as c:
                 return stmt.run(c, dict(args)).rowcount == 1
         return self._do(go)
 
@@ -483,7 +509,7 @@ class Ledger:
             q = q.where(executions.c.started_at <= before)
 
         def go() -> list[ExecutionRecord]:
-            with self.db.connect() as c:
+            with self._rx() as c:
                 return [_execution(r) for r in c.execute(q)]
         return self._do(go)
 
@@ -494,14 +520,14 @@ class Ledger:
     def mark_audited(self, key: str, status: str) -> None:
         """Note that the event of `status` is in the audit log (if the execution is still in it)."""
         def go() -> None:
-            with self.db.begin() as c:
+            with self._tx() as c:
                 self._q.mark_audited.run(c, {"w_key": key, "w_status": status, "v_audited": status})
         self._do(go)
 
     def mark_chain_audited(self, decision_id: str, status: str) -> None:
         """Note that the chain's final event is in the audit log."""
         def go() -> None:
-            with self.db.begin() as c:
+            with self._tx() as c:
                 self._q.mark_chain_audited.run(c, {"w_decision_id": decision_id, "w_status": status,
                                                    "v_audited": status})
         self._do(go)
@@ -516,7 +542,7 @@ class Ledger:
                                     ).order_by(chains.c.updated_at, chains.c.decision_id)
 
         def go() -> tuple[list[ExecutionRecord], list[ChainRecord]]:
-            with self.db.connect() as c:
+            with self._rx() as c:
                 return [_execution(r) for r in c.execute(rows)], [_chain(r) for r in c.execute(done)]
         return self._do(go)
 
@@ -524,7 +550,7 @@ class Ledger:
         """All executions (of one decision), in step order, each forward execution before its compensation."""
         if decision_id is not None:
             def one() -> list[ExecutionRecord]:
-                with self.db.connect() as c:
+                with self._rx() as c:
                     read = self._q.read_execution
                     return [read(r) for r in self._q.by_decision.run(c, {"w_decision_id": decision_id})]
             return self._do(one)
@@ -532,7 +558,7 @@ class Ledger:
                                         executions.c.compensates.isnot(None), executions.c.key)
 
         def go() -> list[ExecutionRecord]:
-            with self.db.connect() as c:
+            with self._rx() as c:
                 return [_execution(r) for r in c.execute(q)]
         return self._do(go)
 
