@@ -260,6 +260,18 @@ class Wrappers:
 
         audit.append_many = append_many
         self.undo.append((audit, "append_many"))
+        # Database commits, whatever store makes them (one SQLite file: every engine counts).
+        from sqlalchemy import event
+
+        self.commits = 0
+
+        def on_commit(_conn: Any) -> None:
+            me.commits += 1
+
+        self.engines = []
+        for db in {id(x.db): x.db for x in (e.audit, e.executor.ledger, e.decisions, e.queue)}.values():
+            event.listen(db, "commit", on_commit)
+            self.engines.append((db, on_commit))
 
     def _wrap(self, obj: Any, attr: str, name: str) -> None:
         original = getattr(obj, attr)
@@ -289,10 +301,15 @@ class Wrappers:
         self.acc.clear()
         self.calls.clear()
         self.events = 0
+        self.commits = 0
 
     def remove(self) -> None:
+        from sqlalchemy import event
+
         for obj, attr in self.undo:
             obj.__dict__.pop(attr, None)
+        for db, fn in self.engines:
+            event.remove(db, "commit", fn)
 
 
 STAGES = ("resolve", "match", "decide", "review_queue", "record", "record.decision_store", "record.audit",
@@ -328,6 +345,7 @@ def breakdown(state_dir: Path, cases: list[dict[str, Any]], warmup: int) -> dict
         row["total"] = total
         row["audit_txns"] = w.calls.get("record.audit", 0) + w.calls.get("execute.audit", 0)
         row["ledger_calls"] = w.calls.get("execute.ledger", 0)
+        row["commits"] = w.commits
         rows["executed" if executed_ok(d) else "not_executed"].append(row)
         audit_us.append(w.acc.get("record.audit", 0.0) + w.acc.get("execute.audit", 0.0))
         audit_events.append(w.events)
@@ -343,7 +361,8 @@ def breakdown(state_dir: Path, cases: list[dict[str, Any]], warmup: int) -> dict
                                     "p50": round(_pct([r[s] for r in rs], 0.5), 1)}
                                 for s in STAGES + ("total",)},
                      "audit_txns_per_decision": round(statistics.fmean(r["audit_txns"] for r in rs), 2),
-                     "ledger_calls_per_decision": round(statistics.fmean(r["ledger_calls"] for r in rs), 2)}
+                     "ledger_calls_per_decision": round(statistics.fmean(r["ledger_calls"] for r in rs), 2),
+                     "commits_per_decision": round(statistics.fmean(r["commits"] for r in rs), 2)}
     ev = sum(audit_events)
     out["audit"] = {"events": ev, "transactions": sum(audit_txns), "append_us_total": round(sum(audit_us)),
                     "us_per_event_amortised": round(sum(audit_us) / ev, 1) if ev else 0.0,
@@ -601,8 +620,9 @@ def render(res: dict[str, Any]) -> str:
         out.append(f"| {s} | {cells[0]} | {cells[1]} |")
     for kind in ("executed", "not_executed"):
         if kind in b:
-            out.append(f"{kind}: audit transactions/decision {b[kind]['audit_txns_per_decision']}, "
-                       f"ledger calls/decision {b[kind]['ledger_calls_per_decision']}")
+            out.append(f"{kind}: database commits/decision {b[kind]['commits_per_decision']}, audit appends/decision "
+                       f"{b[kind]['audit_txns_per_decision']}, ledger calls/decision "
+                       f"{b[kind]['ledger_calls_per_decision']}")
     a = b["audit"]
     out.append(f"audit: {a['events']} events in {a['transactions']} transactions, {a['us_per_event_amortised']} µs "
                f"per event amortised, {a['us_per_transaction']} µs per transaction, "
