@@ -199,7 +199,10 @@ class Engine:
 
             url = self._audit.url if self._audit is not None else default_audit_url(
                 self.ws.root, self.ws.config, state=self.state_url)
-            self._one_db = url == self.state_url
+            # An in-memory SQLite URL is a new database for every engine that opens it: not one.
+            memory = url.startswith("sqlite") and (url.rstrip("/") in ("sqlite:", "sqlite:/", "sqlite:///:memory:")
+                                                   or ":memory:" in url or "mode=memory" in url)
+            self._one_db = url == self.state_url and not memory
         return self._one_db
 
     def _units(self, *, review: bool, execute: bool) -> Any:
