@@ -15,7 +15,7 @@ from typing import Any, Callable
 from sqlalchemy import JSON, Column, DateTime, MetaData, String, Table, bindparam, insert, select, update
 
 from engine.errors import RulebridgeError
-from engine.storage import SharedStore, ensure_tables, open_db, utc
+from engine.storage import Compiled, SharedStore, ensure_tables, open_db, row_reader
 
 metadata = MetaData()
 decisions = Table(
@@ -34,11 +34,7 @@ decisions = Table(
 )
 
 
-# Statements built once (a statement built per call costs more than SQLite's work on it).
-_INSERT = insert(decisions)
-_GET = select(decisions).where(decisions.c.id == bindparam("w_id"))
-_FINISH = (update(decisions).where(decisions.c.id == bindparam("w_id"))
-           .values(status=bindparam("status"), result=bindparam("result"), updated_at=bindparam("updated_at")))
+_COLS = [c.name for c in decisions.columns]
 
 
 class DecisionNotFound(RulebridgeError):
@@ -68,24 +64,32 @@ class DecisionStore(SharedStore):
         self.db = open_db(url)
         ensure_tables(metadata, self.db)
         self.clock = clock or (lambda: dt.datetime.now(dt.timezone.utc))
+        d = self.db.dialect  # statements compiled once (see `engine.storage.Compiled`)
+        self._insert = Compiled(insert(decisions).values({k: bindparam(f"v_{k}") for k in _COLS}), d)
+        self._get = Compiled(select(decisions).where(decisions.c.id == bindparam("w_id")), d)
+        self._finish = Compiled(update(decisions).where(decisions.c.id == bindparam("w_id")).values(
+            {k: bindparam(f"v_{k}") for k in ("status", "result", "updated_at")}), d)
+        self._read = row_reader(decisions, d, StoredDecision, (_COLS.index("created_at"), _COLS.index("updated_at")))
 
     def record(self, *, id: str, agent: str, ruleset: str, outcome: str, source: str, case: dict[str, Any],
                proposals: list[dict[str, Any]]) -> None:
         with self._tx() as conn:
-            conn.execute(_INSERT, dict(id=id, created_at=self.clock(), agent=agent, ruleset=ruleset, outcome=outcome,
-                                       source=source, case=case, proposals=proposals, status="decided", result=None,
-                                       updated_at=None))
+            self._insert.run(conn, {"v_id": id, "v_created_at": self.clock(), "v_agent": agent, "v_ruleset": ruleset,
+                                    "v_outcome": outcome, "v_source": source, "v_case": case,
+                                    "v_proposals": proposals, "v_status": "decided", "v_result": None,
+                                    "v_updated_at": None})
 
     def get(self, decision_id: str) -> StoredDecision:
         with self._rx() as conn:
-            r = conn.execute(_GET, {"w_id": decision_id}).first()
+            r = self._get.run(conn, {"w_id": decision_id}).first()
         if r is None:
             raise DecisionNotFound(f"no decision `{decision_id}` in this workspace's state database")
-        m = dict(r._mapping)
-        m["created_at"], m["updated_at"] = utc(m["created_at"]), utc(m["updated_at"])
-        return StoredDecision(**m)
+        return self._read(r)
 
     def finish(self, decision_id: str, status: str, result: dict[str, Any]) -> None:
         with self._tx() as conn:
-            conn.execute(_FINISH, {"w_id": decision_id, "status": status, "result": result,
-                                   "updated_at": self.clock()})
+            self._finish.run(conn, {"w_id": decision_id, "v_status": status, "v_result": result,
+                                    "v_updated_at": self.clock()})
+
+
+assert _COLS == list(StoredDecision.__dataclass_fields__), "StoredDecision follows the table's columns"

@@ -371,7 +371,7 @@ class AuditLog:
                 raise _LostRace()
         return events
 
-    def _insert_rows(self, c: Connection, prepared: Sequence[_Prepared], seq: int, prev: str) -> list[AuditEvent]:
+    def _insert_rows(self, c: Any, prepared: Sequence[_Prepared], seq: int, prev: str) -> list[AuditEvent]:
         """Hash, sign and insert `prepared` after the event (`seq`, `prev`); the caller holds the head lock."""
         # The time is read under the lock, so seq order and time order agree (as far as the clock does).
         now = self.now()
@@ -393,7 +393,7 @@ class AuditLog:
             row = (seq, eid, SCHEMA_VERSION, ts, p.decision_id, p.step, p.agent, p.text, prev, digest, sig)
             rows.append(row if self._insert_tuples else self._insert.args(dict(zip(EVENT_COLUMNS, row))))
             prev = digest
-        c.exec_driver_sql(self._insert.sql, rows)
+        c.exec_driver_sql(self._insert.sql, rows if len(rows) > 1 else rows[0])
         return events
 
     # -- one transaction shared with the other stores of the same database ----------------------------
@@ -520,6 +520,66 @@ class AuditLog:
 
 
 
+class _Rows:
+    """A driver cursor's result, with the parts of SQLAlchemy's result the stores use."""
+
+    __slots__ = ("cur",)
+
+    def __init__(self, cur: Any):
+        self.cur = cur
+
+    @property
+    def rowcount(self) -> int:
+        return self.cur.rowcount
+
+    def first(self) -> Any:
+        return self.cur.fetchone()
+
+    def all(self) -> list[Any]:
+        return self.cur.fetchall()
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.cur)
+
+
+class _DriverConnection:
+    """The unit's connection on SQLite: `exec_driver_sql` goes straight to the driver's connection —
+    the same connection and transaction, the same SQL (compiled by SQLAlchemy for the dialect), its
+    errors raised as SQLAlchemy's (`IntegrityError`, `OperationalError`), without SQLAlchemy's
+    per-statement machinery (events, execution context, result metadata), which costs several
+    times SQLite's own work on these one-row statements. Core statements (`execute`) and
+    savepoints go through SQLAlchemy as usual."""
+
+    __slots__ = ("sa", "raw", "_errors")
+
+    def __init__(self, sa: Connection):
+        import sqlite3
+
+        self.sa = sa
+        self.raw = sa.connection.driver_connection
+        self._errors = sqlite3.Error
+
+    def exec_driver_sql(self, sql: str, params: Any = ()) -> _Rows:
+        from sqlalchemy.exc import DBAPIError
+
+        try:
+            if type(params) is list:
+                return _Rows(self.raw.executemany(sql, params))
+            return _Rows(self.raw.execute(sql, params))
+        except self._errors as exc:
+            raise DBAPIError.instance(sql, params, exc, self._errors, dialect=self.sa.dialect) from exc
+
+    def execute(self, *a: Any, **kw: Any) -> Any:
+        return self.sa.execute(*a, **kw)
+
+    def begin_nested(self) -> Any:
+        return self.sa.begin_nested()
+
+    @property
+    def dialect(self) -> Any:
+        return self.sa.dialect
+
+
 class Unit:
     """One transaction on the log's database, shared with the stores kept in the same database
     (execution ledger, decision store, review queue: `share(log)`), for one thread.
@@ -540,7 +600,8 @@ class Unit:
     def __init__(self, log: AuditLog):
         self.log = log
         self._conn: Connection | None = None  # checked out for the unit's life, returned by `close`
-        self._c: Connection | None = None  # set while a transaction is open
+        self._fast: Any = None
+        self._c: Any = None  # set while a transaction is open: the connection the stores write through
         self._t: Any = None
         self._seq0 = 0
         self._head: tuple[int, str, int] = (0, GENESIS, 0)
@@ -555,33 +616,36 @@ class Unit:
     def dialect(self) -> str:
         return self.log.db.dialect.name
 
-    def conn(self) -> Connection:
-        """The open transaction's connection; begins one (and takes the head lock) if none is open."""
+    def conn(self) -> Any:
+        """The open transaction's connection (a SQLAlchemy `Connection`; on SQLite one whose
+        `exec_driver_sql` runs on the driver, see `_DriverConnection`); begins a transaction (and
+        takes the head lock) if none is open."""
         c = self._c
         if c is None:
             c = self._begin()
         return c
 
-    def savepoint(self, c: Connection) -> ContextManager[Any]:
+    def savepoint(self, c: Any) -> ContextManager[Any]:
         """Around a statement whose failure (a duplicate key) the caller handles: PostgreSQL aborts
         the whole transaction on an error, unless it happened inside a savepoint; SQLite undoes
         only the failed statement."""
         return c.begin_nested() if self.dialect == "postgresql" else nullcontext()
 
-    def _try_begin(self) -> tuple[Connection, Any, Any]:
+    def _try_begin(self) -> tuple[Any, Any, Any]:
         log = self.log
         if self._conn is None or self._conn.closed or self._conn.invalidated:
             self._conn = log._writer.connect()
-        c = self._conn
+            self._fast = _DriverConnection(self._conn) if self.dialect == "sqlite" else self._conn
+        c = self._fast
         try:
-            t = c.begin()
+            t = self._conn.begin()
             head = c.exec_driver_sql(log._lock_head.sql, log._lock_head.args({})).first()
         except BaseException:
             self.close()
             raise
         return c, t, head
 
-    def _begin(self) -> Connection:
+    def _begin(self) -> Any:
         try:
             try:
                 c, t, head = self._try_begin()
@@ -602,7 +666,7 @@ class Unit:
 
     def close(self) -> None:
         """Give the connection back (a transaction still open is rolled back by the pool)."""
-        conn, self._conn, self._c, self._t = self._conn, None, None, None
+        conn, self._conn, self._c, self._t, self._fast = self._conn, None, None, None, None
         if conn is not None:
             conn.close()
 

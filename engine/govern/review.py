@@ -21,7 +21,8 @@ from sqlalchemy import (JSON, Column, DateTime, Index, MetaData, String, Table, 
 from sqlalchemy.exc import IntegrityError
 
 from engine.errors import RulebridgeError
-from engine.storage import SharedStore, default_url, ensure_tables, open_db, utc as _utc  # noqa: F401  (default_url: re-exported)
+from engine.storage import (Compiled, SharedStore, default_url, ensure_tables, open_db, row_reader,  # noqa: F401
+                            utc as _utc)  # noqa: F401  (default_url: re-exported)
 
 __all__ = ["ReviewError", "ReviewItem", "ReviewQueue", "default_url"]
 
@@ -64,9 +65,8 @@ def new_item_id() -> str:
 
 # Statements built once (a statement built per call costs more than SQLite's work on it).
 _BY_ID = select(review_items).where(review_items.c.id == bindparam("item_id"))
-_PENDING = select(review_items).where(review_items.c.case_key == bindparam("case_key"),
-                                      review_items.c.status == "pending")
-_INSERT = insert(review_items)
+_COLS = [c.name for c in review_items.columns]
+_TIMES = tuple(_COLS.index(k) for k in ("created_at", "expires_at", "decided_at", "applied_at"))
 
 
 class ReviewError(RulebridgeError):
@@ -116,6 +116,11 @@ class ReviewQueue(SharedStore):
         ensure_tables(metadata, self.db)
         self.expire_after = expire_after
         self.clock = clock or (lambda: dt.datetime.now(dt.timezone.utc))
+        d = self.db.dialect  # the enqueue path's statements, compiled once (see `engine.storage.Compiled`)
+        self._insert = Compiled(insert(review_items).values({k: bindparam(f"v_{k}") for k in _COLS}), d)
+        self._pending = Compiled(select(review_items).where(review_items.c.case_key == bindparam("w_case_key"),
+                                                            review_items.c.status == "pending"), d)
+        self._read = row_reader(review_items, d, ReviewItem, _TIMES)
 
     def _row(self, r: Any) -> ReviewItem:
         m = dict(r._mapping)
@@ -133,22 +138,27 @@ class ReviewQueue(SharedStore):
         for _ in range(5):
             # Insert first (it takes the write lock at once); the unique index refuses a second pending item.
             item_id = item_id or new_item_id()
+            row = {"id": item_id, "case_key": case_key, "decision_id": decision_id, "ruleset": ruleset,
+                   "case_type": case_type, "agent": agent, "status": "pending", "reason": reason,
+                   "message": message[:4000], "proposal": proposal, "proposal_hash": proposal_hash,
+                   "context": context, "created_at": now, "expires_at": now + self.expire_after, "reviewer": None,
+                   "note": None, "decided_at": None, "approved": None, "approved_hash": None, "applied_at": None}
             try:
                 with self._tx() as c:
                     with self._savepoint(c):
-                        c.execute(_INSERT, dict(
-                            id=item_id, case_key=case_key, decision_id=decision_id, ruleset=ruleset,
-                            case_type=case_type, agent=agent, status="pending", reason=reason,
-                            message=message[:4000], proposal=proposal, proposal_hash=proposal_hash,
-                            context=context, created_at=now, expires_at=now + self.expire_after, reviewer=None,
-                            note=None, decided_at=None, approved=None, approved_hash=None, applied_at=None))
-                    return self._row(c.execute(_BY_ID, {"item_id": item_id}).one())
+                        self._insert.run(c, {f"v_{k}": v for k, v in row.items()})
+                # the item as written, without reading it back (JSON as stored, times with their zone)
+                for k in ("created_at", "expires_at"):
+                    row[k] = _utc(row[k])
+                if proposal is not None:
+                    row["proposal"] = json.loads(json.dumps(proposal))
+                return ReviewItem(**row)
             except IntegrityError:
                 item_id = None
                 with self._rx() as c:
-                    existing = c.execute(_PENDING, {"case_key": case_key}).first()
+                    existing = self._pending.run(c, {"w_case_key": case_key}).first()
                 if existing is not None:
-                    return self._row(existing)
+                    return self._read(existing)
                 # the pending item was decided in between: try again
         raise ReviewError(f"could not enqueue case `{case_key}`", code="review_conflict")
 
@@ -217,3 +227,6 @@ class ReviewQueue(SharedStore):
                                        .group_by(review_items.c.status)):
                 out[status] = n
         return out
+
+
+assert _COLS == list(ReviewItem.__dataclass_fields__), "ReviewItem follows the table's columns"
