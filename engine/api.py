@@ -483,8 +483,8 @@ class Engine:
             self._audit_refusal(decision_id, proved or agent, exc, execute=ident)
             raise
         try:
-            steps, refused, done_before = self._chain(decision_id, Case.from_json(case), proposals, source,
-                                                      verified=fresh)
+            steps, refused, done_before = self._chain(decision_id, decided.case if decided is not None else
+                                                      Case.from_json(case), proposals, source, verified=fresh)
         except (AuthError, CaseError, ExecutionError) as exc:
             self._audit_refusal(decision_id, agent, exc, execute=ident)
             raise
@@ -547,9 +547,9 @@ class Engine:
 
     def _after_execution(self, ident: str, decision_id: str, agent: str, outcome: "ExecutionOutcome") -> None:
         from engine.act.decisions import DecisionNotFound
-        from engine.audit.canonical import jsonable
+        from engine.audit.canonical import native
 
-        self.audit.append(decision_id, "executed", agent, jsonable(outcome.to_json()))
+        self.audit.append(decision_id, "executed", agent, native(outcome.to_json()))
         if outcome.outcome in ("in_progress", "pending"):
             return  # another caller holds the chain; its outcome is the one to record
         status = {"done": "executed", "refused": "refused"}.get(outcome.outcome, outcome.outcome)

@@ -134,6 +134,13 @@ class ReviewQueue(SharedStore):
         """Add an escalation; a case already pending (same `case_key`) is not added twice (the
         pending item is returned). `item_id` is the new item's id (default: a random `R-...`)."""
         now = self.clock()
+        if self._unit() is not None:
+            # In a unit of work the write lock is held (SQLite) or the insert is fenced by the unique
+            # index anyway (PostgreSQL): look for the pending item first, before serialising the context.
+            with self._tx() as c:
+                existing = self._pending.run(c, {"w_case_key": case_key}).first()
+            if existing is not None:
+                return self._read(existing)
         context = json.loads(json.dumps(context, default=str))
         for _ in range(5):
             # Insert first (it takes the write lock at once); the unique index refuses a second pending item.
