@@ -357,7 +357,8 @@ class AuditLog:
                              code="audit_unavailable") from exc
 
     def _write(self, prepared: Sequence[_Prepared]) -> list[AuditEvent]:
-        with self._writer.begin() as c:
+        with self._writer.begin() as sa:
+            c: Any = _DriverConnection(sa) if self.db.dialect.name == "sqlite" else sa
             head = c.exec_driver_sql(self._lock_head.sql, self._lock_head.args({})).first()
             if head is None:
                 raise AuditError("the audit head row is missing: run `rulebridge audit verify`",
