@@ -23,6 +23,7 @@ import os
 import re
 import secrets
 import threading
+import time
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -162,6 +163,68 @@ def _sqlite_file(url: str) -> Path | None:
     return Path(url[len("sqlite:///"):].split("?", 1)[0])
 
 
+# SQLite checkpoints (copies the WAL into the database file) inside the commit that takes the WAL
+# past `wal_autocheckpoint` pages (default 1,000): that one commit pays milliseconds — the governed
+# path's p99. The log's writers keep a high threshold as a safety net and a background thread
+# checkpoints instead, shortly after commits (`_Checkpointer`).
+AUTOCHECKPOINT_PAGES = 10_000
+CHECKPOINT_AFTER_S = 0.5
+
+
+class _Checkpointer:
+    """One daemon thread per process: a PASSIVE checkpoint of each SQLite file the log committed
+    to, at most `CHECKPOINT_AFTER_S` after the commit (one for a burst of commits).
+
+    PASSIVE never waits for and never blocks readers or writers; what it cannot copy now (a reader
+    still uses an older snapshot) is copied by a later pass. Committed data is durable in the WAL
+    whether or not it was copied yet: the guarantees do not depend on when this runs, and if it
+    cannot run (no thread, a busy file) the writers' own checkpoint at `AUTOCHECKPOINT_PAGES`
+    still bounds the WAL."""
+
+    def __init__(self) -> None:
+        self._reset()
+        if hasattr(os, "register_at_fork"):  # a forked child starts without the thread
+            os.register_at_fork(after_in_child=self._reset)
+
+    def _reset(self) -> None:
+        self._lock = threading.Lock()
+        self._dirty: set[str] = set()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def touch(self, path: str) -> None:
+        """`path` had a commit: checkpoint it soon."""
+        with self._lock:
+            self._dirty.add(path)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="rulebridge-wal-checkpoint", daemon=True)
+                self._thread.start()
+        self._wake.set()
+
+    def _run(self) -> None:
+        import sqlite3
+
+        while True:
+            self._wake.wait()
+            time.sleep(CHECKPOINT_AFTER_S)
+            self._wake.clear()  # before taking the files: a commit from now on wakes the next pass
+            with self._lock:
+                paths, self._dirty = self._dirty, set()
+            for path in paths:
+                try:  # mode=rw: a file deleted meanwhile is not created again
+                    c = sqlite3.connect(Path(path).as_uri() + "?mode=rw", uri=True, timeout=0.05,
+                                        isolation_level=None)
+                    try:
+                        c.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                    finally:
+                        c.close()
+                except sqlite3.Error:  # busy, or gone: a later commit asks again
+                    pass
+
+
+_checkpointer = _Checkpointer()
+
+
 def open_engine(url: str, *, synchronous: str = "NORMAL") -> SAEngine:
     """An SQLAlchemy engine for the log. SQLite gets WAL, a busy timeout and explicit transactions.
 
@@ -193,6 +256,8 @@ def open_engine(url: str, *, synchronous: str = "NORMAL") -> SAEngine:
         cur = conn.cursor()
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute(f"PRAGMA synchronous={synchronous.upper()}")
+        if file is not None:  # checkpoints in the background (`_Checkpointer`); this is the safety net
+            cur.execute(f"PRAGMA wal_autocheckpoint={AUTOCHECKPOINT_PAGES}")
         cur.close()
 
     @event.listens_for(eng, "begin")
@@ -267,6 +332,8 @@ class AuditLog:
             if file is None or not file.exists():
                 raise AuditError(f"no audit log at `{url}`", code="audit_not_found")
         self.db = open_engine(url, synchronous=synchronous)
+        file = _sqlite_file(url) if _is_sqlite(url) else None
+        self._wal_file = str(file.resolve()) if file is not None else None  # checkpointed after commits
         self._writer = self.db.execution_options(audit_write=True)
         self._tls = threading.local()  # the unit of work open in each thread (`unit`)
         dialect = self.db.dialect
@@ -370,6 +437,8 @@ class AuditLog:
                  "new_count": count0 + len(events)}))
             if moved.rowcount != 1:
                 raise _LostRace()
+        if self._wal_file is not None:
+            _checkpointer.touch(self._wal_file)
         return events
 
     def _insert_rows(self, c: Any, prepared: Sequence[_Prepared], seq: int, prev: str) -> list[AuditEvent]:
@@ -694,6 +763,8 @@ class Unit:
                     raise AuditError("the audit head moved under a locked transaction", code="audit_unavailable")
             t.commit()
             self.commits += 1
+            if self.log._wal_file is not None:
+                _checkpointer.touch(self.log._wal_file)
         except BaseException:
             if t.is_active:
                 t.rollback()
