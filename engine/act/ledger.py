@@ -31,7 +31,10 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from engine.errors import RulebridgeError
-from engine.storage import Compiled as _Compiled, SharedStore, ensure_tables, open_db, row_reader as _row_reader, utc as _utc
+from engine.storage import Compiled as _Compiled
+from engine.storage import SharedStore, ensure_tables, open_db
+from engine.storage import row_reader as _row_reader
+from engine.storage import utc as _utc
 
 STATUSES = ("started", "done", "failed", "needs_review", "compensating", "compensated")
 CHAIN_STATUSES = ("running", "done", "needs_review", "compensating", "failed_compensated", "failed_needs_review")
