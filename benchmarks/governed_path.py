@@ -232,6 +232,7 @@ class Wrappers:
         self.active: set[str] = set()
         self.events = 0
         self.undo: list[tuple[Any, str]] = []
+        self.class_undo: list[tuple[Any, str, Any]] = []
         self._wrap(e, "_record", "record")
         self._wrap(e, "execute", "execute")
         self._wrap(e, "verify", "execute.reverify")
@@ -260,6 +261,51 @@ class Wrappers:
 
         audit.append_many = append_many
         self.undo.append((audit, "append_many"))
+        # Database commits, whatever store makes them (one SQLite file: every engine counts).
+        from sqlalchemy import event
+
+        self.commits = 0
+
+        def on_commit(_conn: Any) -> None:
+            me.commits += 1
+
+        self.engines = []
+        for db in {id(x.db): x.db for x in (e.audit, e.executor.ledger, e.decisions, e.queue)}.values():
+            event.listen(db, "commit", on_commit)
+            self.engines.append((db, on_commit))
+        # The event bodies (serialised before the append) and the units of work's begin (write lock +
+        # head read) and commit (head move + COMMIT), wherever they happen; their time is taken out of
+        # the stage they happen in (an append that begins a unit, a ledger call that commits one).
+        import engine.audit.trail as trail
+        from engine.audit.log import Unit
+
+        self.nested: dict[str, float] = defaultdict(float)
+        self.rq_in_record = False
+        for fn in ("decision_events", "decided_event"):
+            unwrapped = getattr(trail, fn)
+            self._wrap(trail, fn, "record.serialize")
+            self.class_undo.append((trail, fn, unwrapped))
+        for fn in ("_begin", "flush"):
+            self._wrap_unit(Unit, fn)
+
+    def _wrap_unit(self, cls: Any, attr: str) -> None:
+        original = getattr(cls, attr)
+        me = self
+
+        def wrapper(*a: Any, **kw: Any) -> Any:
+            t0 = time.perf_counter()
+            try:
+                return original(*a, **kw)
+            finally:
+                us = (time.perf_counter() - t0) * 1e6
+                where = "execute" if "execute" in me.active else "record" if "record" in me.active else ""
+                me.acc[f"{where}.commit" if where else "commit"] += us
+                for name in me.active:
+                    if name not in ("record", "execute"):
+                        me.nested[name] += us
+
+        setattr(cls, attr, wrapper)
+        self.class_undo.append((cls, attr, original))
 
     def _wrap(self, obj: Any, attr: str, name: str) -> None:
         original = getattr(obj, attr)
@@ -268,6 +314,8 @@ class Wrappers:
         def wrapper(*a: Any, **kw: Any) -> Any:
             if name in me.active:  # nested (a ledger call calling another): counted once, by the outer one
                 return original(*a, **kw)
+            if name == "review_queue" and "record" in me.active:
+                me.rq_in_record = True
             me.active.add(name)
             outer = name == "execute"
             if outer:
@@ -289,15 +337,28 @@ class Wrappers:
         self.acc.clear()
         self.calls.clear()
         self.events = 0
+        self.commits = 0
+        self.nested.clear()
 
     def remove(self) -> None:
+        from sqlalchemy import event
+
         for obj, attr in self.undo:
+            if isinstance(obj, type) or type(obj).__name__ == "module":
+                continue
             obj.__dict__.pop(attr, None)
+        for obj, attr, original in self.class_undo:
+            setattr(obj, attr, original)
+        for db, fn in self.engines:
+            event.remove(db, "commit", fn)
 
 
-STAGES = ("resolve", "match", "decide", "review_queue", "record", "record.decision_store", "record.audit",
-          "execute", "execute.reverify", "execute.ledger", "execute.connector", "execute.audit",
-          "execute.decision_store", "execute.other", "other")
+STAGES = ("resolve", "match", "decide", "review_queue", "record", "record.serialize", "record.decision_store",
+          "record.audit", "record.commit", "record.other", "execute", "execute.reverify", "execute.ledger",
+          "execute.connector", "execute.audit", "execute.decision_store", "execute.commit", "execute.other", "commit",
+          "other")
+LEAVES = ("review_queue", "record.serialize", "record.decision_store", "record.audit", "execute.reverify",
+          "execute.ledger", "execute.connector", "execute.audit", "execute.decision_store")
 
 
 def breakdown(state_dir: Path, cases: list[dict[str, Any]], warmup: int) -> dict[str, Any]:
@@ -308,6 +369,8 @@ def breakdown(state_dir: Path, cases: list[dict[str, Any]], warmup: int) -> dict
     audit_us: list[float] = []
     audit_events: list[int] = []
     audit_txns: list[int] = []
+    commit_us: list[float] = []
+    serialize_us: list[float] = []
     gc.collect()
     for i, c in enumerate(cases):
         w.reset()
@@ -320,16 +383,24 @@ def breakdown(state_dir: Path, cases: list[dict[str, Any]], warmup: int) -> dict
         row.update({k: v for k, v in d.timings_us.items() if k in row})
         row.update({k: v for k, v in w.acc.items() if k in row})
         row["execute.reverify"] = w.acc.get("execute.reverify", 0.0)
+        for k in LEAVES:  # a unit's begin or commit inside a call is in the commit rows, not in the call
+            row[k] -= w.nested.get(k, 0.0)
         inner = sum(row[k] for k in ("execute.reverify", "execute.ledger", "execute.connector", "execute.audit",
-                                     "execute.decision_store"))
+                                     "execute.decision_store", "execute.commit"))
         row["execute.other"] = max(0.0, row["execute"] - inner) if row["execute"] else 0.0
-        row["other"] = total - sum(row[k] for k in ("resolve", "match", "decide", "review_queue", "record",
-                                                    "execute"))
+        rq = row["review_queue"] if w.rq_in_record else 0.0  # one database: enqueued inside `_record`
+        row["record.other"] = max(0.0, row["record"] - rq - sum(row[k] for k in (
+            "record.serialize", "record.decision_store", "record.audit", "record.commit")))
+        row["other"] = total - sum(row[k] for k in ("resolve", "match", "decide", "record", "execute", "commit")) - (
+            0.0 if w.rq_in_record else row["review_queue"])
         row["total"] = total
         row["audit_txns"] = w.calls.get("record.audit", 0) + w.calls.get("execute.audit", 0)
         row["ledger_calls"] = w.calls.get("execute.ledger", 0)
+        row["commits"] = w.commits
         rows["executed" if executed_ok(d) else "not_executed"].append(row)
-        audit_us.append(w.acc.get("record.audit", 0.0) + w.acc.get("execute.audit", 0.0))
+        audit_us.append(row["record.audit"] + row["execute.audit"])
+        serialize_us.append(row["record.serialize"])
+        commit_us.append(row["record.commit"] + row["execute.commit"] + row["commit"])
         audit_events.append(w.events)
         audit_txns.append(row["audit_txns"])
     w.remove()
@@ -343,10 +414,17 @@ def breakdown(state_dir: Path, cases: list[dict[str, Any]], warmup: int) -> dict
                                     "p50": round(_pct([r[s] for r in rs], 0.5), 1)}
                                 for s in STAGES + ("total",)},
                      "audit_txns_per_decision": round(statistics.fmean(r["audit_txns"] for r in rs), 2),
-                     "ledger_calls_per_decision": round(statistics.fmean(r["ledger_calls"] for r in rs), 2)}
+                     "ledger_calls_per_decision": round(statistics.fmean(r["ledger_calls"] for r in rs), 2),
+                     "commits_per_decision": round(statistics.fmean(r["commits"] for r in rs), 2)}
     ev = sum(audit_events)
     out["audit"] = {"events": ev, "transactions": sum(audit_txns), "append_us_total": round(sum(audit_us)),
                     "us_per_event_amortised": round(sum(audit_us) / ev, 1) if ev else 0.0,
+                    # the units' begin + commit carry the ledger's, decisions' and review items' writes too:
+                    # charging all of it to the audit log is an upper bound
+                    "unit_begin_commit_us_total": round(sum(commit_us)),
+                    "us_per_event_incl_commits": round((sum(audit_us) + sum(commit_us)) / ev, 1) if ev else 0.0,
+                    # the decide-time event bodies, built before the append (`trail.decision_events`)
+                    "serialize_us_per_event": round(sum(serialize_us) / ev, 1) if ev else 0.0,
                     "us_per_transaction": round(sum(audit_us) / sum(audit_txns), 1) if audit_txns else 0.0,
                     "events_per_decision": round(ev / len(audit_events), 2),
                     "transactions_per_decision": round(sum(audit_txns) / len(audit_txns), 2)}
@@ -549,6 +627,7 @@ def verdicts(res: dict[str, Any]) -> list[str]:
     ex = res["governed"]["executed"]
     allg = res["governed"]["all"]
     ev = res["breakdown"]["audit"]["us_per_event_amortised"]
+    ev_all = res["breakdown"]["audit"]["us_per_event_incl_commits"]
 
     def v(ok: bool) -> str:
         return "MET" if ok else "NOT MET"
@@ -562,7 +641,8 @@ def verdicts(res: dict[str, Any]) -> list[str]:
         f"p50 {allg['p50']:.0f} µs (target ≤ {TARGET_P50_US:.0f} µs)",
         f"{v(allg['p99'] <= TARGET_P99_US)}: governed rule path, whole stream (executed or not) "
         f"p99 {allg['p99']:.0f} µs (target ≤ {TARGET_P99_US:.0f} µs)",
-        f"{v(ev <= TARGET_EVENT_US)}: audit append amortised {ev} µs per event (target ≤ {TARGET_EVENT_US:.0f} µs)",
+        f"{v(ev_all <= TARGET_EVENT_US)}: audit append amortised {ev_all} µs per event with every begin + commit "
+        f"charged to it ({ev} µs the append alone) (target ≤ {TARGET_EVENT_US:.0f} µs)",
     ]
 
 
@@ -601,11 +681,14 @@ def render(res: dict[str, Any]) -> str:
         out.append(f"| {s} | {cells[0]} | {cells[1]} |")
     for kind in ("executed", "not_executed"):
         if kind in b:
-            out.append(f"{kind}: audit transactions/decision {b[kind]['audit_txns_per_decision']}, "
-                       f"ledger calls/decision {b[kind]['ledger_calls_per_decision']}")
+            out.append(f"{kind}: database commits/decision {b[kind]['commits_per_decision']}, audit appends/decision "
+                       f"{b[kind]['audit_txns_per_decision']}, ledger calls/decision "
+                       f"{b[kind]['ledger_calls_per_decision']}")
     a = b["audit"]
-    out.append(f"audit: {a['events']} events in {a['transactions']} transactions, {a['us_per_event_amortised']} µs "
-               f"per event amortised, {a['us_per_transaction']} µs per transaction, "
+    out.append(f"audit: {a['events']} events in {a['transactions']} appends, {a['us_per_event_amortised']} µs "
+               f"per event amortised (append), {a['us_per_event_incl_commits']} µs with every unit begin + commit "
+               f"charged to the audit log, + {a['serialize_us_per_event']} µs building the decide-time bodies, "
+               f"{a['us_per_transaction']} µs per append, "
                f"{a['events_per_decision']} events / {a['transactions_per_decision']} transactions per decision")
     v = res["verify"]
     out.append(f"verify: {v['events']} events in {v['seconds']} s = {v['events_per_s']} events/s "

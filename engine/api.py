@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import threading
 import uuid
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -113,6 +114,7 @@ class Engine:
         self._audit: Any = None
         self._decisions: Any = None
         self._executor: Any = None
+        self._one_db: bool | None = None
         self.recovery: Any = None  # what opening the executor reconciled (`engine.act.execute.RecoveryReport`)
         security = ws.config.section("security")
         self.require_keys = bool(security.get("require_keys", False))
@@ -173,12 +175,47 @@ class Engine:
 
             connectors = build_connectors(self.ws.config, self.ws.store, self.ws.actions, root=self.ws.root,
                                           prefixes=self.ws.prefixes)
-            ex = Executor(Ledger(self.state_url), connectors,
-                          audit=self._audit_execution, **({"now": self.now} if self.now else {}))
+            ledger = Ledger(self.state_url)
+            units = None
+            if self.one_database:  # the ledger's writes and their audit events commit together
+                units = self.audit
+                ledger.share(units)
+            ex = Executor(ledger, connectors, audit=self._audit_execution, units=units,
+                          **({"now": self.now} if self.now else {}))
             after = float(self.ws.config.section("execution").get("recover_after_s", 60))
             self.recovery = ex.recover(min_age=dt.timedelta(seconds=after))
             self._executor = ex
         return self._executor
+
+    @property
+    def one_database(self) -> bool:
+        """Whether the audit log lives in the state database (the default: one SQLite file). Then
+        what belongs together is written in one transaction (`engine.audit.log.Unit`): a
+        decision's events with its record (and its review item), an execution's claim with its
+        event, its outcome with theirs. Otherwise (`RULEBRIDGE_AUDIT_URL` / `[audit] url`
+        elsewhere) each store commits on its own, the audit log first."""
+        if self._one_db is None:
+            from engine.audit.workspace import default_audit_url
+
+            url = self._audit.url if self._audit is not None else default_audit_url(
+                self.ws.root, self.ws.config, state=self.state_url)
+            # An in-memory SQLite URL is a new database for every engine that opens it: not one.
+            memory = url.startswith("sqlite") and (url.rstrip("/") in ("sqlite:", "sqlite:/", "sqlite:///:memory:")
+                                                   or ":memory:" in url or "mode=memory" in url)
+            self._one_db = url == self.state_url and not memory
+        return self._one_db
+
+    def _units(self, *, review: bool, execute: bool) -> Any:
+        """The audit log, with the stores a decision writes joined to its units of work. Every
+        store is opened (its tables created) here, before a unit takes the write lock."""
+        log = self.audit
+        for store in (self.decisions, self.queue if review else None):
+            if store is not None and store._shared is None:
+                store.share(log)
+        if execute:
+            _ = self.executor
+            self._identities_if_used()
+        return log
 
     def _audit_execution(self, decision_id: str, event: str, data: dict[str, Any]) -> None:
         self.audit.append(decision_id, event, str(data.get("agent") or "anonymous"), data)
@@ -233,26 +270,51 @@ class Engine:
         Every decision is appended to the audit log; an `execute` decision is kept for
         `execute(decision.id)`, and with `execute=True` it runs at once (`decision.execution`)."""
         case = self._case(case)
+        one = self.one_database
         try:
             caller = self.authenticate(key)
             d = decide(self.ws, case, matcher_for=self.matcher_for, clock=self.clock,
                        new_id=self.new_id, fallback=self.fallback if llm else None,
-                       queue=self.queue if review else None, caller=caller,
+                       queue=self.queue if review and not one else None, caller=caller,
                        identities=self._identities_if_used())
         except AuthError as exc:
             self._audit_refusal(self.new_id(), case.agent or "anonymous", exc, case=case.to_json())
             raise
-        self._record(d)
-        if execute and d.outcome == "execute":
-            d.execution = self.execute(d.id, key=key, decided=d).to_json()
+        acts = execute and d.outcome == "execute"
+        if not one:
+            self._record(d)
+            if acts:
+                d.execution = self.execute(d.id, key=key, decided=d).to_json()
+            return d
+        # One database: the review item, the events and the decision record commit together; with
+        # `execute`, the chain's claim too (the unit is committed before the connector acts).
+        with self._units(review=review, execute=acts).unit():
+            self._record(d, enqueue=review)
+            if acts:
+                d.execution = self.execute(d.id, key=key, decided=d).to_json()
         return d
 
-    def _record(self, d: Decision) -> None:
-        """The decision's audit events (one transaction) and, if it acts, its record for `execute`."""
-        from engine.audit.trail import decision_events
+    def _record(self, d: Decision, *, enqueue: bool = False) -> None:
+        """The decision's audit events (one transaction) and, if it acts, its record for `execute`;
+        with `enqueue`, an escalation's review item (the pipeline did not enqueue it)."""
+        from engine.audit.trail import decided_event, decision_events
 
+        rs = self.ws.rulesets[d.ruleset]
+        review = None
+        if enqueue and d.outcome == "escalate":
+            from engine.govern.review import new_item_id
+            from engine.pipeline import review_item
+
+            review = review_item(d, rs)  # its context is the decision before it waits in the queue
+            d.review_id = new_item_id()
+        items = decision_events(d, rs, checked=True)
+        if review is not None:
+            item = self.queue.enqueue(**review, item_id=d.review_id)
+            if item.id != d.review_id:  # the case was pending already: it waits in that item
+                d.review_id = item.id
+                items[-1] = decided_event(d, rs, checked=True)
         # The log first: a decision that can be executed always has its audit record.
-        self.audit.append_many(decision_events(d, self.ws.rulesets[d.ruleset]))
+        self.audit.append_many(items)
         if d.outcome == "execute":
             self.decisions.record(id=d.id, agent=d.agent, ruleset=d.ruleset, outcome=d.outcome, source=d.source,
                                   case=d.case.to_json(), proposals=[p.to_json() for p in d.proposals])
@@ -428,8 +490,8 @@ class Engine:
             self._audit_refusal(decision_id, proved or agent, exc, execute=ident)
             raise
         try:
-            steps, refused, done_before = self._chain(decision_id, Case.from_json(case), proposals, source,
-                                                      verified=fresh)
+            steps, refused, done_before = self._chain(decision_id, decided.case if decided is not None else
+                                                      Case.from_json(case), proposals, source, verified=fresh)
         except (AuthError, CaseError, ExecutionError) as exc:
             self._audit_refusal(decision_id, agent, exc, execute=ident)
             raise
@@ -444,9 +506,13 @@ class Engine:
         elif refused:
             outcome = ExecutionOutcome(decision_id, "refused", [], refused)
         else:
-            result = self.executor.run(decision_id, agent, steps)
-            outcome = ExecutionOutcome(decision_id, result.outcome, [st.__dict__ for st in result.steps], [],
-                                       result)
+            with self._units(review=False, execute=True).unit() if self.one_database and not \
+                    ident.startswith("R-") else nullcontext():  # the outcome, its events and the record: one commit
+                result = self.executor.run(decision_id, agent, steps)
+                outcome = ExecutionOutcome(decision_id, result.outcome, [st.__dict__ for st in result.steps], [],
+                                           result)
+                self._after_execution(ident, decision_id, agent, outcome)
+            return outcome
         self._after_execution(ident, decision_id, agent, outcome)
         return outcome
 
@@ -489,9 +555,9 @@ class Engine:
 
     def _after_execution(self, ident: str, decision_id: str, agent: str, outcome: "ExecutionOutcome") -> None:
         from engine.act.decisions import DecisionNotFound
-        from engine.audit.canonical import jsonable
+        from engine.audit.canonical import native
 
-        self.audit.append(decision_id, "executed", agent, jsonable(outcome.to_json()))
+        self.audit.append(decision_id, "executed", agent, native(outcome.to_json()))
         if outcome.outcome in ("in_progress", "pending"):
             return  # another caller holds the chain; its outcome is the one to record
         status = {"done": "executed", "refused": "refused"}.get(outcome.outcome, outcome.outcome)

@@ -331,13 +331,16 @@ def case_key(rs_name: str, case: Case) -> str:
     return f"{rs_name}:sha256:{hashlib.sha256(body.encode()).hexdigest()[:32]}"
 
 
+def review_item(d: Decision, rs: CompiledRuleset) -> dict[str, Any]:
+    """The review item of an escalated decision: the arguments of `ReviewQueue.enqueue`."""
+    prop = d.proposals[0] if d.proposals else None
+    return dict(case_key=case_key(rs.name, d.case), decision_id=d.id, ruleset=rs.name, case_type=d.case.type,
+                agent=d.agent, reason=d.reason, message=d.message,
+                proposal=prop.to_json() if prop else None,
+                proposal_hash=proposal_hash(prop.action, prop.params) if prop else None,
+                context=d.to_json(rs))
+
+
 def enqueue(queue: Any, d: Decision, rs: CompiledRuleset) -> str:
     """Put an escalated decision in the review queue; returns the review item id."""
-    prop = d.proposals[0] if d.proposals else None
-    item = queue.enqueue(
-        case_key=case_key(rs.name, d.case), decision_id=d.id, ruleset=rs.name, case_type=d.case.type,
-        agent=d.agent, reason=d.reason, message=d.message,
-        proposal=prop.to_json() if prop else None,
-        proposal_hash=proposal_hash(prop.action, prop.params) if prop else None,
-        context=d.to_json(rs))
-    return item.id
+    return queue.enqueue(**review_item(d, rs)).id

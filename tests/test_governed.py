@@ -360,3 +360,113 @@ def test_an_llm_decision_executes_later_with_the_confidence_it_was_decided_on(sq
         e._audit.close()
         if e._executor:
             e._executor.ledger.close()
+
+# -- one state database: what belongs together commits together ------------------------------------------
+
+def _count_commits(e):
+    from sqlalchemy import event
+
+    seen = {"n": 0}
+
+    def on_commit(_conn):
+        seen["n"] += 1
+
+    for db in {id(x.db): x.db for x in (e.audit, e.executor.ledger, e.decisions, e.queue)}.values():
+        event.listen(db, "commit", on_commit)
+    return seen
+
+
+def test_one_database_an_executed_decision_makes_two_commits_any_other_one(gov):
+    assert gov.one_database
+    seen = _count_commits(gov)
+    executed = escalated = 0
+    for n in range(10001, 10040):
+        seen["n"] = 0
+        d = gov.decide(invoice_case(n), llm=False, execute=True)
+        if d.outcome == "execute":
+            assert d.execution["outcome"] == "done" and seen["n"] == 2, (n, seen)
+            executed += 1
+        else:
+            assert seen["n"] == 1, (n, d.outcome, seen)
+            escalated += d.outcome == "escalate"
+            if d.outcome == "escalate":
+                assert gov.queue.get(d.review_id).decision_id == d.id
+                assert [ev.data["review_id"] for ev in gov.audit.trace(d.id) if ev.step == "decided"] == [d.review_id]
+    assert executed and escalated
+    assert gov.audit.verify().ok
+
+
+def test_one_database_a_pending_case_keeps_its_review_item(gov):
+    first = second = None
+    for n in range(10001, 10100):
+        d = gov.decide(invoice_case(n), llm=False)
+        if d.outcome == "escalate":
+            first = d
+            second = gov.decide(invoice_case(n), llm=False)
+            break
+    assert first is not None and second.review_id == first.review_id  # one pending item per case
+    decided = [ev for ev in gov.audit.trace(second.id) if ev.step == "decided"]
+    assert decided[0].data["review_id"] == first.review_id and gov.audit.verify().ok
+
+
+def test_one_database_a_failing_write_leaves_no_half_decision(gov, monkeypatch):
+    """The decision record fails after the events were appended in the same unit: as with separate
+    commits, the events stay (they came first) and the decision cannot be executed."""
+    from engine.act.decisions import DecisionNotFound
+
+    def down(**kw):
+        raise RuntimeError("decision store down")
+
+    monkeypatch.setattr(gov.decisions, "record", down)
+    with pytest.raises(RuntimeError):
+        first_approved(gov)
+    monkeypatch.undo()
+    ids = {ev.decision_id for ev in gov.audit.events()}
+    assert ids and gov.audit.verify().ok
+    for i in ids:
+        with pytest.raises(DecisionNotFound):
+            gov.decisions.get(i)
+
+
+def test_a_separate_audit_database_commits_each_store_on_its_own(tmp_path, monkeypatch):
+    monkeypatch.setenv("RULEBRIDGE_AUDIT_URL", f"sqlite:///{tmp_path}/audit.db")
+    e = engine(None, ws=load_workspace(ROOT), state=f"sqlite:///{tmp_path}/state.db")
+    try:
+        assert not e.one_database
+        n, d = first_approved(e)
+        res = e.execute(d.id)
+        assert res.outcome == "done" and status(e, n) == ["approved"]
+        steps = [ev.step for ev in e.audit.trace(d.id)]
+        assert steps.index("execution_started") < steps.index("execution_done") < steps.index("executed")
+        assert e.audit.verify().ok and e.decisions.get(d.id).status == "executed"
+    finally:
+        e.audit.close()
+        e.executor.ledger.close()
+
+
+def test_one_database_threads_extend_one_chain_and_execute_each_once(gov):
+    import threading
+
+    _ = gov.audit, gov.decisions, gov.queue, gov.executor  # opened before the threads start
+    errors, results = [], []
+
+    def work(ns):
+        try:
+            for n in ns:
+                results.append(gov.decide(invoice_case(n), llm=False, execute=True))
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(range(10001 + k, 10041, 4),)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    executed = [d for d in results if d.outcome == "execute"]
+    assert executed and all(d.execution["outcome"] == "done" for d in executed)
+    for d in executed:
+        assert len(gov.executor.ledger.executions(d.id)) == 1
+        assert gov.decisions.get(d.id).status == "executed"
+    report = gov.audit.verify()
+    assert report.ok and report.checked == gov.audit.head().count

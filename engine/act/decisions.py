@@ -12,10 +12,10 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from sqlalchemy import JSON, Column, DateTime, MetaData, String, Table, insert, select, update
+from sqlalchemy import JSON, Column, DateTime, MetaData, String, Table, bindparam, insert, select, update
 
 from engine.errors import RulebridgeError
-from engine.storage import ensure_tables, open_db, utc
+from engine.storage import Compiled, SharedStore, ensure_tables, open_db, row_reader
 
 metadata = MetaData()
 decisions = Table(
@@ -32,6 +32,9 @@ decisions = Table(
     Column("result", JSON, nullable=True),
     Column("updated_at", DateTime(timezone=True), nullable=True),
 )
+
+
+_COLS = [c.name for c in decisions.columns]
 
 
 class DecisionNotFound(RulebridgeError):
@@ -53,29 +56,40 @@ class StoredDecision:
     updated_at: dt.datetime | None
 
 
-class DecisionStore:
+class DecisionStore(SharedStore):
+    """The decisions table (`share(log)`: writes join the audit log's units of work, see
+    `engine.storage.SharedStore`)."""
+
     def __init__(self, url: str, *, clock: Callable[[], dt.datetime] | None = None):
         self.db = open_db(url)
         ensure_tables(metadata, self.db)
         self.clock = clock or (lambda: dt.datetime.now(dt.timezone.utc))
+        d = self.db.dialect  # statements compiled once (see `engine.storage.Compiled`)
+        self._insert = Compiled(insert(decisions).values({k: bindparam(f"v_{k}") for k in _COLS}), d)
+        self._get = Compiled(select(decisions).where(decisions.c.id == bindparam("w_id")), d)
+        self._finish = Compiled(update(decisions).where(decisions.c.id == bindparam("w_id")).values(
+            {k: bindparam(f"v_{k}") for k in ("status", "result", "updated_at")}), d)
+        self._read = row_reader(decisions, d, StoredDecision, (_COLS.index("created_at"), _COLS.index("updated_at")))
 
     def record(self, *, id: str, agent: str, ruleset: str, outcome: str, source: str, case: dict[str, Any],
                proposals: list[dict[str, Any]]) -> None:
-        with self.db.begin() as conn:
-            conn.execute(insert(decisions).values(id=id, created_at=self.clock(), agent=agent, ruleset=ruleset,
-                                                  outcome=outcome, source=source, case=case, proposals=proposals,
-                                                  status="decided"))
+        with self._tx() as conn:
+            self._insert.run(conn, {"v_id": id, "v_created_at": self.clock(), "v_agent": agent, "v_ruleset": ruleset,
+                                    "v_outcome": outcome, "v_source": source, "v_case": case,
+                                    "v_proposals": proposals, "v_status": "decided", "v_result": None,
+                                    "v_updated_at": None})
 
     def get(self, decision_id: str) -> StoredDecision:
-        with self.db.connect() as conn:
-            r = conn.execute(select(decisions).where(decisions.c.id == decision_id)).first()
+        with self._rx() as conn:
+            r = self._get.run(conn, {"w_id": decision_id}).first()
         if r is None:
             raise DecisionNotFound(f"no decision `{decision_id}` in this workspace's state database")
-        m = dict(r._mapping)
-        m["created_at"], m["updated_at"] = utc(m["created_at"]), utc(m["updated_at"])
-        return StoredDecision(**m)
+        return self._read(r)
 
     def finish(self, decision_id: str, status: str, result: dict[str, Any]) -> None:
-        with self.db.begin() as conn:
-            conn.execute(update(decisions).where(decisions.c.id == decision_id)
-                         .values(status=status, result=result, updated_at=self.clock()))
+        with self._tx() as conn:
+            self._finish.run(conn, {"w_id": decision_id, "v_status": status, "v_result": result,
+                                    "v_updated_at": self.clock()})
+
+
+assert _COLS == list(StoredDecision.__dataclass_fields__), "StoredDecision follows the table's columns"

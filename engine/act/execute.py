@@ -20,9 +20,11 @@ compensation_failed, reconciled, needs_review, chain_finished.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import json
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Callable, Literal, Mapping
 
@@ -31,6 +33,7 @@ from engine.act.connectors.resilience import CIRCUIT_OPEN
 from engine.act.ledger import (CHAIN_FINAL, ChainRecord, ExecutionRecord, Ledger, canonical_json,
                                idempotency_key)
 from engine.errors import RulebridgeError
+from engine.storage import utc as _utc
 
 Audit = Callable[[str, str, dict[str, Any]], None]
 Outcome = Literal["done", "failed_compensated", "failed_needs_review", "needs_review", "in_progress", "pending"]
@@ -117,6 +120,11 @@ def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
 
 
+def _as_stored(value: Any) -> Any:
+    """A JSON column's value as reading it back gives it."""
+    return None if value is None else json.loads(json.dumps(value))
+
+
 def _utcnow() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
@@ -131,11 +139,16 @@ class Executor:
     """Runs verified chains exactly once against the connectors, recording every step in `ledger`."""
 
     def __init__(self, ledger: Ledger, connectors: Mapping[str, Connector], *, audit: Audit | None = None,
-                 now: Callable[[], dt.datetime] = _utcnow):
+                 now: Callable[[], dt.datetime] = _utcnow, units: Any = None):
         self.ledger = ledger
         self.connectors = dict(connectors)
         self.audit = audit
         self.now = now
+        # `units`: an `engine.audit.log.AuditLog` whose units of work the ledger joins (`Ledger.share`)
+        # and `audit` appends into — the ledger and the log in one database. A run is then one unit:
+        # the state changes and events between two connector calls commit together, and the unit is
+        # flushed (committed) before every connector call.
+        self.units = units
 
     # -- the public operations -------------------------------------------------------------------
 
@@ -151,12 +164,13 @@ class Executor:
         self._check(steps)
         plan, plan_hash = plan_of(steps)
         chain_id = hashlib.sha256(f"{decision_id}\n{plan_hash}".encode()).hexdigest()[:32]
-        chain = self.ledger.open_chain(decision_id=decision_id, chain_id=chain_id, agent=agent, plan=plan,
-                                       plan_hash=plan_hash, now=self.now())
-        if chain.plan_hash != plan_hash:
-            raise ExecutionError(f"decision `{decision_id}` already has a different chain of actions: "
-                                 f"`{chain.chain_id}`", code="chain_mismatch")
-        return self._drive(chain, [Step.from_json(p) for p in plan], execute=True)
+        with self.units.unit() if self.units is not None else nullcontext():
+            chain, new = self.ledger.start_chain(decision_id=decision_id, chain_id=chain_id, agent=agent, plan=plan,
+                                                 plan_hash=plan_hash, now=self.now())
+            if chain.plan_hash != plan_hash:
+                raise ExecutionError(f"decision `{decision_id}` already has a different chain of actions: "
+                                     f"`{chain.chain_id}`", code="chain_mismatch")
+            return self._drive(chain, [Step.from_json(p) for p in plan], execute=True, new=new)
 
     def recover(self, *, min_age: dt.timedelta = dt.timedelta(0)) -> RecoveryReport:
         """Settle what a dead process left: executions still `started`, chains not finished.
@@ -226,8 +240,10 @@ class Executor:
     def _key(self, chain: ChainRecord, i: int, step: Step, *, compensation: bool = False) -> str:
         return idempotency_key(chain.decision_id, i, step.action, step.params, compensation=compensation)
 
-    def _drive(self, chain: ChainRecord, steps: list[Step], *, execute: bool) -> ChainResult:
-        """Take a chain as far as it goes; `execute=False` (recovery) runs no forward step."""
+    def _drive(self, chain: ChainRecord, steps: list[Step], *, execute: bool, new: bool = False) -> ChainResult:
+        """Take a chain as far as it goes; `execute=False` (recovery) runs no forward step. `new`: the
+        chain was recorded just now, so none of its steps has an execution to look up (the claim's
+        primary key still refuses a second one)."""
         executed: list[str] = []
         if chain.status == "compensating":
             return self._compensate(chain, steps, executed)
@@ -235,7 +251,7 @@ class Executor:
             return self._result(chain, steps, executed)
         for i, step in enumerate(steps):
             key = self._key(chain, i, step)
-            rec = self.ledger.get(key)
+            rec = None if new else self.ledger.get(key)
             if rec is None or (rec.status == "failed" and rec.retryable):
                 if not execute:
                     return self._result(chain, steps, executed, outcome="pending")
@@ -321,6 +337,9 @@ class Executor:
         self._emit(chain.decision_id, COMPENSATION_STARTED if comp else EXECUTION_STARTED, rec, params=step.params)
         executed.append(key)
         connector = self.connectors[step.connector]
+        if self.units is not None:
+            # INVARIANT: the claim (and its event) is committed before the connector acts.
+            self.units.flush()
         try:
             result = connector.execute(step.action, dict(step.params), key=key)
         except PermanentError as exc:
@@ -360,7 +379,13 @@ class Executor:
         ok = self.ledger.finish(rec.key, attempt=rec.attempts, status=status, now=now, result=result,
                                 error_code=error_code, error_message=error_message, retryable=retryable,
                                 reconciled=reconciled)
-        after = self._row(rec.key)
+        if ok:  # the row as `finish` wrote it (the update matched our attempt): no need to read it back
+            after = dataclasses.replace(
+                rec, status=status, finished_at=_utc(now), result=_as_stored(result), error_code=error_code,
+                error_message=(error_message or "")[:4000] if error_code else None, retryable=retryable,
+                reconciled=reconciled)
+        else:
+            after = self._row(rec.key)
         if not ok:
             if after.status == status and after.attempts == rec.attempts:
                 return after  # our own write, repeated after a lost acknowledgement
@@ -429,9 +454,18 @@ class Executor:
     def _finish(self, chain: ChainRecord, steps: list[Step], executed: list[str], outcome: str, *,
                 from_: tuple[str, ...], failed_step: int | None = None, code: str | None = None,
                 message: str | None = None) -> ChainResult:
-        moved = self.ledger.move_chain(chain.decision_id, from_=from_, to=outcome, now=self.now(),
+        now = self.now()
+        moved = self.ledger.move_chain(chain.decision_id, from_=from_, to=outcome, now=now,
                                        failed_step=failed_step, error_code=code, error_message=message)
-        final = self._chain(chain)
+        if moved and chain.status in from_:  # the row as `move_chain` wrote it, from the state we hold
+            final = dataclasses.replace(
+                chain, status=outcome, updated_at=_utc(now),
+                finished_at=_utc(now) if outcome in CHAIN_FINAL else chain.finished_at,
+                failed_step=failed_step if failed_step is not None else chain.failed_step,
+                error_code=code if code is not None else chain.error_code,
+                error_message=(message or "")[:4000] if code is not None else chain.error_message)
+        else:
+            final = self._chain(chain)
         if moved:
             self._audit_chain(final)
         return self._result(final, steps, executed)

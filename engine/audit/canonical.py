@@ -39,6 +39,43 @@ def canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
+class Native:
+    """A JSON object checked once, with its canonical text: `AuditLog.append` takes it as is.
+
+    Made only by `native`, which proves what the log's own check proves (the value survives a
+    JSON round trip unchanged), so the log does not canonicalise and round-trip it a second time.
+    `data` is a private copy (parsed back from `text`): later changes to the caller's value do
+    not reach it."""
+
+    __slots__ = ("data", "text")
+
+    def __init__(self, data: dict[str, Any], text: str):
+        self.data, self.text = data, text
+
+
+def native(value: dict[str, Any], convert: Any = None) -> Native:
+    """`value` as a `Native` event body.
+
+    Fast path (C only): the canonical text, parsed back, equals `value` — so `value` is made of
+    JSON-native values (a tuple, a non-text key, NaN or an object the encoder refuses would
+    fail or differ), and the text is exactly `canonical_json(jsonable(value))`. Otherwise
+    `convert` (default `jsonable`) converts it, and the result is checked the slow way."""
+    try:
+        text = canonical_json(value)
+        copy = json.loads(text)
+        if type(copy) is dict and copy == value:
+            text.encode("utf-8")  # a lone surrogate: refused below with its path
+            return Native(copy, text)
+    except (TypeError, ValueError, RecursionError):
+        pass
+    converted = (convert or jsonable)(value)
+    if type(converted) is not dict:
+        raise AuditError(f"`data` must be a JSON object, got `{type(converted).__name__}`", code="audit_not_json")
+    check_json_native(converted)
+    text = canonical_json(converted)
+    return Native(json.loads(text), text)
+
+
 def check_json_native(value: Any, where: str = "data") -> None:
     """Raise `AuditError(audit_not_json)` naming the first value that is not JSON-native."""
     _check(value, where, 0)

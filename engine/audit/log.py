@@ -22,9 +22,12 @@ import json
 import os
 import re
 import secrets
+import threading
+import time
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence, TextIO
+from typing import Any, Callable, ContextManager, Iterable, Iterator, Sequence, TextIO
 
 from sqlalchemy import (BigInteger, Column, Integer, MetaData, String, Table, Text, bindparam, create_engine, event,
                         func, insert, inspect, select, type_coerce, update)
@@ -35,7 +38,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 from sqlalchemy.types import JSON
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
-from .canonical import AuditError, canonical_json, check_json_native
+from .canonical import AuditError, Native, canonical_json, check_json_native
 from .chain import GENESIS, SCHEMA_VERSION, AuditEvent, ChainChecker, Head, VerifyReport, event_hash, hashed_text, sign
 
 HMAC_ENV = "RULEBRIDGE_AUDIT_HMAC_KEY"
@@ -160,6 +163,68 @@ def _sqlite_file(url: str) -> Path | None:
     return Path(url[len("sqlite:///"):].split("?", 1)[0])
 
 
+# SQLite checkpoints (copies the WAL into the database file) inside the commit that takes the WAL
+# past `wal_autocheckpoint` pages (default 1,000): that one commit pays milliseconds — the governed
+# path's p99. The log's writers keep a high threshold as a safety net and a background thread
+# checkpoints instead, shortly after commits (`_Checkpointer`).
+AUTOCHECKPOINT_PAGES = 10_000
+CHECKPOINT_AFTER_S = 0.5
+
+
+class _Checkpointer:
+    """One daemon thread per process: a PASSIVE checkpoint of each SQLite file the log committed
+    to, at most `CHECKPOINT_AFTER_S` after the commit (one for a burst of commits).
+
+    PASSIVE never waits for and never blocks readers or writers; what it cannot copy now (a reader
+    still uses an older snapshot) is copied by a later pass. Committed data is durable in the WAL
+    whether or not it was copied yet: the guarantees do not depend on when this runs, and if it
+    cannot run (no thread, a busy file) the writers' own checkpoint at `AUTOCHECKPOINT_PAGES`
+    still bounds the WAL."""
+
+    def __init__(self) -> None:
+        self._reset()
+        if hasattr(os, "register_at_fork"):  # a forked child starts without the thread
+            os.register_at_fork(after_in_child=self._reset)
+
+    def _reset(self) -> None:
+        self._lock = threading.Lock()
+        self._dirty: set[str] = set()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def touch(self, path: str) -> None:
+        """`path` had a commit: checkpoint it soon."""
+        with self._lock:
+            self._dirty.add(path)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="rulebridge-wal-checkpoint", daemon=True)
+                self._thread.start()
+        self._wake.set()
+
+    def _run(self) -> None:
+        import sqlite3
+
+        while True:
+            self._wake.wait()
+            time.sleep(CHECKPOINT_AFTER_S)
+            self._wake.clear()  # before taking the files: a commit from now on wakes the next pass
+            with self._lock:
+                paths, self._dirty = self._dirty, set()
+            for path in paths:
+                try:  # mode=rw: a file deleted meanwhile is not created again
+                    c = sqlite3.connect(Path(path).as_uri() + "?mode=rw", uri=True, timeout=0.05,
+                                        isolation_level=None)
+                    try:
+                        c.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                    finally:
+                        c.close()
+                except sqlite3.Error:  # busy, or gone: a later commit asks again
+                    pass
+
+
+_checkpointer = _Checkpointer()
+
+
 def open_engine(url: str, *, synchronous: str = "NORMAL") -> SAEngine:
     """An SQLAlchemy engine for the log. SQLite gets WAL, a busy timeout and explicit transactions.
 
@@ -191,6 +256,8 @@ def open_engine(url: str, *, synchronous: str = "NORMAL") -> SAEngine:
         cur = conn.cursor()
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute(f"PRAGMA synchronous={synchronous.upper()}")
+        if file is not None:  # checkpoints in the background (`_Checkpointer`); this is the safety net
+            cur.execute(f"PRAGMA wal_autocheckpoint={AUTOCHECKPOINT_PAGES}")
         cur.close()
 
     @event.listens_for(eng, "begin")
@@ -265,7 +332,10 @@ class AuditLog:
             if file is None or not file.exists():
                 raise AuditError(f"no audit log at `{url}`", code="audit_not_found")
         self.db = open_engine(url, synchronous=synchronous)
+        file = _sqlite_file(url) if _is_sqlite(url) else None
+        self._wal_file = str(file.resolve()) if file is not None else None  # checkpointed after commits
         self._writer = self.db.execution_options(audit_write=True)
+        self._tls = threading.local()  # the unit of work open in each thread (`unit`)
         dialect = self.db.dialect
         self._lock_head = _Compiled(_LOCK_HEAD, dialect)
         self._insert = _Compiled(_INSERT_EVENTS, dialect)
@@ -316,9 +386,12 @@ class AuditLog:
         _check_field("decision_id", decision_id, 200)
         _check_field("step", step, 64)
         _check_field("agent", agent, 200)
-        if type(data) is not dict:
+        if type(data) is Native:  # checked and canonicalised by `canonical.native`, once
+            data, text = data.data, data.text
+        elif type(data) is not dict:
             raise AuditError(f"`data` must be a JSON object, got `{type(data).__name__}`", code="audit_not_json")
-        data, text = _json_copy(data)
+        else:
+            data, text = _json_copy(data)
         if self.masker is not None:
             masked = self.masker.apply(data, text=text)
             if masked is not data:
@@ -341,6 +414,9 @@ class AuditLog:
             prepared.append(self._prepare(*item))
         if not prepared:
             return []
+        u = getattr(self._tls, "unit", None)
+        if u is not None:  # in this thread's unit of work: commits with it
+            return u.append(prepared)
         try:
             return self._retrying(self._write, prepared)
         except (OperationalError, IntegrityError, _LostRace) as exc:
@@ -348,39 +424,82 @@ class AuditLog:
                              code="audit_unavailable") from exc
 
     def _write(self, prepared: Sequence[_Prepared]) -> list[AuditEvent]:
-        events: list[AuditEvent] = []
-        with self._writer.begin() as c:
+        with self._writer.begin() as sa:
+            c: Any = _DriverConnection(sa) if self.db.dialect.name == "sqlite" else sa
             head = c.exec_driver_sql(self._lock_head.sql, self._lock_head.args({})).first()
             if head is None:
                 raise AuditError("the audit head row is missing: run `rulebridge audit verify`",
                                  code="audit_broken")
             seq0, prev, count0 = head
-            # The time is read under the lock, so seq order and time order agree (as far as the clock does).
-            now = self.now()
-            if now.tzinfo is None:
-                raise AuditError("the clock returned a time without a zone", code="audit_bad_time")
-            ts = utc_text(now)
-            seq = seq0
-            rows = []
-            for p in prepared:
-                seq += 1
-                eid = self.new_id()
-                digest = event_hash(hashed_text(seq=seq, id=eid, schema=SCHEMA_VERSION, ts=ts,
-                                                decision_id=p.decision_id, step=p.step, agent=p.agent,
-                                                data_text=p.text, prev=prev))
-                sig = sign(self.hmac_key, digest) if self.hmac_key is not None else None
-                events.append(AuditEvent(seq, eid, SCHEMA_VERSION, ts, p.decision_id, p.step, p.agent, p.data,
-                                         prev, digest, sig))
-                # INVARIANT: in the order of EVENT_COLUMNS (the table's column order)
-                row = (seq, eid, SCHEMA_VERSION, ts, p.decision_id, p.step, p.agent, p.text, prev, digest, sig)
-                rows.append(row if self._insert_tuples else self._insert.args(dict(zip(EVENT_COLUMNS, row))))
-                prev = digest
-            c.exec_driver_sql(self._insert.sql, rows)
+            events = self._insert_rows(c, prepared, seq0, prev)
             moved = c.exec_driver_sql(self._move_head.sql, self._move_head.args(
-                {"old_seq": seq0, "new_seq": seq, "new_hash": prev, "new_count": count0 + len(events)}))
+                {"old_seq": seq0, "new_seq": events[-1].seq, "new_hash": events[-1].hash,
+                 "new_count": count0 + len(events)}))
             if moved.rowcount != 1:
                 raise _LostRace()
+        if self._wal_file is not None:
+            _checkpointer.touch(self._wal_file)
         return events
+
+    def _insert_rows(self, c: Any, prepared: Sequence[_Prepared], seq: int, prev: str) -> list[AuditEvent]:
+        """Hash, sign and insert `prepared` after the event (`seq`, `prev`); the caller holds the head lock."""
+        # The time is read under the lock, so seq order and time order agree (as far as the clock does).
+        now = self.now()
+        if now.tzinfo is None:
+            raise AuditError("the clock returned a time without a zone", code="audit_bad_time")
+        ts = utc_text(now)
+        events: list[AuditEvent] = []
+        rows = []
+        for p in prepared:
+            seq += 1
+            eid = self.new_id()
+            digest = event_hash(hashed_text(seq=seq, id=eid, schema=SCHEMA_VERSION, ts=ts,
+                                            decision_id=p.decision_id, step=p.step, agent=p.agent,
+                                            data_text=p.text, prev=prev))
+            sig = sign(self.hmac_key, digest) if self.hmac_key is not None else None
+            events.append(AuditEvent(seq, eid, SCHEMA_VERSION, ts, p.decision_id, p.step, p.agent, p.data,
+                                     prev, digest, sig))
+            # INVARIANT: in the order of EVENT_COLUMNS (the table's column order)
+            row = (seq, eid, SCHEMA_VERSION, ts, p.decision_id, p.step, p.agent, p.text, prev, digest, sig)
+            rows.append(row if self._insert_tuples else self._insert.args(dict(zip(EVENT_COLUMNS, row))))
+            prev = digest
+        c.exec_driver_sql(self._insert.sql, rows if len(rows) > 1 else rows[0])
+        return events
+
+    # -- one transaction shared with the other stores of the same database ----------------------------
+    def unit(self) -> ContextManager["Unit"]:
+        """A unit of work on this log's database for the current thread (see `Unit`); nested
+        calls join the unit already open. Leaving it commits what is still open."""
+        return self._unit_scope()
+
+    @contextmanager
+    def _unit_scope(self) -> Iterator["Unit"]:
+        u = getattr(self._tls, "unit", None)
+        if u is not None:
+            yield u
+            return
+        u = self._tls.unit = Unit(self)
+        try:
+            yield u
+        except BaseException:
+            u.settle()
+            raise
+        else:
+            u.flush()
+        finally:
+            self._tls.unit = None
+            u.close()
+
+    def current_unit(self) -> "Unit | None":
+        """The unit of work open in this thread, or None."""
+        return getattr(self._tls, "unit", None)
+
+    def flush(self) -> None:
+        """Commit the transaction of this thread's unit now, if one is open (the next write begins
+        another): what must be durable before something outside the database happens."""
+        u = getattr(self._tls, "unit", None)
+        if u is not None:
+            u.flush()
 
     # -- reading ------------------------------------------------------------------------------------
     def _reader(self) -> Any:
@@ -468,6 +587,196 @@ class AuditLog:
         if self.db.dialect.name == "sqlite":
             return func.json_extract(col, f"$.{key}")
         return type_coerce(col, JSON)[key].as_string()
+
+
+
+class _Rows:
+    """A driver cursor's result, with the parts of SQLAlchemy's result the stores use."""
+
+    __slots__ = ("cur",)
+
+    def __init__(self, cur: Any):
+        self.cur = cur
+
+    @property
+    def rowcount(self) -> int:
+        return self.cur.rowcount
+
+    def first(self) -> Any:
+        return self.cur.fetchone()
+
+    def all(self) -> list[Any]:
+        return self.cur.fetchall()
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.cur)
+
+
+class _DriverConnection:
+    """The unit's connection on SQLite: `exec_driver_sql` goes straight to the driver's connection —
+    the same connection and transaction, the same SQL (compiled by SQLAlchemy for the dialect), its
+    errors raised as SQLAlchemy's (`IntegrityError`, `OperationalError`), without SQLAlchemy's
+    per-statement machinery (events, execution context, result metadata), which costs several
+    times SQLite's own work on these one-row statements. Core statements (`execute`) and
+    savepoints go through SQLAlchemy as usual."""
+
+    __slots__ = ("sa", "raw", "_errors")
+
+    def __init__(self, sa: Connection):
+        import sqlite3
+
+        self.sa = sa
+        self.raw = sa.connection.driver_connection
+        self._errors = sqlite3.Error
+
+    def exec_driver_sql(self, sql: str, params: Any = ()) -> _Rows:
+        from sqlalchemy.exc import DBAPIError
+
+        try:
+            if type(params) is list:
+                return _Rows(self.raw.executemany(sql, params))
+            return _Rows(self.raw.execute(sql, params))
+        except self._errors as exc:
+            raise DBAPIError.instance(sql, params, exc, self._errors, dialect=self.sa.dialect) from exc
+
+    def execute(self, *a: Any, **kw: Any) -> Any:
+        return self.sa.execute(*a, **kw)
+
+    def begin_nested(self) -> Any:
+        return self.sa.begin_nested()
+
+    @property
+    def dialect(self) -> Any:
+        return self.sa.dialect
+
+
+class Unit:
+    """One transaction on the log's database, shared with the stores kept in the same database
+    (execution ledger, decision store, review queue: `share(log)`), for one thread.
+
+    Between two `flush`es, everything those stores write and every event appended commits in ONE
+    transaction, atomically: a state change and its audit event are never apart. The transaction
+    begins lazily, at the first write, the way every append begins: SQLite `BEGIN IMMEDIATE`
+    (the database's write lock), PostgreSQL `SELECT ... FOR UPDATE` of the head row — so writers
+    in other threads and processes still serialise on the head and extend one chain; the head
+    row moves once, at the commit. Reads by the stores join the transaction while it is open
+    (they see its writes) and use their own connections otherwise (they never begin one).
+
+    `flush` commits (what must be durable before something outside the database happens: a
+    connector call); leaving the unit commits what is open. When the body fails, what it had
+    written is committed as far as the database still accepts it (each write is a complete state
+    change, as when every store committed on its own) and the error is raised."""
+
+    def __init__(self, log: AuditLog):
+        self.log = log
+        self._conn: Connection | None = None  # checked out for the unit's life, returned by `close`
+        self._fast: Any = None
+        self._c: Any = None  # set while a transaction is open: the connection the stores write through
+        self._t: Any = None
+        self._seq0 = 0
+        self._head: tuple[int, str, int] = (0, GENESIS, 0)
+        self.commits = 0
+
+    @property
+    def open(self) -> bool:
+        """Whether a transaction is open (something was written since the last commit)."""
+        return self._c is not None
+
+    @property
+    def dialect(self) -> str:
+        return self.log.db.dialect.name
+
+    def conn(self) -> Any:
+        """The open transaction's connection (a SQLAlchemy `Connection`; on SQLite one whose
+        `exec_driver_sql` runs on the driver, see `_DriverConnection`); begins a transaction (and
+        takes the head lock) if none is open."""
+        c = self._c
+        if c is None:
+            c = self._begin()
+        return c
+
+    def savepoint(self, c: Any) -> ContextManager[Any]:
+        """Around a statement whose failure (a duplicate key) the caller handles: PostgreSQL aborts
+        the whole transaction on an error, unless it happened inside a savepoint; SQLite undoes
+        only the failed statement."""
+        return c.begin_nested() if self.dialect == "postgresql" else nullcontext()
+
+    def _try_begin(self) -> tuple[Any, Any, Any]:
+        log = self.log
+        if self._conn is None or self._conn.closed or self._conn.invalidated:
+            self._conn = log._writer.connect()
+            self._fast = _DriverConnection(self._conn) if self.dialect == "sqlite" else self._conn
+        c = self._fast
+        try:
+            t = self._conn.begin()
+            head = c.exec_driver_sql(log._lock_head.sql, log._lock_head.args({})).first()
+        except BaseException:
+            self.close()
+            raise
+        return c, t, head
+
+    def _begin(self) -> Any:
+        try:
+            try:
+                c, t, head = self._try_begin()
+            except OperationalError:  # `database is locked` past the busy timeout, a dropped connection
+                c, t, head = Retrying(stop=stop_after_attempt(7), reraise=True,
+                                      wait=wait_random_exponential(multiplier=0.005, max=0.5),
+                                      retry=retry_if_exception_type(OperationalError))(self._try_begin)
+        except OperationalError as exc:
+            raise AuditError(f"the state database could not be locked: {str(exc).splitlines()[0][:200]}",
+                             code="audit_unavailable") from exc
+        if head is None:
+            t.rollback()
+            raise AuditError("the audit head row is missing: run `rulebridge audit verify`", code="audit_broken")
+        self._c, self._t = c, t
+        self._seq0 = head[0]
+        self._head = (head[0], head[1], head[2])
+        return c
+
+    def close(self) -> None:
+        """Give the connection back (a transaction still open is rolled back by the pool)."""
+        conn, self._conn, self._c, self._t, self._fast = self._conn, None, None, None, None
+        if conn is not None:
+            conn.close()
+
+    def append(self, prepared: Sequence[_Prepared]) -> list[AuditEvent]:
+        c = self.conn()
+        seq, prev, count = self._head
+        events = self.log._insert_rows(c, prepared, seq, prev)
+        self._head = (events[-1].seq, events[-1].hash, count + len(events))
+        return events
+
+    def flush(self) -> None:
+        """Move the head and commit; nothing to do when no transaction is open."""
+        if self._c is None:
+            return
+        c, t = self._c, self._t
+        self._c = self._t = None
+        try:
+            seq, digest, count = self._head
+            if seq != self._seq0:
+                log = self.log
+                moved = c.exec_driver_sql(log._move_head.sql, log._move_head.args(
+                    {"old_seq": self._seq0, "new_seq": seq, "new_hash": digest, "new_count": count}))
+                if moved.rowcount != 1:  # pragma: no cover - the head is locked by this transaction
+                    raise AuditError("the audit head moved under a locked transaction", code="audit_unavailable")
+            t.commit()
+            self.commits += 1
+            if self.log._wal_file is not None:
+                _checkpointer.touch(self.log._wal_file)
+        except BaseException:
+            if t.is_active:
+                t.rollback()
+            raise
+
+    def settle(self) -> None:
+        """After a failure in the unit's body: commit what was written if the database still can
+        (else it is rolled back); never raises over the body's error."""
+        try:
+            self.flush()
+        except Exception:  # noqa: BLE001 - the body's error is the one raised
+            pass
 
 
 def _stored_rows(c: Connection, batch: int) -> Iterator[Any]:

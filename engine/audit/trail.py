@@ -30,46 +30,70 @@ from typing import Any
 
 from engine.lang.semantics import to_json_value
 
-from .canonical import jsonable
+from .canonical import Native, jsonable, native
 
 STEPS = ("received", "facts", "matched", "llm", "verified", "decided", "reviewed", "executed")
 Item = tuple[str, str, str, dict[str, Any]]
 
 
-def _plain(value: Any) -> Any:
+def _convert(value: Any) -> Any:
     """Runtime values (entities, dates) as the JSON an event holds; anything else fails loudly."""
     return jsonable(to_json_value(value))
 
 
-def decision_events(d: Any, rs: Any = None) -> list[Item]:
-    """The events of one decision (an `engine.pipeline.Decision`) for `AuditLog.append_many`."""
+def _native(value: dict[str, Any]) -> Native:
+    """An event body, checked and canonicalised once (`AuditLog.append` takes it as is)."""
+    return native(value, _convert)
+
+
+def _plain(value: dict[str, Any]) -> dict[str, Any]:
+    """An event body as a plain JSON-native dict (what `_convert` makes of it)."""
+    return native(value, _convert).data
+
+
+def decision_events(d: Any, rs: Any = None, *, checked: bool = False) -> list[Item]:
+    """The events of one decision (an `engine.pipeline.Decision`) for `AuditLog.append_many`.
+
+    With `checked`, each event's data is a `Native` (checked and canonicalised here, once)
+    instead of a dict: what the engine appends; the stored events are the same."""
+    body = _native if checked else _plain
     j = d.to_json(rs)
     agent = d.agent or "anonymous"
-    out: list[Item] = [(d.id, "received", agent, _plain({
+    out: list[Item] = [(d.id, "received", agent, body({
         "case": j["case"], "ruleset": d.ruleset, "rule_revision": d.rule_revision,
         "graph_revision": d.graph_revision, "as_of": d.as_of, "matcher": d.matcher}))]
     if "provenance" in j or "facts" in j:
-        out.append((d.id, "facts", agent, _plain({
+        out.append((d.id, "facts", agent, body({
             "facts": j.get("facts", {}), "provenance": j.get("provenance", []), "queries": j.get("queries", [])})))
-    out.append((d.id, "matched", agent, _plain({
+    out.append((d.id, "matched", agent, body({
         "rules_matched": list(d.matched), "rules_deciding": list(d.deciding),
         "hit_policy": getattr(rs, "hit_policy", None)})))
     if d.llm is not None:
-        out.append((d.id, "llm", agent, _plain(d.llm)))
+        out.append((d.id, "llm", agent, body(d.llm)))
     if d.proposals or d.checks:
-        out.append((d.id, "verified", agent, _plain({
+        out.append((d.id, "verified", agent, body({
             "proposals": j["proposals"], "checks": j["checks"], "guards": j["guards"]})))
-    out.append((d.id, "decided", agent, _plain({
-        "outcome": d.outcome, "source": d.source, "reason": d.reason, "message": d.message,
-        "rule": d.deciding[0] if d.source == "rule" and d.deciding else None, "rules": list(d.deciding),
-        "ruleset": d.ruleset, "proposals": j["proposals"], "review_id": d.review_id})))
+    out.append(_decided(d, j["proposals"], body))
     return out
 
 
-def review_event(item: Any) -> Item:
+def _decided(d: Any, proposals: list[Any], body: Any) -> Item:
+    return (d.id, "decided", d.agent or "anonymous", body({
+        "outcome": d.outcome, "source": d.source, "reason": d.reason, "message": d.message,
+        "rule": d.deciding[0] if d.source == "rule" and d.deciding else None, "rules": list(d.deciding),
+        "ruleset": d.ruleset, "proposals": proposals, "review_id": d.review_id}))
+
+
+def decided_event(d: Any, rs: Any = None, *, checked: bool = False) -> Item:
+    """The last event of `decision_events(d, rs)`, `decided`, alone."""
+    return _decided(d, [p.to_json() for p in d.proposals], _native if checked else _plain)
+
+
+def review_event(item: Any, *, checked: bool = False) -> Item:
     """The `reviewed` event of a decided review item (an `engine.govern.review.ReviewItem`)."""
     who = "expiry" if item.status == "expired" else item.reviewer or "unknown"
-    return (item.decision_id, "reviewed", who, _plain({
+    body = _native if checked else _plain
+    return (item.decision_id, "reviewed", who, body({
         "review_id": item.id, "verdict": item.status, "reviewer": item.reviewer, "note": item.note,
         "proposal": item.approved, "proposal_hash": item.approved_hash, "reason": item.reason}))
 

@@ -16,11 +16,13 @@ import secrets
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from sqlalchemy import JSON, Column, DateTime, Index, MetaData, String, Table, Text, func, insert, select, update
+from sqlalchemy import (JSON, Column, DateTime, Index, MetaData, String, Table, Text, bindparam, func, insert, select,
+                        update)
 from sqlalchemy.exc import IntegrityError
 
 from engine.errors import RulebridgeError
-from engine.storage import default_url, ensure_tables, open_db, utc as _utc  # noqa: F401  (default_url: re-exported)
+from engine.storage import (Compiled, SharedStore, default_url, ensure_tables, open_db, row_reader,  # noqa: F401
+                            utc as _utc)  # noqa: F401  (default_url: re-exported)
 
 __all__ = ["ReviewError", "ReviewItem", "ReviewQueue", "default_url"]
 
@@ -54,6 +56,17 @@ review_items = Table(
 # the same case at once cannot both insert), not by a read-then-write in Python.
 Index("review_items_one_pending_per_case", review_items.c.case_key, unique=True,
       sqlite_where=review_items.c.status == "pending", postgresql_where=review_items.c.status == "pending")
+
+
+def new_item_id() -> str:
+    """A new review item id: `R-` and 40 random bits."""
+    return "R-" + secrets.token_hex(5)
+
+
+# Statements built once (a statement built per call costs more than SQLite's work on it).
+_BY_ID = select(review_items).where(review_items.c.id == bindparam("item_id"))
+_COLS = [c.name for c in review_items.columns]
+_TIMES = tuple(_COLS.index(k) for k in ("created_at", "expires_at", "decided_at", "applied_at"))
 
 
 class ReviewError(RulebridgeError):
@@ -92,8 +105,9 @@ class ReviewItem:
         return d
 
 
-class ReviewQueue:
-    """Persisted escalations. Time is injected (`clock`) so expiry can be tested."""
+class ReviewQueue(SharedStore):
+    """Persisted escalations. Time is injected (`clock`) so expiry can be tested. With
+    `share(log)` its writes join the audit log's units of work (`engine.storage.SharedStore`)."""
 
     def __init__(self, url: str, *, expire_after: dt.timedelta = dt.timedelta(hours=72),
                  clock: Callable[[], dt.datetime] | None = None,
@@ -104,6 +118,11 @@ class ReviewQueue:
         self.expire_after = expire_after
         self.clock = clock or (lambda: dt.datetime.now(dt.timezone.utc))
         self.on_expired = on_expired  # told of the items this queue expired (the engine audits them)
+        d = self.db.dialect  # the enqueue path's statements, compiled once (see `engine.storage.Compiled`)
+        self._insert = Compiled(insert(review_items).values({k: bindparam(f"v_{k}") for k in _COLS}), d)
+        self._pending = Compiled(select(review_items).where(review_items.c.case_key == bindparam("w_case_key"),
+                                                            review_items.c.status == "pending"), d)
+        self._read = row_reader(review_items, d, ReviewItem, _TIMES)
 
     def _row(self, r: Any) -> ReviewItem:
         m = dict(r._mapping)
@@ -113,27 +132,42 @@ class ReviewQueue:
 
     def enqueue(self, *, case_key: str, decision_id: str, ruleset: str, case_type: str, agent: str, reason: str,
                 message: str, proposal: dict[str, Any] | None, proposal_hash: str | None,
-                context: dict[str, Any]) -> ReviewItem:
-        """Add an escalation; a case already pending (same `case_key`) is not added twice."""
+                context: dict[str, Any], item_id: str | None = None) -> ReviewItem:
+        """Add an escalation; a case already pending (same `case_key`) is not added twice (the
+        pending item is returned). `item_id` is the new item's id (default: a random `R-...`)."""
         now = self.clock()
-        pending = select(review_items).where(review_items.c.case_key == case_key, review_items.c.status == "pending")
+        if self._unit() is not None:
+            # In a unit of work the write lock is held (SQLite) or the insert is fenced by the unique
+            # index anyway (PostgreSQL): look for the pending item first, before serialising the context.
+            with self._tx() as c:
+                existing = self._pending.run(c, {"w_case_key": case_key}).first()
+            if existing is not None:
+                return self._read(existing)
+        context = json.loads(json.dumps(context, default=str))
         for _ in range(5):
             # Insert first (it takes the write lock at once); the unique index refuses a second pending item.
-            item_id = "R-" + secrets.token_hex(5)
+            item_id = item_id or new_item_id()
+            row = {"id": item_id, "case_key": case_key, "decision_id": decision_id, "ruleset": ruleset,
+                   "case_type": case_type, "agent": agent, "status": "pending", "reason": reason,
+                   "message": message[:4000], "proposal": proposal, "proposal_hash": proposal_hash,
+                   "context": context, "created_at": now, "expires_at": now + self.expire_after, "reviewer": None,
+                   "note": None, "decided_at": None, "approved": None, "approved_hash": None, "applied_at": None}
             try:
-                with self.db.begin() as c:
-                    c.execute(insert(review_items).values(
-                        id=item_id, case_key=case_key, decision_id=decision_id, ruleset=ruleset,
-                        case_type=case_type, agent=agent, status="pending", reason=reason, message=message[:4000],
-                        proposal=proposal, proposal_hash=proposal_hash,
-                        context=json.loads(json.dumps(context, default=str)),
-                        created_at=now, expires_at=now + self.expire_after))
-                    return self._row(c.execute(select(review_items).where(review_items.c.id == item_id)).one())
+                with self._tx() as c:
+                    with self._savepoint(c):
+                        self._insert.run(c, {f"v_{k}": v for k, v in row.items()})
+                # the item as written, without reading it back (JSON as stored, times with their zone)
+                for k in ("created_at", "expires_at"):
+                    row[k] = _utc(row[k])
+                if proposal is not None:
+                    row["proposal"] = json.loads(json.dumps(proposal))
+                return ReviewItem(**row)
             except IntegrityError:
-                with self.db.connect() as c:
-                    existing = c.execute(pending).first()
+                item_id = None
+                with self._rx() as c:
+                    existing = self._pending.run(c, {"w_case_key": case_key}).first()
                 if existing is not None:
-                    return self._row(existing)
+                    return self._read(existing)
                 # the pending item was decided in between: try again
         raise ReviewError(f"could not enqueue case `{case_key}`", code="review_conflict")
 
@@ -141,7 +175,7 @@ class ReviewQueue:
         """Mark every pending item past its deadline `expired` (counted as denied); `on_expired` is
         told of exactly the items this call expired (RETURNING: another process's are its own)."""
         now = self.clock()
-        with self.db.begin() as c:
+        with self._tx() as c:  # in a unit of work, the expiry commits with the events that record it
             rows = c.execute(update(review_items).where(review_items.c.status == "pending",
                                                         review_items.c.expires_at <= now)
                              .values(status="expired", decided_at=now, note="expired: no decision in time")
@@ -155,20 +189,20 @@ class ReviewQueue:
         q = select(review_items).order_by(review_items.c.created_at, review_items.c.id).limit(limit)
         if status:
             q = q.where(review_items.c.status == status)
-        with self.db.connect() as c:
+        with self._rx() as c:
             return [self._row(r) for r in c.execute(q)]
 
     def get(self, item_id: str) -> ReviewItem:
         self.expire()
-        with self.db.connect() as c:
-            r = c.execute(select(review_items).where(review_items.c.id == item_id)).first()
+        with self._rx() as c:
+            r = c.execute(_BY_ID, {"item_id": item_id}).first()
         if r is None:
             raise ReviewError(f"no review item `{item_id}`", code="review_not_found")
         return self._row(r)
 
     def _decide(self, item_id: str, values: dict[str, Any]) -> ReviewItem:
         now = self.clock()
-        with self.db.begin() as c:
+        with self._tx() as c:
             res = c.execute(update(review_items).where(review_items.c.id == item_id,
                                                        review_items.c.status == "pending",
                                                        review_items.c.expires_at > now)
@@ -191,7 +225,7 @@ class ReviewQueue:
 
     def consume(self, item_id: str, approved_hash: str) -> bool:
         """Apply an approval once: approved → applied for this exact proposal hash; False otherwise."""
-        with self.db.begin() as c:
+        with self._tx() as c:
             res = c.execute(update(review_items).where(review_items.c.id == item_id,
                                                        review_items.c.status == "approved",
                                                        review_items.c.approved_hash == approved_hash)
@@ -201,8 +235,11 @@ class ReviewQueue:
     def counts(self) -> dict[str, int]:
         self.expire()
         out = {s: 0 for s in STATUSES}
-        with self.db.connect() as c:
+        with self._rx() as c:
             for status, n in c.execute(select(review_items.c.status, func.count())
                                        .group_by(review_items.c.status)):
                 out[status] = n
         return out
+
+
+assert _COLS == list(ReviewItem.__dataclass_fields__), "ReviewItem follows the table's columns"

@@ -276,3 +276,39 @@ def test_update_of_stored_row_is_caught(make_log):
     report = log.verify()
     assert (report.ok, report.first_broken_seq, report.first_broken_id, report.reason) == (
         False, 2, events[1].id, "hash_mismatch")
+
+
+def test_sqlite_wal_is_checkpointed_in_the_background_not_in_a_commit(tmp_path):
+    """The writers' own checkpoint is only a safety net (AUTOCHECKPOINT_PAGES); a background pass
+    copies the WAL into the database file shortly after commits, and the chain is intact."""
+    import sqlite3
+    import time
+
+    from engine.audit import log as log_module
+
+    path = tmp_path / "audit.db"
+    log = AuditLog(f"sqlite:///{path}")
+    try:
+        with log.db.connect() as c:
+            assert c.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == log_module.AUTOCHECKPOINT_PAGES
+        before = path.stat().st_size
+        for i in range(40):
+            log.append_many(decision(i))
+        deadline = time.monotonic() + 10
+        while path.stat().st_size <= before and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert path.stat().st_size > before  # the events reached the database file, not only the WAL
+        with log.unit():  # a unit's commit asks for a checkpoint too
+            log.append_many(decision(99))
+        assert log.verify().ok and log.head().count == 41 * len(decision(0))
+        # a deleted file is not created again by a pending checkpoint
+        log.close()
+        for p in tmp_path.iterdir():
+            p.unlink()
+        log_module._checkpointer.touch(str(path))
+        time.sleep(log_module.CHECKPOINT_AFTER_S + 0.3)
+        assert not path.exists()
+        with pytest.raises(sqlite3.OperationalError):
+            sqlite3.connect(path.as_uri() + "?mode=rw", uri=True).execute("select 1")
+    finally:
+        log.close()

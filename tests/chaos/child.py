@@ -6,7 +6,10 @@
 `RULEBRIDGE_CHAOS_KILL=point:n` kills the process (SIGKILL, no clean-up of any kind) the n-th
 time it reaches `point` (see `scenario.KILL_POINTS`); the parent may also kill it after a random
 delay. With `RULEBRIDGE_CHAOS_AUDIT_URL` every state change is appended to the audit log
-(`engine.audit.log.AuditLog`). Prints `ready` once imported, `finished` at the end.
+(`engine.audit.log.AuditLog`); with `RULEBRIDGE_CHAOS_ONE_DB=1` as well, the ledger and the log are one
+database and the executor writes through the log's units of work (a state change and its event in
+one transaction, committed before each connector call). Prints `ready` once imported, `finished` at
+the end.
 
 Kept light on purpose (a run costs one interpreter start): it imports the ledger, the executor
 and the test systems of record, not the `engine` facade (the whole pipeline, rules, models).
@@ -77,6 +80,7 @@ def main() -> None:
     seed = int(os.environ["RULEBRIDGE_CHAOS_SEED"])
     folder = Path(os.environ["RULEBRIDGE_CHAOS_DIR"])
     audit: Callable[[str, str, dict[str, Any]], None] | None = None
+    log: Any = None
     if os.environ.get("RULEBRIDGE_CHAOS_AUDIT_URL"):
         from engine.audit.log import AuditLog  # the parent sets the URL only when the module exists
 
@@ -87,9 +91,13 @@ def main() -> None:
 
         audit = append
     ledger = KillingLedger(os.environ["RULEBRIDGE_CHAOS_LEDGER_URL"])
+    units = None
+    if os.environ.get("RULEBRIDGE_CHAOS_ONE_DB") == "1":  # ledger and audit log in one database: units of work
+        units = log
+        ledger.share(log)
     recs = records(folder, after_commit=lambda connector, action, key: reach(
         "compensation_committed" if compensating else "blind_after_commit" if connector == "crm" else "after_commit"))
-    executor = Executor(ledger, recs, audit=audit)
+    executor = Executor(ledger, recs, audit=audit, units=units)
     print("ready", flush=True)
     for p in decisions(seed):
         executor.run(p.decision_id, AGENT, p.steps)

@@ -104,8 +104,9 @@ class Tally:
         assert self.audit_events > 0 or not AUDIT_LOG
 
 
-def one_run(seed: int, folder: Path, ledger_url: str, tally: Tally) -> None:
-    """Start the child, kill it, recover, re-run, check."""
+def one_run(seed: int, folder: Path, ledger_url: str, tally: Tally, *, one_db: bool = False) -> None:
+    """Start the child, kill it, recover, re-run, check. `one_db`: the audit log lives in the ledger's
+    database and the executor writes through its units of work (as `Engine` does by default)."""
     rng = random.Random(seed)
     point = KILL_POINTS[seed % len(KILL_POINTS)]
     # the n-th time the point is reached; points a run reaches only once or twice get a small n
@@ -113,9 +114,10 @@ def one_run(seed: int, folder: Path, ledger_url: str, tally: Tally) -> None:
     folder.mkdir(parents=True)
     Ledger(ledger_url).close()  # the tables exist before the child starts (as in a deployed workspace)
     records(folder)
-    audit_url = f"sqlite:///{folder}/audit.db" if AUDIT_LOG else ""
+    audit_url = (ledger_url if one_db else f"sqlite:///{folder}/audit.db") if AUDIT_LOG else ""
     env = {**os.environ, "RULEBRIDGE_CHAOS_SEED": str(seed), "RULEBRIDGE_CHAOS_DIR": str(folder),
            "RULEBRIDGE_CHAOS_LEDGER_URL": ledger_url, "RULEBRIDGE_CHAOS_AUDIT_URL": audit_url,
+           "RULEBRIDGE_CHAOS_ONE_DB": "1" if one_db and AUDIT_LOG else "0",
            "RULEBRIDGE_CHAOS_KILL": f"{point}:{nth}" if point != "timed" else "none:0",
            "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen([sys.executable, str(CHILD)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -140,9 +142,13 @@ def one_run(seed: int, folder: Path, ledger_url: str, tally: Tally) -> None:
     if audit_log is not None:
         audit = lambda d, step, data: audit_log.append(d, step, data.get("agent", AGENT), data)  # noqa: E731
     ledger = Ledger(ledger_url)
+    units = None
+    if one_db and audit_log is not None:
+        units = audit_log
+        ledger.share(audit_log)
     recs = records(folder)
     try:
-        executor = Executor(ledger, recs, audit=audit)
+        executor = Executor(ledger, recs, audit=audit, units=units)
         report = executor.recover()
         planned = decisions(seed)
         for p in planned:
@@ -191,11 +197,13 @@ def audit_gaps(audit_log: Any, ledger: Ledger, planned: list[Any]) -> list[str]:
     return gaps
 
 
-def series(runs: int, base: Path, url_for: Callable[[int, Path], str], *, workers: int) -> Tally:
+def series(runs: int, base: Path, url_for: Callable[[int, Path], str], *, workers: int,
+           one_db: bool = False) -> Tally:
     tally = Tally()
     seeds = [BASE_SEED + i for i in range(runs)]
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        for fut in [pool.submit(lambda s: one_run(s, base / f"run-{s}", url_for(s, base / f"run-{s}"), tally), s)
+        for fut in [pool.submit(lambda s: one_run(s, base / f"run-{s}", url_for(s, base / f"run-{s}"), tally,
+                                                  one_db=one_db), s)
                     for s in seeds]:
             fut.result()
     return tally
@@ -214,8 +222,30 @@ def test_crash_recovery_sqlite(tmp_path, capsys):
     tally.assert_clean()
 
 
-def test_crash_recovery_postgres(tmp_path, capsys):
-    """A handful of runs with the ledger on PostgreSQL (the systems of record stay SQLite files)."""
+ONE_DB_RUNS = int(os.environ.get("RULEBRIDGE_CRASH_ONE_DB_RUNS", str(max(RUNS // 2, 1))))
+
+
+@pytest.mark.skipif(AUDIT_LOG is None, reason="the audit log does not exist yet")
+def test_crash_recovery_one_database(tmp_path, capsys):
+    """Ledger and audit log in ONE SQLite file, the executor writing through the log's units of work
+    (what `Engine` does by default): a state change and its event commit together, the claim before
+    the connector acts; killed at every point, as above."""
+    t0 = time.perf_counter()
+    tally = series(ONE_DB_RUNS, tmp_path, lambda s, folder: f"sqlite:///{folder}/state.db", workers=WORKERS,
+                   one_db=True)
+    with capsys.disabled():
+        print("\n" + tally.summary("sqlite, one database", time.perf_counter() - t0))
+    assert tally.runs == ONE_DB_RUNS
+    assert set(tally.killed) == set(KILL_POINTS) or ONE_DB_RUNS < 3 * len(KILL_POINTS), tally.killed
+    tally.assert_clean()
+
+
+@pytest.mark.parametrize("one_db", [False, True], ids=["ledger", "one_database"])
+def test_crash_recovery_postgres(tmp_path, capsys, one_db):
+    """A handful of runs with the ledger on PostgreSQL (the systems of record stay SQLite files);
+    `one_database`: the audit log in the same schema, the executor writing through its units of work."""
+    if one_db and AUDIT_LOG is None:
+        pytest.skip("the audit log does not exist yet")
     if not PG_URL:
         if os.environ.get("RULEBRIDGE_REQUIRE_PG") == "1":
             pytest.fail("RULEBRIDGE_REQUIRE_PG=1 but RULEBRIDGE_TEST_PG_URL is not set")
@@ -234,13 +264,13 @@ def test_crash_recovery_postgres(tmp_path, capsys):
 
     t0 = time.perf_counter()
     try:
-        tally = series(PG_RUNS, tmp_path, url_for, workers=WORKERS)
+        tally = series(PG_RUNS, tmp_path, url_for, workers=WORKERS, one_db=one_db)
     finally:
         with admin.begin() as c:
             for schema in schemas:
                 c.execute(text(f"DROP SCHEMA {schema} CASCADE"))
         admin.dispose()
     with capsys.disabled():
-        print("\n" + tally.summary("postgresql", time.perf_counter() - t0))
+        print("\n" + tally.summary("postgresql, one database" if one_db else "postgresql", time.perf_counter() - t0))
     assert tally.runs == PG_RUNS
     tally.assert_clean()
