@@ -519,8 +519,9 @@ class DurableMatcher:
         return self._bodies(sent, segs)
 
     def _bodies(self, sent: dict[str, Any], segs: dict[int, int]) -> list[str | None]:
-        # each field encoded once per case; each network gets the fields it tests
-        parts = {k: f'"{k}": {_dumps(v)}' for k, v in sent.items()}
+        # each field encoded once per case; each network gets the fields it tests. Text is
+        # written as it is: what reaches `sent` never needs a JSON escape (`_stand_in`).
+        parts = {k: f'"{k}": "{v}"' if type(v) is str else f'"{k}": {_dumps(v)}' for k, v in sent.items()}
         out: list[str | None] = []
         for keys, gates, net_runs in zip(self._net_keys, self._net_gates, self._net_runs):
             # A network whose every rule starts with an equality the case fails cannot match:
