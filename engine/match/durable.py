@@ -66,6 +66,9 @@ NODE_BUDGET = 48  # < 64, the size of durable-rules' fixed stack
 # 250 rather than 500: smaller networks get smaller messages (durable-rules walks every field
 # of the message at each node it visits), measured ~10 % faster at 2,000 generated rules.
 RULE_BUDGET = 250
+# A message of more than 254 fields (sid and id included) is refused (error 302, measured on
+# 2.0.28); a network is kept to messages of at most this many.
+MESSAGE_BUDGET = 200
 # The interval fields of a network for one segment are joined once and kept; at most this
 # many such fragments per matcher (then the cache starts again): bounded memory (a few MB)
 # whatever values the cases bring.
@@ -221,12 +224,14 @@ class _TrieNode:
     def k(self) -> int:
         return self.ne + len(self.eq) + sum(self.iv_max.values())
 
-    def k_with(self, atom: tuple) -> int:
-        """`k()` if a new child for `atom` were added."""
+    def k_with(self, atom: tuple, exact: bool = True) -> int:
+        """`k()` if a new child for `atom` were added (not `exact`: an upper bound, cheaper)."""
         key, op, lit = atom
         if op == "==":
             return self.k() + (key not in self.eq)
         if op == "in":
+            if not exact:
+                return self.k() + 1
             pid, lo, hi = lit
             w = self.iv.get(pid)
             inside = max(w[lo:hi + 1], default=0) if w else 0
@@ -263,8 +268,9 @@ class _BoundTrie:
     def __init__(self) -> None:
         self.root = _TrieNode()
 
-    def bound_with(self, atoms: list) -> int:
-        """`_bound` of the root if `atoms` were added (nothing is changed)."""
+    def bound_with(self, atoms: list, exact: bool = True) -> int:
+        """`_bound` of the root if `atoms` were added (nothing is changed); not `exact`: an
+        upper bound of it, without looking at the runs of interval fields."""
         path: list[_TrieNode | None] = [self.root]
         for a in atoms:
             node = path[-1]
@@ -276,7 +282,7 @@ class _BoundTrie:
             if parent is None:  # a new node whose only child is this chain
                 nb = max(1, nb)
             else:
-                k = parent.k() if child is not None else parent.k_with(atoms[i])
+                k = parent.k() if child is not None else parent.k_with(atoms[i], exact)
                 nb = k - 1 + max(1, parent.most, nb)
         return nb
 
@@ -360,10 +366,13 @@ def _digest(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
 
 
+_Q_BLOCK = 16
+
+
 class _Chunk:
     """The rules of one network while they are split, and what its messages need."""
 
-    __slots__ = ("gates", "keys", "rules", "runs", "trie")
+    __slots__ = ("gates", "keys", "q", "q_count", "q_max", "rules", "runs", "trie")
 
     def __init__(self) -> None:
         self.rules: dict[str, Any] = {}  # durable rule name -> definition
@@ -373,9 +382,49 @@ class _Chunk:
         self.keys: set[str] = {"_t"}  # the fields its atoms test: its messages hold only those
         # the first equality of each rule (field -> values); None once a rule has none
         self.gates: dict[str, set] | None = {}
+        # its interval fields; per path and block of `_Q_BLOCK` segments how many of their runs
+        # reach into it (an upper bound on those holding one segment), and the max
+        self.q: set[str] = set()
+        self.q_count: dict[int, list[int]] = {}
+        self.q_max: dict[int, int] = {}
+
+    def fits(self, atoms: list) -> bool:
+        """Whether one more rule keeps the network within its budgets."""
+        if len(self.rules) >= RULE_BUDGET:
+            return False
+        # the most fields a message can have: sid, id, the fields tested, and the interval
+        # fields whose runs share a segment (gates ignored)
+        props = 2 + len(self.keys) + sum(self.q_max.values())
+        new_q = []
+        for key, op, lit in atoms:
+            if op != "in":
+                props += key not in self.keys
+            elif key not in self.q:
+                new_q.append(lit)
+        if props + len(new_q) > MESSAGE_BUDGET:  # then look at the runs (cheap upper bound first)
+            for pid, lo, hi in new_q:
+                w = self.q_count.get(pid)
+                lo, hi = lo // _Q_BLOCK, hi // _Q_BLOCK
+                inside = max(w[lo:hi + 1], default=0) if w else 0
+                props += max(0, inside + 1 - self.q_max.get(pid, 0))
+            if props > MESSAGE_BUDGET:
+                return False
+        return (self.trie.bound_with(atoms, exact=False) <= NODE_BUDGET
+                or self.trie.bound_with(atoms) <= NODE_BUDGET)
 
     def add(self, name: str, atoms: list, gate: tuple | None) -> None:
         self.trie.add(atoms)
+        for key, op, lit in atoms:
+            if op == "in" and key not in self.q:
+                self.q.add(key)
+                pid, lo, hi = lit
+                lo, hi = lo // _Q_BLOCK, hi // _Q_BLOCK
+                w = self.q_count.setdefault(pid, [])
+                if len(w) <= hi:
+                    w.extend([0] * (hi + 1 - len(w)))
+                inside = [x + 1 for x in w[lo:hi + 1]]
+                w[lo:hi + 1] = inside
+                self.q_max[pid] = max(self.q_max.get(pid, 0), max(inside))
         if gate is None:
             self.gates = None
         elif self.gates is not None:
@@ -443,7 +492,7 @@ class DurableMatcher:
         chunks: list[_Chunk] = []
         for _key, i, atoms, gate in chains:
             for chunk in chunks:
-                if len(chunk.rules) < RULE_BUDGET and chunk.trie.bound_with(atoms) <= NODE_BUDGET:
+                if chunk.fits(atoms):
                     break
             else:
                 chunk = _Chunk()

@@ -181,3 +181,23 @@ def test_the_benchmark_ruleset_at_2000_rules_builds_few_networks(tmp_path):
     m = DurableMatcher(rs)
     assert len(m.networks) <= -(-2000 // RULE_BUDGET) + 2
     assert ("case", "invoice", "amount") in m.paths
+
+
+def test_messages_stay_within_durable_rules_field_limit(tmp_path):
+    """durable-rules refuses a message of more than 254 fields (error 302). Here 250 rules
+    share their first equality and differ in a second one, so few interval fields hold at
+    once in the network but all 250 would be sent: the split keeps messages small."""
+    from engine.match.durable import MESSAGE_BUDGET
+
+    rules = [['case.g == "a"', f'case.h == "v{i % 10}"', f"case.n >= {i}", f"case.n < {10 ** 6 + i}"]
+             for i in range(250)]
+    rs = _compile('{g: "string?", h: "string?", n: "number?"}', rules, tmp_path)
+    m = DurableMatcher(rs)
+    assert len(m.networks) >= 2
+    for h in ("v0", "v3", "w"):
+        for n in (0, 100, 5000, 10 ** 6 + 100):
+            env = {"case": {"g": "a", "h": h, "n": n}}
+            for body in m.bodies(env):
+                assert body is None or body.count('": ') + 2 <= MESSAGE_BUDGET
+            assert m.match(env) == match_reference(rs, env)
+    assert m.stats["fallbacks"] == 0, m.last_fallback
