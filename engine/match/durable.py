@@ -518,6 +518,7 @@ class DurableMatcher:
             self._fields.append((key, path[0], tuple(path[1:]), kinds, _KIND_OK.get(kind, lambda v: False),
                                  key in used, pids.get(path), px.segment if px else None))
         self._synthetic = [(key, fn) for key, fn, _node in rs.synthetic.values()]
+        self._ids = [r.id for r in rs.rules]
         self._net_keys = [sorted(c.keys) for c in chunks]
         self._net_gates = [None if c.gates is None else [(k, frozenset(v)) for k, v in sorted(c.gates.items())]
                            for c in chunks]
@@ -570,7 +571,11 @@ class DurableMatcher:
     def _bodies(self, sent: dict[str, Any], segs: dict[int, int]) -> list[str | None]:
         # each field encoded once per case; each network gets the fields it tests. Text is
         # written as it is: what reaches `sent` never needs a JSON escape (`_stand_in`).
-        parts = {k: f'"{k}": "{v}"' if type(v) is str else f'"{k}": {_dumps(v)}' for k, v in sent.items()}
+        parts = {}
+        for k, v in sent.items():
+            t = type(v)
+            parts[k] = (f'"{k}": "{v}"' if t is str else f'"{k}": true' if v is True else f'"{k}": false'
+                        if v is False else f'"{k}": {_dumps(v)}')
         out: list[str | None] = []
         for keys, gates, net_runs in zip(self._net_keys, self._net_gates, self._net_runs):
             # A network whose every rule starts with an equality the case fails cannot match:
@@ -635,5 +640,5 @@ class DurableMatcher:
             self.stats["fallbacks"] += 1
             self.last_fallback = str(exc)
             return match_reference(self.rs, env)
-        order = self._order
-        return [self.rs.rules[i].id for i in sorted({order[n] for n in names})]
+        ids = self._ids
+        return [ids[i] for i in sorted(set(map(self._order.__getitem__, names)))]
