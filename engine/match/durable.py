@@ -28,11 +28,17 @@ How it works around the measured limits of durable-rules 2.0.28 (DESIGN.md):
   entry (64 true children of one node pass, 65 fail; 30 x 30 = 930 true nodes pass):
   `tests/match/test_durable_chunking.py`. Rules, their atoms ordered canonically
   (equalities, then interval fields, then the rest) and sorted so equal prefixes share
-  nodes, go to the first network where the bound stays within `NODE_BUDGET` and the
-  network within `RULE_BUDGET` rules (513 rules hang its compiler). A network whose every
-  rule starts with an equality the case fails is not asked. Should the engine still
-  report 303, the case is matched by the reference evaluator and the fallback is counted
-  — the answer is the same by the differential tests.
+  nodes, go to the first network where the bound stays within `NODE_BUDGET`, the network
+  within `RULE_BUDGET` rules (513 rules hang its compiler) and its messages within
+  `MESSAGE_BUDGET` fields (more than 254 are refused: error 302). A network's message
+  holds only the fields its rules test, and a network whose every rule starts with an
+  equality the case fails is not asked. Should the engine still report an error, the
+  case is matched by the reference evaluator and the fallback is counted — the answer is
+  the same by the differential tests.
+- Ordered comparisons, text and dates included, are decided by the interval index in
+  Python, so its ordering quirks below only matter for what still reaches it (`==`, `!=`);
+  the compiler still keeps ordered text literals with a space or `!` out of atoms (they
+  are synthetic fields), which is no longer needed but harmless.
 - Only JSON-native values reach it: dates as ISO strings, no `Decimal`; a value whose kind
   does not match the path's static type is left out, which makes every test on it false,
   exactly like the reference evaluator's unknown (so is NaN).
