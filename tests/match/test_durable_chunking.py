@@ -125,3 +125,27 @@ def test_interval_fields_of_one_path_count_only_where_their_runs_overlap():
     for r in runs:
         t.add([(f"q{r}", "in", r)])
     assert t.root.bound == 3
+
+
+@pytest.mark.parametrize("heads_first", [True, False])
+def test_durable_rules_keeps_the_order_of_a_rules_atoms(heads_first):
+    """The bound is computed on the chains as written: `{"$and": [a, b]}` must become node a
+    with child b. 120 rules `a and b<i>`, `c and d<i>`: 2 nodes with 60 true children each
+    (stack 61) as written; written the other way round, 120 true children of the root."""
+    rules, trie = {}, {}
+    for head, tail, prefix in (("a", "b", "r"), ("c", "d", "s")):
+        for i in range(60):
+            chain = [(head, "==", True), (f"{tail}{i}", "==", True)]
+            if not heads_first:
+                chain.reverse()
+            rules[f"{prefix}{i}"] = {"all": [{"m": {"$and": [{k: v} for k, _, v in chain]}}]}
+            node = trie
+            for atom in chain:
+                node = node.setdefault(atom, {})
+    fact = {"a": True, "c": True, **{f"b{i}": True for i in range(60)}, **{f"d{i}": True for i in range(60)}}
+    assert _bound(trie) == (61 if heads_first else 120)
+    if heads_first:
+        assert _ask(rules, fact) == 120
+    else:
+        with pytest.raises(MatcherError, match="303"):
+            _ask(rules, fact)
