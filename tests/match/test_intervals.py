@@ -13,13 +13,20 @@ import datetime as dt
 import itertools
 import math
 import random
+from unittest import mock
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from engine.lang.payload import validate_payload
+from engine.lang.semantics import TODAY
+from engine.match import durable
 from engine.match.durable import RULE_BUDGET, DurableMatcher
 from engine.match.intervals import PathIndex
 from engine.match.reference import match_reference
-from tests.rulesets import compile_ruleset
+from tests.match import test_differential as td
+from tests.rulesets import CLOCK, compile_ruleset, mini_workspace
 
 _names = (f"intervals{i}" for i in itertools.count())
 OPS = ("<", "<=", ">", ">=")
@@ -201,3 +208,32 @@ def test_messages_stay_within_durable_rules_field_limit(tmp_path):
                 assert body is None or body.count('": ') + 2 <= MESSAGE_BUDGET
             assert m.match(env) == match_reference(rs, env)
     assert m.stats["fallbacks"] == 0, m.last_fallback
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                   HealthCheck.function_scoped_fixture])
+@given(rules=st.lists(td.rule_conditions, min_size=4, max_size=24), cases=st.lists(td.payloads, min_size=6, max_size=12))
+def _check_tiny_networks(tmp_path, rules, cases):
+    rs = td._compile(td.SCALAR_CASE, rules, tmp_path)
+    with mock.patch.multiple(durable, NODE_BUDGET=3, RULE_BUDGET=3, MESSAGE_BUDGET=12):
+        matcher = DurableMatcher(rs)
+    for payload in cases:
+        value, problems = validate_payload(rs.case_schema, payload, mini_workspace().prefixes)
+        assert problems == []
+        td._agree(rs, matcher, {"case": value, TODAY: CLOCK})
+    assert matcher.stats["fallbacks"] == 0, matcher.last_fallback
+    TINY["rulesets"] += 1
+    TINY["split"] += len(matcher.networks) > 1
+    TINY["asked"] += matcher.stats["asked"]
+    TINY["could_ask"] += matcher.stats["cases"] * len(matcher.networks)
+
+
+TINY = {"rulesets": 0, "split": 0, "asked": 0, "could_ask": 0}
+
+
+def test_differential_with_tiny_budgets(tmp_path):
+    """The generated rulesets of `test_differential`, split into networks of at most three
+    rules: first fit, gated interval fields and networks left unasked all get exercised."""
+    _check_tiny_networks(tmp_path)
+    assert TINY["split"] > TINY["rulesets"] // 2  # most rulesets were really split
+    assert TINY["asked"] < TINY["could_ask"]  # and some networks were not asked
