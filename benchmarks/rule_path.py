@@ -15,7 +15,8 @@ cases from it, and measures on the same cases:
 - `decide`: `Engine.decide(case)`, the whole rule path (resolve, match, hit policy, guards)
 - `resolve`: the fact resolution alone (`resolve_facts`)
 - `matcher`: `DurableMatcher.match(env)` (flat fact + every network), and its fallbacks
-- `durable_raw`: durable-rules' own assert + retract of the same flat facts, pre-encoded
+- `durable_raw`: durable-rules' own assert + retract of the exact messages the matcher
+  sends each network (the flat fact plus that network's interval fields), pre-encoded
   (the matcher's floor: what is left if the adapter cost nothing)
 - `linear_scan`: a plain-Python scan of the same compiled atoms over the same flat facts
 - `reference`: the reference evaluator (`match_reference`) over the resolved facts
@@ -435,6 +436,7 @@ def run_config(n_rules: int, triples: int, *, cache: Path, n_cases: int, seconds
         rs = ws.rulesets[RULESET]
         matcher = eng.matcher_for(rs)
         res["networks"] = len(matcher.networks)
+        res["interval_paths"] = {".".join(p): px.nseg for p, px in matcher.paths.items()}  # path -> segments
         res["synthetic_fields"] = len(rs.synthetic)
         res["network_fields"] = len(rs.network)
         cases = sample_cases(ws.store, n_cases, seed=seed)
@@ -450,20 +452,15 @@ def run_config(n_rules: int, triples: int, *, cache: Path, n_cases: int, seconds
             payload, _ = validate_payload(rs.case_schema, c["payload"], ws.prefixes)
             envs.append((payload, resolve_facts(rs, payload, ws.graph, as_of=as_of)[0]))
         facts = [matcher.flat_fact(env) for _, env in envs]
-        texts = []
-        for f in facts:
-            per_net = []
-            for net in matcher.networks:
-                g = dict(f)
-                g["sid"] = net.sid()
-                g["id"] = "bench"
-                per_net.append(json.dumps(g))
-            texts.append(per_net)
-        nets = [(net.dre, net.handle) for net in matcher.networks]
+        # durable-rules' own work: the exact message each network gets (with its interval fields)
+        # (the networks that cannot match a case are not asked: `bodies` gives None for them)
+        texts = [[(net.dre, net.handle, f'{{"sid": "{net.sid()}", "id": "bench", {body}}}')
+                  for net, body in zip(matcher.networks, bodies) if body is not None]
+                 for bodies in (matcher.bodies(env) for _, env in envs)]
 
-        def durable_raw(per_net: list[str]) -> int:
+        def durable_raw(per_net: list[tuple[Any, Any, str]]) -> int:
             n = 0
-            for (dre, h), text in zip(nets, per_net):
+            for dre, h, text in per_net:
                 r = dre.assert_fact(h, text)
                 state = r[1]
                 if dre.start_action_for_state(h, state):
@@ -496,7 +493,7 @@ def run_config(n_rules: int, triples: int, *, cache: Path, n_cases: int, seconds
             o = eng.decide(c).outcome
             outcomes[o] = outcomes.get(o, 0) + 1
         res["outcomes"] = outcomes
-        matcher.stats.update(cases=0, fallbacks=0)
+        matcher.stats.update(cases=0, fallbacks=0, asked=0)
         timings = {}
         kw = {"min_calls": min_calls, "seconds": seconds}
         timings["decide"] = measure("decide", decide, cases, **kw)

@@ -10,13 +10,35 @@ How it works around the measured limits of durable-rules 2.0.28 (DESIGN.md):
   `delete_state`); a lock per network because a session is not thread-safe.
 - Ruleset names are global to the process: each network gets a unique name from its content
   hash; identical networks are shared across engines in one process.
-- More than ~64 simultaneously true alpha nodes overflow a fixed stack (error 303). Each
-  rule's atoms are ordered canonically (equalities first) so rules share prefixes, and the
-  rules are split into several networks so that no network can have more than
-  `NODE_BUDGET` nodes true at once (a static bound computed on the shared-prefix trie,
-  kept incrementally) nor more than `RULE_BUDGET` rules (513 rules hang its compiler).
-  Should the engine still report 303, the case is matched by the reference evaluator and
-  the fallback is counted — the answer is the same by the differential tests.
+- Range conditions never reach it as ranges (`engine.match.intervals`): per ordered path
+  the literal bounds are sorted once, a case's value is placed by one `bisect` in an
+  elementary segment (equal to a bound, or strictly between two), and each rule's `<`,
+  `<=`, `>`, `>=` atoms on that path become one *interval field* (`q<n>`), tested by
+  equality with true. The message to a network holds the interval fields whose run of
+  segments holds the case's segment, and only those of rules whose first equality holds
+  (one field per run and first equality; fragments cached per segment, bounded). A half-
+  line `amount >= lo` used to be true for every larger amount; an interval field is true
+  only where its rule's range holds, so far fewer nodes are true at once. The compiled
+  atoms are unchanged: the reference evaluator and "why not" read them.
+- Its alpha network is walked depth first with a fixed stack of 64 entries (error 303 when
+  more are pending). `_bound` models that stack on the shared-prefix trie of a network's
+  atom chains: below a node, k - 1 + the most any child needs, where k counts the children
+  that can hold together (one per field among equalities; among the interval fields of one
+  path, the most runs sharing a segment; every other child). Measured on 2.0.28 to the
+  entry (64 true children of one node pass, 65 fail; 30 x 30 = 930 true nodes pass):
+  `tests/match/test_durable_chunking.py`. Rules, their atoms ordered canonically
+  (equalities, then interval fields, then the rest) and sorted so equal prefixes share
+  nodes, go to the first network where the bound stays within `NODE_BUDGET`, the network
+  within `RULE_BUDGET` rules (513 rules hang its compiler) and its messages within
+  `MESSAGE_BUDGET` fields (more than 254 are refused: error 302). A network's message
+  holds only the fields its rules test, and a network whose every rule starts with an
+  equality the case fails is not asked. Should the engine still report an error, the
+  case is matched by the reference evaluator and the fallback is counted — the answer is
+  the same by the differential tests.
+- Ordered comparisons, text and dates included, are decided by the interval index in
+  Python, so its ordering quirks below only matter for what still reaches it (`==`, `!=`);
+  the compiler still keeps ordered text literals with a space or `!` out of atoms (they
+  are synthetic fields), which is no longer needed but harmless.
 - Only JSON-native values reach it: dates as ISO strings, no `Decimal`; a value whose kind
   does not match the path's static type is left out, which makes every test on it false,
   exactly like the reference evaluator's unknown (so is NaN).
@@ -42,10 +64,21 @@ from typing import Any
 from engine.lang.compiler import EXACT_INT, CompiledRuleset, needs_escape
 from engine.lang.semantics import get_path
 
+from .intervals import build_paths, rule_runs
+
 NODE_BUDGET = 48  # < 64, the size of durable-rules' fixed stack
 # create_ruleset never returns for a ruleset of more than 512 rules (measured on 2.0.28: 512
 # rules compile in ~20 ms, 513 spin forever), so a network holds at most this many.
-RULE_BUDGET = 500
+# 250 rather than 500: smaller networks get smaller messages (durable-rules walks every field
+# of the message at each node it visits), measured ~10 % faster at 2,000 generated rules.
+RULE_BUDGET = 250
+# A message of more than 254 fields (sid and id included) is refused (error 302, measured on
+# 2.0.28); a network is kept to messages of at most this many.
+MESSAGE_BUDGET = 200
+# The interval fields of a network for one segment are joined once and kept; at most this
+# many such fragments per matcher (then the cache starts again): bounded memory (a few MB)
+# whatever values the cases bring.
+FRAGMENT_CACHE = 32768
 _OPS = {"!=": "$neq", "<": "$lt", "<=": "$lte", ">": "$gt", ">=": "$gte"}
 _KIND_OK = {
     # NaN is unknown (engine.lang.semantics.is_unknown): left out, every test on it is false.
@@ -64,6 +97,7 @@ class MatcherError(RuntimeError):
 
 
 _INF = float("inf")
+_ABSENT = object()  # a gate field the case does not have: no gate value equals it
 
 
 def _encode(v: Any) -> Any:
@@ -82,6 +116,8 @@ def _encode(v: Any) -> Any:
 
 
 def _atom_json(key: str, op: str, lit: Any) -> dict:
+    if op == "in":  # an interval field: true in the message when the case's segment is in its run
+        return {key: True}
     lit = _encode(lit)
     if op == "==":
         return {key: lit}
@@ -138,35 +174,99 @@ def _dumps(obj: Any) -> str:
     raise MatcherError(f"durable-rules cannot compare {obj!r} exactly")
 
 
+def _run_depth(runs: list[tuple[int, int]]) -> int:
+    """The most runs (first, last; inclusive) that share one segment."""
+    events = sorted([(lo, 1) for lo, _ in runs] + [(hi + 1, -1) for _, hi in runs])
+    depth = best = 0
+    for _, d in events:  # at one position, runs that end are removed before runs that start
+        depth += d
+        best = max(best, depth)
+    return best
+
+
 def _bound(trie: dict) -> int:
-    """Upper bound on simultaneously true nodes below a trie level."""
-    total = 0
-    eq_groups: dict[str, int] = {}
+    """Upper bound on durable-rules' alpha stack while it matches one fact against a trie level.
+
+    Its matcher walks the alpha network depth first with a fixed stack of 64 entries: a node
+    it pops pushes every child that holds, and the stack overflows (error 303) when more are
+    pending than that. So the stack below a node needs at most k - 1 + (the most any child
+    needs), at least k, where k is how many children can hold together: one per field among
+    equalities, and among the interval fields of one path (`op` "in", literal `(path id,
+    first, last)`) the most runs that share a segment; any other child may hold with the
+    rest. Measured on 2.0.28: 64 true children of one node pass, 65 fail; 30 nodes with 30
+    true children each (930 true nodes, stack 59) pass.
+    """
+    if not trie:
+        return 0
+    ne = 0
+    eq: set[str] = set()
+    runs: dict[Any, list[tuple[int, int]]] = {}
+    most = 0
     for (key, op, lit), child in trie.items():
-        b = 1 + _bound(child)
+        most = max(most, _bound(child))
         if op == "==":
-            eq_groups[key] = max(eq_groups.get(key, 0), b)
+            eq.add(key)
+        elif op == "in":
+            runs.setdefault(lit[0], []).append((lit[1], lit[2]))
         else:
-            total += b
-    return total + sum(eq_groups.values())
+            ne += 1
+    k = ne + len(eq) + sum(_run_depth(r) for r in runs.values())
+    return k - 1 + max(1, most)
 
 
 class _TrieNode:
-    __slots__ = ("children", "bound", "ne_total", "eq_max")
+    __slots__ = ("children", "bound", "ne", "eq", "iv", "iv_max", "most")
 
     def __init__(self) -> None:
         self.children: dict[tuple, _TrieNode] = {}
         self.bound = 0  # INVARIANT: == _bound() of this node's subtree
-        self.ne_total = 0  # sum of 1 + bound over the children whose atom is not an equality
-        self.eq_max: dict[str, int] = {}  # per field: max of 1 + bound over its equality children
+        self.ne = 0  # children whose atom is neither an equality nor an interval field
+        self.eq: set[str] = set()  # fields of the equality children
+        # per indexed path: for each segment, how many interval children's runs hold it; the max of that
+        self.iv: dict[Any, list[int]] = {}
+        self.iv_max: dict[Any, int] = {}
+        self.most = 0  # the largest bound of a child
+
+    def k(self) -> int:
+        return self.ne + len(self.eq) + sum(self.iv_max.values())
+
+    def k_with(self, atom: tuple, exact: bool = True) -> int:
+        """`k()` if a new child for `atom` were added (not `exact`: an upper bound, cheaper)."""
+        key, op, lit = atom
+        if op == "==":
+            return self.k() + (key not in self.eq)
+        if op == "in":
+            if not exact:
+                return self.k() + 1
+            pid, lo, hi = lit
+            w = self.iv.get(pid)
+            inside = max(w[lo:hi + 1], default=0) if w else 0
+            old = self.iv_max.get(pid, 0)
+            return self.k() - old + max(old, inside + 1)
+        return self.k() + 1
+
+    def add_child(self, atom: tuple) -> None:
+        key, op, lit = atom
+        if op == "==":
+            self.eq.add(key)
+        elif op == "in":
+            pid, lo, hi = lit
+            w = self.iv.setdefault(pid, [])
+            if len(w) <= hi:
+                w.extend([0] * (hi + 1 - len(w)))
+            inside = [x + 1 for x in w[lo:hi + 1]]
+            w[lo:hi + 1] = inside
+            self.iv_max[pid] = max(self.iv_max.get(pid, 0), max(inside))
+        else:
+            self.ne += 1
 
 
 class _BoundTrie:
     """The shared-prefix trie of one network's atom chains, with `_bound` kept at every node.
 
     Adding a chain only changes the nodes along it, so checking and adding a rule costs
-    O(chain length) instead of recomputing `_bound` over the whole trie (which made splitting
-    n rules into networks O(n²): minutes for 2,000 rules that share equality prefixes).
+    O(chain length) (plus the runs of its interval fields) instead of recomputing `_bound`
+    over the whole trie.
     """
 
     __slots__ = ("root",)
@@ -174,8 +274,9 @@ class _BoundTrie:
     def __init__(self) -> None:
         self.root = _TrieNode()
 
-    def bound_with(self, atoms: list) -> int:
-        """`_bound` of the root if `atoms` were added (nothing is changed)."""
+    def bound_with(self, atoms: list, exact: bool = True) -> int:
+        """`_bound` of the root if `atoms` were added (nothing is changed); not `exact`: an
+        upper bound of it, without looking at the runs of interval fields."""
         path: list[_TrieNode | None] = [self.root]
         for a in atoms:
             node = path[-1]
@@ -184,42 +285,35 @@ class _BoundTrie:
         nb = last.bound if last is not None else 0
         for i in range(len(atoms) - 1, -1, -1):
             parent, child = path[i], path[i + 1]
-            key, op, _ = atoms[i]
             if parent is None:  # a new node whose only child is this chain
-                nb = 1 + nb
-            elif op == "==":
-                old = parent.eq_max.get(key, 0)
-                nb = parent.bound - old + max(old, 1 + nb)
+                nb = max(1, nb)
             else:
-                nb = parent.bound + (1 + nb) - (0 if child is None else 1 + child.bound)
+                k = parent.k() if child is not None else parent.k_with(atoms[i], exact)
+                nb = k - 1 + max(1, parent.most, nb)
         return nb
 
     def add(self, atoms: list) -> int:
         """Add one chain; returns the new bound of the root."""
         path = [self.root]
-        fresh = [False]
         for a in atoms:
             node = path[-1]
             child = node.children.get(a)
-            fresh.append(child is None)
             if child is None:
                 child = node.children[a] = _TrieNode()
+                node.add_child(a)
             path.append(child)
-        old = [n.bound for n in path]
         for i in range(len(atoms) - 1, -1, -1):
             parent, child = path[i], path[i + 1]
-            key, op, _ = atoms[i]
-            if op == "==":
-                parent.eq_max[key] = max(parent.eq_max.get(key, 0), 1 + child.bound)
-            else:
-                parent.ne_total += (1 + child.bound) - (0 if fresh[i + 1] else 1 + old[i + 1])
-            parent.bound = parent.ne_total + sum(parent.eq_max.values())
+            parent.most = max(parent.most, child.bound)
+            parent.bound = parent.k() - 1 + max(1, parent.most)
         return self.root.bound
 
 
 def _chain_key(atom: tuple[str, str, Any]) -> tuple:
+    """Equalities first (they share prefixes and exclude each other), then interval fields,
+    then the rest (`!=`, which holds for almost every value)."""
     key, op, lit = atom
-    return (0 if op == "==" else 1, key, op, str(type(lit)), str(lit))
+    return (0 if op == "==" else 1 if op == "in" else 2, key, op, str(type(lit)), str(lit))
 
 
 class _Network:
@@ -278,6 +372,79 @@ def _digest(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
 
 
+_Q_BLOCK = 16
+
+
+class _Chunk:
+    """The rules of one network while they are split, and what its messages need."""
+
+    __slots__ = ("gates", "keys", "q", "q_count", "q_max", "rules", "runs", "trie")
+
+    def __init__(self) -> None:
+        self.rules: dict[str, Any] = {}  # durable rule name -> definition
+        self.trie = _BoundTrie()
+        # (path id, gate field) -> gate value -> interval field -> (first, last)
+        self.runs: dict[tuple[int, Any], dict[Any, dict[str, tuple[int, int]]]] = {}
+        self.keys: set[str] = {"_t"}  # the fields its atoms test: its messages hold only those
+        # the first equality of each rule (field -> values); None once a rule has none
+        self.gates: dict[str, set] | None = {}
+        # its interval fields; per path and block of `_Q_BLOCK` segments how many of their runs
+        # reach into it (an upper bound on those holding one segment), and the max
+        self.q: set[str] = set()
+        self.q_count: dict[int, list[int]] = {}
+        self.q_max: dict[int, int] = {}
+
+    def fits(self, atoms: list) -> bool:
+        """Whether one more rule keeps the network within its budgets."""
+        if len(self.rules) >= RULE_BUDGET:
+            return False
+        # the most fields a message can have: sid, id, the fields tested, and the interval
+        # fields whose runs share a segment (gates ignored)
+        props = 2 + len(self.keys) + sum(self.q_max.values())
+        new_q = []
+        for key, op, lit in atoms:
+            if op != "in":
+                props += key not in self.keys
+            elif key not in self.q:
+                new_q.append(lit)
+        if props + len(new_q) > MESSAGE_BUDGET:  # then look at the runs (cheap upper bound first)
+            for pid, lo, hi in new_q:
+                w = self.q_count.get(pid)
+                lo, hi = lo // _Q_BLOCK, hi // _Q_BLOCK
+                inside = max(w[lo:hi + 1], default=0) if w else 0
+                props += max(0, inside + 1 - self.q_max.get(pid, 0))
+            if props > MESSAGE_BUDGET:
+                return False
+        return (self.trie.bound_with(atoms, exact=False) <= NODE_BUDGET
+                or self.trie.bound_with(atoms) <= NODE_BUDGET)
+
+    def add(self, name: str, atoms: list, gate: tuple | None) -> None:
+        self.trie.add(atoms)
+        for key, op, lit in atoms:
+            if op == "in" and key not in self.q:
+                self.q.add(key)
+                pid, lo, hi = lit
+                lo, hi = lo // _Q_BLOCK, hi // _Q_BLOCK
+                w = self.q_count.setdefault(pid, [])
+                if len(w) <= hi:
+                    w.extend([0] * (hi + 1 - len(w)))
+                inside = [x + 1 for x in w[lo:hi + 1]]
+                w[lo:hi + 1] = inside
+                self.q_max[pid] = max(self.q_max.get(pid, 0), max(inside))
+        if gate is None:
+            self.gates = None
+        elif self.gates is not None:
+            self.gates.setdefault(gate[0], set()).add(gate[1])
+        gkey, gval = gate if gate is not None else (None, None)
+        for key, op, lit in atoms:
+            if op == "in":
+                self.runs.setdefault((lit[0], gkey), {}).setdefault(gval, {})[key] = (lit[1], lit[2])
+            else:
+                self.keys.add(key)
+        tests = [_atom_json(k, op, lit) for k, op, lit in atoms]
+        self.rules[name] = {"all": [{"m": tests[0] if len(tests) == 1 else {"$and": tests}}]}
+
+
 @dataclass
 class DurableMatcher:
     """Matches a compiled ruleset with durable-rules; `stats` counts fallbacks."""
@@ -286,65 +453,166 @@ class DurableMatcher:
     rs: CompiledRuleset
     networks: list[_Network] = field(default_factory=list)
     rule_names: dict[str, str] = field(default_factory=dict)  # durable rule name -> rule id
-    stats: dict[str, int] = field(default_factory=lambda: {"cases": 0, "fallbacks": 0})
+    # cases matched, cases that fell back to the reference evaluator, networks asked (<= cases x networks)
+    stats: dict[str, int] = field(default_factory=lambda: {"cases": 0, "fallbacks": 0, "asked": 0})
     last_fallback: str | None = None
 
     def __post_init__(self) -> None:
         rs = self.rs
-        self._fields = []
-        for path, key in rs.network.items():
-            kinds, kind = rs.network_info[path]
-            self._fields.append((key, path[0], tuple(path[1:]), kinds, _KIND_OK.get(kind, lambda v: False)))
-        self._synthetic = [(key, fn) for key, fn, _node in rs.synthetic.values()]
+        # The interval index: every ordered path, its bounds and elementary segments.
+        self.paths = build_paths(rs.rules, rs.network_info)
+        pids = {path: n for n, path in enumerate(self.paths)}
         self._order: dict[str, int] = {}  # durable rule name -> index in rs.rules
-        chunks: list[dict[str, Any]] = []
-        chunk: dict[str, Any] = {}
-        trie = _BoundTrie()
-        for i, rule in enumerate(self.rs.rules):
+        self.never: list[str] = []  # rules whose range conditions contradict: in no network
+        chains = []
+        used: set[str] = {"_t"}
+        qkeys: dict[tuple, str] = {}  # (path id, first, last, gate) -> interval field
+        for i, rule in enumerate(rs.rules):
+            rest, runs = rule_runs(rule.conditions, self.paths)
+            if any(lo > hi for lo, hi in runs.values()):
+                self.never.append(rule.id)
+                continue
             atoms = []
-            for c in rule.conditions:
+            for c in rest:
                 if c.atom is not None:
                     path, op, lit = c.atom
-                    atoms.append((self.rs.network[path], op, lit))
+                    atoms.append((rs.network[path], op, lit))
                 else:
                     atoms.append((c.synthetic, "==", True))
-            atoms = sorted(set(atoms), key=_chain_key) or [("_t", "==", 1)]
-            # Would this rule push the chunk over the budget? Then start a new chunk.
-            if chunk and (len(chunk) >= RULE_BUDGET or trie.bound_with(atoms) > NODE_BUDGET):
+            atoms = sorted(set(atoms), key=_chain_key)
+            # The rule's first equality gates its interval fields: they are sent only when it
+            # holds (below). One field per run and gate, so a message never names a field twice.
+            gate = (atoms[0][0], _encode(atoms[0][2])) if atoms and atoms[0][1] == "==" else None
+            ivs = []
+            for path, (lo, hi) in runs.items():
+                run = (pids[path], lo, hi)
+                key = qkeys.setdefault((*run, gate), f"q{len(qkeys)}")
+                ivs.append((key, "in", run))
+            atoms = sorted(atoms + ivs, key=_chain_key) or [("_t", "==", 1)]
+            used.update(a[0] for a in atoms if a[1] != "in")
+            chains.append((tuple(_chain_key(a) for a in atoms), i, atoms, gate))
+        # Rules sharing atoms go together (sorted chains): equal prefixes share trie nodes. Each
+        # rule goes to the first network it fits in (first fit), so rules whose equalities
+        # exclude each other fill a network up to the rule budget.
+        chains.sort(key=lambda c: c[0])
+        chunks: list[_Chunk] = []
+        for _key, i, atoms, gate in chains:
+            for chunk in chunks:
+                if chunk.fits(atoms):
+                    break
+            else:
+                chunk = _Chunk()
                 chunks.append(chunk)
-                chunk, trie = {}, _BoundTrie()
-            trie.add(atoms)
             name = f"r{i}"
-            self.rule_names[name] = rule.id
+            chunk.add(name, atoms, gate)
+            self.rule_names[name] = rs.rules[i].id
             self._order[name] = i
-            tests = [_atom_json(k, op, lit) for k, op, lit in atoms]
-            cond = tests[0] if len(tests) == 1 else {"$and": tests}
-            chunk[name] = {"all": [{"m": cond}]}
-        if chunk:
-            chunks.append(chunk)
         with _registry_lock:
-            for definition in chunks:
+            for definition in (c.rules for c in chunks):
                 key = _digest(definition)
                 net = _networks.get(key)
                 if net is None:
                     net = _networks[key] = _Network(definition)
                 self.networks.append(net)
+        # What a case is turned into: the network fields its atoms test (`used`: the others,
+        # e.g. a path only ordered against literals, stay out of the message), the true
+        # synthetic fields, and per network the interval fields whose run holds the case's segment.
+        self._fields = []
+        for path, key in rs.network.items():
+            kinds, kind = rs.network_info[path]
+            px = self.paths.get(path)
+            self._fields.append((key, path[0], tuple(path[1:]), kinds, _KIND_OK.get(kind, lambda v: False),
+                                 key in used, pids.get(path), px.segment if px else None))
+        self._synthetic = [(key, fn) for key, fn, _node in rs.synthetic.values()]
+        self._ids = [r.id for r in rs.rules]
+        self._net_keys = [sorted(c.keys) for c in chunks]
+        self._net_gates = [None if c.gates is None else [(k, frozenset(v)) for k, v in sorted(c.gates.items())]
+                           for c in chunks]
+        self._caches: list[dict[int, str]] = []
+        self._cached = 0
+        self._net_runs = [[(pid, gkey, {gval: (sorted(((k, lo, hi) for k, (lo, hi) in fields.items()),
+                                                        key=lambda r: r[1]), self._new_cache())
+                                          for gval, fields in by_value.items()})
+                            for (pid, gkey), by_value in sorted(c.runs.items(), key=lambda kv: (kv[0][0], str(kv[0][1])))]
+                           for c in chunks]
 
-    def flat_fact(self, env: dict[str, Any]) -> dict[str, Any]:
-        """The case as one flat JSON object: network fields and true synthetic fields."""
+    def _new_cache(self) -> dict[int, str]:
+        cache: dict[int, str] = {}
+        self._caches.append(cache)
+        return cache
+
+    def _prepare(self, env: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], dict[int, int]]:
+        """The flat fact (every network field), what durable-rules is sent of it, and the segments."""
         fact: dict[str, Any] = {"_t": 1}
-        for key, root, steps, kinds, ok in self._fields:
+        sent: dict[str, Any] = {"_t": 1}
+        segs: dict[int, int] = {}
+        for key, root, steps, kinds, ok, in_net, pid, segment in self._fields:
             v = env.get(root)
             if steps and v is not None:
                 v = get_path(v, steps, kinds)
             if v is not None and ok(v):
+                if segment is not None:
+                    segs[pid] = segment(v)  # the value itself, compared by Python: exact
                 if type(v) is str and needs_escape(v):
                     v = _stand_in(v, *self._text_literals().get(key, ([], set())))
                 fact[key] = _encode(v)
+                if in_net:
+                    sent[key] = fact[key]
         for key, fn in self._synthetic:
             if fn(env) is True:
-                fact[key] = True
-        return fact
+                fact[key] = sent[key] = True
+        return fact, sent, segs
+
+    def flat_fact(self, env: dict[str, Any]) -> dict[str, Any]:
+        """The case as one flat JSON object: every network field and the true synthetic fields
+        (without the interval fields, which differ per network: see `bodies`)."""
+        return self._prepare(env)[0]
+
+    def bodies(self, env: dict[str, Any]) -> list[str | None]:
+        """What each network is sent for this case: JSON fields without braces, `sid` and `id`;
+        None for a network that cannot match it (not asked)."""
+        _fact, sent, segs = self._prepare(env)
+        return self._bodies(sent, segs)
+
+    def _bodies(self, sent: dict[str, Any], segs: dict[int, int]) -> list[str | None]:
+        # each field encoded once per case; each network gets the fields it tests. Text is
+        # written as it is: what reaches `sent` never needs a JSON escape (`_stand_in`).
+        parts = {}
+        for k, v in sent.items():
+            t = type(v)
+            parts[k] = (f'"{k}": "{v}"' if t is str else f'"{k}": true' if v is True else f'"{k}": false'
+                        if v is False else f'"{k}": {_dumps(v)}')
+        out: list[str | None] = []
+        for keys, gates, net_runs in zip(self._net_keys, self._net_gates, self._net_runs):
+            # A network whose every rule starts with an equality the case fails cannot match:
+            # it is not asked (None). Python's == is at least as wide as durable-rules' here.
+            if gates is not None and not any(sent.get(k, _ABSENT) in vals for k, vals in gates):
+                out.append(None)
+                continue
+            text = ", ".join([parts[k] for k in keys if k in parts])  # never empty: "_t" is always there
+            for pid, gkey, by_value in net_runs:
+                seg = segs.get(pid)
+                if seg is None:  # unknown: no interval field is true
+                    continue
+                # Only the interval fields of rules whose first equality can hold: for the
+                # others durable-rules would never test them. A gate that holds in Python holds
+                # there: the same encoded values, equal the same way (1 == True only widens it).
+                entry = by_value.get(None if gkey is None else sent.get(gkey, _ABSENT))
+                if entry is None:
+                    continue
+                runs, cache = entry
+                frag = cache.get(seg)
+                if frag is None:
+                    if self._cached >= FRAGMENT_CACHE:
+                        for c in self._caches:
+                            c.clear()
+                        self._cached = 0
+                    frag = cache[seg] = "".join(f', "{key}": true' for key, lo, hi in runs
+                                                if lo <= seg <= hi)
+                    self._cached += 1
+                text += frag
+            out.append(text)
+        return out
 
     def _text_literals(self) -> dict[str, tuple[list[str], set[str]]]:
         """Per network field, the text literals it is ordered against and those it is equated with."""
@@ -365,17 +633,18 @@ class DurableMatcher:
     def match(self, env: dict[str, Any]) -> list[str]:
         """Ids of every rule that matches, in ruleset order."""
         self.stats["cases"] += 1
-        body = _dumps(self.flat_fact(env))[1:-1]  # encoded once, shared by every network
+        _fact, sent, segs = self._prepare(env)
         names: list[str] = []
         try:
-            for net in self.networks:
-                names.extend(net.match(body))
+            for net, text in zip(self.networks, self._bodies(sent, segs)):
+                if text is not None:
+                    self.stats["asked"] += 1
+                    names.extend(net.match(text))
         except MatcherError as exc:
             from .reference import match_reference
 
             self.stats["fallbacks"] += 1
             self.last_fallback = str(exc)
             return match_reference(self.rs, env)
-        order = self._order
-        return [self.rs.rules[i].id for i in sorted({order[n] for n in names})]
-
+        ids = self._ids
+        return [ids[i] for i in sorted(set(map(self._order.__getitem__, names)))]
