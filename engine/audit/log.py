@@ -188,14 +188,24 @@ class _Checkpointer:
 
     def _reset(self) -> None:
         self._lock = threading.Lock()
+        self._busy = threading.Lock()  # held while a file is checkpointed
         self._dirty: set[str] = set()
+        self._closed: set[str] = set()  # files whose log was closed since they were taken for a pass
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
+
+    def forget(self, path: str) -> None:
+        """The log on `path` was closed: no checkpoint of it any more (one running is waited for), so
+        the files can be removed without a late pass opening the database again."""
+        with self._busy, self._lock:
+            self._dirty.discard(path)
+            self._closed.add(path)
 
     def touch(self, path: str) -> None:
         """`path` had a commit: checkpoint it soon."""
         with self._lock:
             self._dirty.add(path)
+            self._closed.discard(path)
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="rulebridge-wal-checkpoint", daemon=True)
                 self._thread.start()
@@ -210,16 +220,21 @@ class _Checkpointer:
             self._wake.clear()  # before taking the files: a commit from now on wakes the next pass
             with self._lock:
                 paths, self._dirty = self._dirty, set()
+                self._closed -= paths
             for path in paths:
-                try:  # mode=rw: a file deleted meanwhile is not created again
-                    c = sqlite3.connect(Path(path).as_uri() + "?mode=rw", uri=True, timeout=0.05,
-                                        isolation_level=None)
-                    try:
-                        c.execute("PRAGMA wal_checkpoint(PASSIVE)")
-                    finally:
-                        c.close()
-                except sqlite3.Error:  # busy, or gone: a later commit asks again
-                    pass
+                with self._busy:
+                    with self._lock:
+                        if path in self._closed:  # closed after it was taken: leave the files alone
+                            continue
+                    try:  # mode=rw: a file deleted meanwhile is not created again
+                        c = sqlite3.connect(Path(path).as_uri() + "?mode=rw", uri=True, timeout=0.05,
+                                            isolation_level=None)
+                        try:
+                            c.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                        finally:
+                            c.close()
+                    except sqlite3.Error:  # busy, or gone: a later commit asks again
+                        pass
 
 
 _checkpointer = _Checkpointer()
@@ -371,7 +386,9 @@ class AuditLog:
                 c.execute(insert(audit_head).values(id=1, seq=0, hash=GENESIS, count=0))
 
     def close(self) -> None:
-        """Release the database connections."""
+        """Release the database connections (and stop checkpointing the file: it may be removed now)."""
+        if self._wal_file:
+            _checkpointer.forget(self._wal_file)
         self.db.dispose()
 
     def __enter__(self) -> "AuditLog":

@@ -312,3 +312,28 @@ def test_sqlite_wal_is_checkpointed_in_the_background_not_in_a_commit(tmp_path):
             sqlite3.connect(path.as_uri() + "?mode=rw", uri=True).execute("select 1")
     finally:
         log.close()
+
+
+def test_a_closed_log_is_not_checkpointed_again(tmp_path, monkeypatch):
+    """Regression: a checkpoint pending at `close()` opened the database once more shortly after,
+    recreating its `-wal`/`-shm` files while the caller removed the folder (`OSError: Directory not
+    empty` from a temporary directory's cleanup)."""
+    import sqlite3
+    import time
+
+    from engine.audit import log as log_module
+
+    opened: list[str] = []
+    real = sqlite3.connect
+
+    def spy(database, *a, **k):
+        opened.append(str(database))
+        return real(database, *a, **k)
+
+    path = tmp_path / "audit.db"
+    log = AuditLog(f"sqlite:///{path}")
+    log.append_many(decision(1))  # a checkpoint of the file is now pending
+    log.close()
+    monkeypatch.setattr(sqlite3, "connect", spy)
+    time.sleep(log_module.CHECKPOINT_AFTER_S + 0.3)
+    assert [o for o in opened if "audit.db" in o] == []
