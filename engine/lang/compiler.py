@@ -343,11 +343,12 @@ class RulesetCompiler:
                 self.sink.error("schema", "rule without `id`", item.span, help="give every rule a stable dotted id")
                 continue
             rid = str(rid)
-            if rid in seen:
+            duplicate = rid in seen  # still checked below, so its own mistakes are reported too; never kept
+            if duplicate:
                 self.sink.error("duplicate_id", f"duplicate rule id `{rid}`", span_of(item["id"], item.span),
                                 help=f"first defined at line {seen[rid].line if seen[rid] else '?'}")
-                continue
-            seen[rid] = span_of(item["id"], item.span)
+            else:
+                seen[rid] = span_of(item["id"], item.span)
             priority = item.get("priority", 0)
             if not isinstance(priority, int) or isinstance(priority, bool):
                 self.sink.error("schema", "`priority` must be a whole number", _loc(item, "priority", item.span))
@@ -367,7 +368,7 @@ class RulesetCompiler:
             then = self._consequence(item["then"], scope, _loc(item, "then", item.span))
             # A rule with a broken condition is left out: kept with the others it would fire more
             # broadly than written, and the analysis would warn about that phantom rule.
-            if then is None or len(conditions) < len(compiled):
+            if then is None or len(conditions) < len(compiled) or duplicate:
                 continue
             rules.append(Rule(rid, str(item.get("description", "")), int(priority), i, conditions, then,
                               span_of(item["id"], item.span)))

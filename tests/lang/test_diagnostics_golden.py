@@ -185,6 +185,17 @@ def test_table_cell_error_stays_in_its_cell(tmp_path):
     assert [(d.code, _underlined(d, sources)) for d in diags] == [("type_mismatch", "<= abc")]
 
 
+def test_a_duplicate_rule_is_still_checked(tmp_path):
+    """Regression: the second rule with an id was skipped whole, so its own mistakes surfaced only
+    after the duplicate was renamed (every error of a file is reported at once)."""
+    f = tmp_path / "r.yaml"
+    f.write_text("ruleset: t\non: invoice.received\ncase: {invoice: Invoice}\nrules:\n"
+                 "  - id: a\n    when: case.invoice.amount > 1\n    then: {no_action: x}\n"
+                 "  - id: a\n    when: case.invoice.amount >\n    then: {no_action: y}\n", encoding="utf-8")
+    rs, sink = compile_ruleset(None, f)
+    assert [(d.code, d.span.line) for d in sink.items] == [("duplicate_id", 8), ("expr_syntax", 9)]
+
+
 @pytest.mark.parametrize("cell", ["<< 100", ">=> 5", "<= = 3"])
 def test_a_doubled_comparison_in_a_cell_is_a_syntax_error(tmp_path, cell):
     """Regression: `<< 100` read as `< "< 100"` (a comparison with text) and was reported as a
