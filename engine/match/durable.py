@@ -92,6 +92,15 @@ _networks: dict[str, "_Network"] = {}  # content hash -> network, shared process
 _name_counter = itertools.count()
 
 
+def _count_in(counts: list[int], lo: int, hi: int) -> int:
+    """Add one to `counts[lo..hi]` (grown with zeros as needed); the largest count in that run."""
+    if len(counts) <= hi:
+        counts.extend([0] * (hi + 1 - len(counts)))
+    inside = [x + 1 for x in counts[lo:hi + 1]]
+    counts[lo:hi + 1] = inside
+    return max(inside)
+
+
 class MatcherError(RuntimeError):
     """durable-rules reported an error for a case."""
 
@@ -251,12 +260,8 @@ class _TrieNode:
             self.eq.add(key)
         elif op == "in":
             pid, lo, hi = lit
-            w = self.iv.setdefault(pid, [])
-            if len(w) <= hi:
-                w.extend([0] * (hi + 1 - len(w)))
-            inside = [x + 1 for x in w[lo:hi + 1]]
-            w[lo:hi + 1] = inside
-            self.iv_max[pid] = max(self.iv_max.get(pid, 0), max(inside))
+            peak = _count_in(self.iv.setdefault(pid, []), lo, hi)
+            self.iv_max[pid] = max(self.iv_max.get(pid, 0), peak)
         else:
             self.ne += 1
 
@@ -425,12 +430,8 @@ class _Chunk:
                 self.q.add(key)
                 pid, lo, hi = lit
                 lo, hi = lo // _Q_BLOCK, hi // _Q_BLOCK
-                w = self.q_count.setdefault(pid, [])
-                if len(w) <= hi:
-                    w.extend([0] * (hi + 1 - len(w)))
-                inside = [x + 1 for x in w[lo:hi + 1]]
-                w[lo:hi + 1] = inside
-                self.q_max[pid] = max(self.q_max.get(pid, 0), max(inside))
+                peak = _count_in(self.q_count.setdefault(pid, []), lo, hi)
+                self.q_max[pid] = max(self.q_max.get(pid, 0), peak)
         if gate is None:
             self.gates = None
         elif self.gates is not None:

@@ -33,13 +33,8 @@ OPS = ("<", "<=", ">", ">=")
 
 
 def _compile(case: str, rules: list[list[str]], tmp_path):
-    lines = [f"ruleset: {next(_names)}", "on: intervals", "hit_policy: collect", f"case: {case}", "rules:"]
-    for i, conds in enumerate(rules):
-        lines.append(f"  - id: r{i}")
-        lines.append("    when:" + ("" if conds else " []"))
-        lines.extend("      - '" + c.replace("'", "''") + "'" for c in conds)
-        lines.append("    then: {no_action: x}")
-    rs, sink = compile_ruleset("\n".join(lines) + "\n", tmp_path / "intervals.yaml")
+    text = td._yaml_text(next(_names), case, rules).replace("on: differential", "on: intervals", 1)
+    rs, sink = compile_ruleset(text, tmp_path / "intervals.yaml")
     assert rs is not None and sink.errors == [], sink.errors
     return rs
 
