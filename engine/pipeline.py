@@ -16,7 +16,7 @@ from engine.act.catalog import proposal_hash
 from engine.errors import AuthError, CaseError, Diagnostic
 from engine.govern.agents import Agent
 from engine.govern.verify import Accept, Deny, Reason, Review, Verdict, verify
-from engine.kg.resolver import Reads, resolve_facts
+from engine.kg.resolver import Reads, case_entity_problems, resolve_facts
 from engine.lang.compiler import CompiledRuleset, Rule
 from engine.lang.payload import validate_payload
 from engine.lang.semantics import get_path, to_json_value
@@ -196,6 +196,9 @@ def prepare(ws: Workspace, case: Case, clock: Callable[[], dt.date], *, caller: 
         raise CaseError(problems)
     as_of = dt.date.fromisoformat(case.as_of[:10]) if case.as_of else clock()
     assert ws.graph is not None, "the workspace graph is not loaded"
+    problems = case_entity_problems(rs.case_schema, payload, ws.graph.store, ws.schema)
+    if problems:
+        raise CaseError(problems)
     env, reads = resolve_facts(rs, payload, ws.graph, as_of=as_of)
     return rs, agent, env, reads, as_of
 

@@ -127,6 +127,7 @@ def load_workspace(root: Path | str, *, load_graph: bool = True, only: list[Path
     from engine.act.connectors.registry import check_bindings  # the connectors' template languages
 
     check_bindings(actions, config, sink, config_file=root / "rulebridge.toml", prefixes=prefixes)
+    infer_targets(actions, config, sink)
     mask_file = config.path("audit", "mask")
     if mask_file.exists():  # the audit log's masking rules: checked with everything else
         from engine.audit.mask import parse_masker
@@ -205,6 +206,28 @@ def load_workspace(root: Path | str, *, load_graph: bool = True, only: list[Path
                      sorted(sink.items, key=Diagnostic.sort_key), agents, gate)
 
 
+def infer_targets(actions: ActionCatalog, config: Config, sink: DiagnosticSink) -> None:
+    """Fill in each action's targets (the parameters naming the entities it changes) where
+    `targets:` does not declare them: for a graph binding, the entities its template writes
+    about; for any other connector, every entity parameter (it cannot be read from the template).
+    A declared list that leaves out an entity the graph template writes about is an error."""
+    from engine.act.connectors.kg import changed_params
+    from engine.act.connectors.registry import declared
+
+    kinds = {name: d.get("kind") for name, d in declared(config).items()}
+    for spec in actions.actions.values():
+        changed = None
+        if spec.execute is not None and kinds.get(spec.execute.connector) == "kg":
+            changed = changed_params(spec, spec.execute.template)
+        if spec.targets is None:
+            spec.targets = {p: "case" for p in spec.class_params() if changed is None or p in changed}
+            continue
+        for p in sorted((changed or set()) - set(spec.targets)):
+            sink.error("action_targets", f"`{spec.name}` changes the entity `{p}` names (its graph template writes "
+                       f"about `?{p}`), but `{p}` is not among its targets", spec.targets_span or spec.span,
+                       help=f"add `{p}` to `targets:`")
+
+
 def _check_literal_params(rulesets: dict[str, CompiledRuleset], gate: Any, sink: DiagnosticSink, *,
                           with_graph: bool) -> None:
     """A consequence parameter written as a literal must fit its action's schema (ranges, enums, IRIs)."""
@@ -247,7 +270,8 @@ def _gate(config: Config, schema: Schema, prefixes: dict[str, str], actions: Act
 
     llm = config.section("llm")
     threshold = float(llm.get("confidence_threshold", 0.8))
-    return Gate(Catalog(actions), pre, compiler.plan, {}, ParamContext(prefixes, instance_of), prefixes, threshold)
+    return Gate(Catalog(actions), pre, compiler.plan, {}, ParamContext(prefixes, instance_of), prefixes, threshold,
+                schema=schema)
 
 
 def validate_shapes(ws: Workspace) -> list[Diagnostic]:

@@ -100,17 +100,36 @@ def test_decide_each_fixture_invoice(engine, inv, outcome, matched, deciding, ac
 
 def test_both_matchers_decide_identically():
     a, b = Engine.open(MINI, matcher="durable"), Engine.open(MINI, matcher="reference")
-    for inv in ("I1", "I2", "I3", "I4", "I5", "I6", "NOT_IN_GRAPH"):
+    for inv in ("I1", "I2", "I3", "I4", "I5", "I6", "I7"):
         ja, jb = a.decide(case(inv)).to_json(), b.decide(case(inv)).to_json()
         for k in ("id", "matcher"):
             ja.pop(k), jb.pop(k)
         assert ja == jb
 
 
-def test_an_invoice_the_graph_does_not_know_escalates(engine):
-    d = engine.decide(case("NOT_IN_GRAPH"))
+def test_an_invoice_without_an_amount_escalates(engine):
+    d = engine.decide(case("I7"))
     assert (d.outcome, d.source, d.reason, d.matched, d.deciding) == ("escalate", "none", "no_rule_matched", [], [])
     assert d.message == "no rule decides this case"
+
+
+@pytest.mark.parametrize("inv, code, text", [
+    ("NOT_IN_GRAPH", "case_unknown_entity", "`payload.invoice`: `https://example.test/id/NOT_IN_GRAPH` is not in the "
+     "graph"),
+    ("V1", "case_wrong_class", "`payload.invoice`: `https://example.test/id/V1` is of class `Vendor`, not `Invoice`"),
+])
+def test_a_case_naming_an_entity_the_graph_does_not_have_as_declared_is_refused(engine, inv, code, text):
+    """Checked before any rule runs: a vendor given as an invoice was decided (and could be
+    executed) on missing facts before."""
+    with pytest.raises(CaseError) as info:
+        engine.decide(case(inv))
+    assert info.value.code == code and text in str(info.value)
+
+
+def test_bidi_controls_are_refused_in_case_iris(engine):
+    with pytest.raises(CaseError) as info:
+        engine.decide({"type": "invoice.received", "payload": {"invoice": "https://example.test/id/I\u202e1"}})
+    assert info.value.code == "case_invalid" and "is not an IRI" in str(info.value)
 
 
 def test_decide_accepts_a_case_object_and_uses_the_injected_clock_and_ids(engine):
@@ -215,7 +234,7 @@ def test_explain_traces_every_rule(engine):
     ("I1", "ap.duplicate", "duplicate", False, {"duplicate": False}, 18),
     ("I1", "ap.hold.blocked", 'case.invoice.vendor.status == "blocked"', False,
      {"case.invoice.vendor.status": "approved"}, 45),
-    ("NOT_IN_GRAPH", "ap.approve.small", "case.invoice.amount <= 1000", None, {"case.invoice.amount": None}, 24),
+    ("I7", "ap.approve.small", "case.invoice.amount <= 1000", None, {"case.invoice.amount": None}, 24),
 ])
 def test_explain_names_the_first_failing_condition_with_its_values(engine, inv, rule, text, result, values, line):
     ex = engine.explain(case(inv))

@@ -107,6 +107,35 @@ def resolve_facts(rs: CompiledRuleset, payload: dict[str, Any], graph: GraphCont
     return env, reads
 
 
+def case_entity_problems(t: Any, value: Any, store: Any, schema: Any, *, where: str = "payload") -> list[Any]:
+    """Every entity the case names must be in the graph and of its declared class: checked before
+    any rule runs, so a vendor given as an invoice (or an IRI nobody knows) is refused as the bad
+    input it is instead of being decided on missing facts."""
+    from engine.errors import Diagnostic
+    from engine.kg.store import RDF_TYPE
+
+    out: list[Any] = []
+    kind = getattr(t, "kind", None)
+    if value is None:
+        return out
+    if kind == "object" and isinstance(value, dict):
+        for name, ft in t.fields:
+            out += case_entity_problems(ft, value.get(name), store, schema, where=f"{where}.{name}")
+    elif kind == "list" and isinstance(value, list):
+        for i, v in enumerate(value):
+            out += case_entity_problems(t.elem, v, store, schema, where=f"{where}[{i}]")
+    elif kind == "ref" and type(value) is Entity:
+        types = [schema.class_named(str(o)) for o in store.objects(value.iri, RDF_TYPE)]
+        if not types:
+            out.append(Diagnostic("case_unknown_entity", f"`{where}`: `{value.iri}` is not in the graph",
+                                  help=f"give the IRI of an existing `{t.cls}`"))
+        elif not any(c and schema.is_subclass(c, t.cls) for c in types):
+            named = ", ".join(f"`{c}`" for c in types if c) or "no class of the ontology"
+            out.append(Diagnostic("case_wrong_class", f"`{where}`: `{value.iri}` is of class {named}, not `{t.cls}`",
+                                  help=f"give the IRI of a `{t.cls}`"))
+    return out
+
+
 def resolve_params(params: dict[str, Any], tries: list[dict[str, TrieEdge]], graph: GraphContext,
                    reads: Reads) -> dict[str, Any]:
     """Walk the planned paths under `params` (guards, preconditions, agent limits) from a proposal."""

@@ -110,6 +110,17 @@ class ActionSpec:
     inverse: InverseSpec | None = None
     preconditions: list["RawCondition"] = field(default_factory=list)
     execute: ExecBinding | None = None
+    # The parameters naming the entities this action changes, each `case` (it must be the case's
+    # own entity) or `any` (another entity is allowed; the gate checks it on its own facts).
+    # None until known: declared with `targets:`, else inferred by `infer_targets`.
+    targets: dict[str, str] | None = None
+    targets_span: Span | None = None
+
+    def class_params(self) -> list[str]:
+        """The parameters whose values are graph entities (an ontology class, or a list of one)."""
+        return [p.name for p in self.params.values()
+                if p.type.kind == "ref" or (p.type.kind == "list" and p.type.elem is not None
+                                            and p.type.elem.kind == "ref")]
 
 
 @dataclass
@@ -198,10 +209,10 @@ def load_actions(path: Path, schema: Schema, sink: DiagnosticSink) -> ActionCata
         if not isinstance(body, LDict):
             sink.error("schema", f"action `{name}` must be a mapping with `description` and `params`", where)
             continue
-        unknown = set(body) - {"description", "params", "inverse", "execute", "preconditions", "effect"}
+        unknown = set(body) - {"description", "params", "inverse", "execute", "preconditions", "effect", "targets"}
         for k in sorted(unknown):
             sink.error("schema", f"unknown key `{k}` in action `{name}`", body.key_spans.get(k),
-                       help="known keys: description, params, preconditions, execute, inverse")
+                       help="known keys: description, params, targets, preconditions, execute, inverse")
         params: dict[str, ParamSpec] = {}
         raw_params = body.get("params") or LDict()
         if not isinstance(raw_params, dict):
@@ -224,6 +235,9 @@ def load_actions(path: Path, schema: Schema, sink: DiagnosticSink) -> ActionCata
         spec = ActionSpec(str(name), str(body.get("description", "")), params, where,
                           preconditions=raw_conditions(body.get("preconditions"), where, sink),
                           execute=parse_binding(body.get("execute"), str(name), body.key_spans.get("execute"), sink))
+        if "targets" in body:
+            spec.targets_span = body.key_spans.get("targets")
+            spec.targets = parse_targets(body["targets"], spec, spec.targets_span, sink)
         catalog.actions[str(name)] = spec
         if body.get("inverse") is not None:
             inverses.append((spec, body["inverse"], body.key_spans.get("inverse")))
@@ -231,6 +245,48 @@ def load_actions(path: Path, schema: Schema, sink: DiagnosticSink) -> ActionCata
     for spec, raw, at in inverses:
         spec.inverse = parse_inverse(raw, spec, catalog, at, sink)
     return catalog
+
+
+TARGET_MODES = ("case", "any")
+
+
+def parse_targets(raw: Any, spec: ActionSpec, where: Span | None, sink: DiagnosticSink) -> dict[str, str] | None:
+    """`targets: [order]` (each must be the case's entity) or `targets: {order: case | any}`.
+
+    A target is a parameter whose value is a graph entity; a parameter that is not an entity
+    cannot name what an action changes, so it is an error here."""
+    from engine.errors import suggest_help
+
+    help_text = "for example `targets: [invoice]`, or `targets: {invoice: any}` to allow other invoices"
+    if isinstance(raw, LStr):
+        raw = LList([raw])
+    if isinstance(raw, LList):
+        items = [(item, "case", span_of(item, where)) for item in raw]
+    elif isinstance(raw, LDict):
+        items = [(k, v, raw.key_spans.get(k, where)) for k, v in raw.items()]
+    else:
+        sink.error("schema", f"`targets` of action `{spec.name}` is a list of parameters or a mapping",
+                   span_of(raw, where), help=help_text)
+        return None
+    out: dict[str, str] = {}
+    entities = spec.class_params()
+    for pname, mode, at in items:
+        pname, mode = str(plain(pname)), str(plain(mode))
+        if pname not in spec.params:
+            h, sug = suggest_help(pname, spec.params, f"parameters of `{spec.name}`")
+            sink.error("action_targets", f"`{spec.name}` has no parameter `{pname}`", at, help=h, suggestion=sug)
+        elif pname not in entities:
+            sink.error("action_targets", f"target `{pname}` of `{spec.name}` is {spec.params[pname].type}, not an "
+                       "entity of the graph", at, help="a target names an entity the action changes (a class of "
+                       "the ontology)")
+        elif mode not in TARGET_MODES:
+            h, sug = suggest_help(mode, TARGET_MODES, "target modes")
+            sink.error("action_targets", f"unknown target mode `{mode}` for `{spec.name}.{pname}`", at,
+                       help=h or "`case` (the case's own entity) or `any` (checked on its own facts)",
+                       suggestion=sug)
+        else:
+            out[pname] = mode
+    return out
 
 
 def parse_binding(raw: Any, action: str, where: Span | None, sink: DiagnosticSink) -> ExecBinding | None:
@@ -370,5 +426,5 @@ def raw_conditions(spec: Any, where: Span | None, sink: DiagnosticSink) -> list[
     return out
 
 
-__all__ = ["ActionCatalog", "ActionSpec", "ExecBinding", "InverseSpec", "ParamSource", "ParamSpec", "load_actions",
+__all__ = ["TARGET_MODES", "ActionCatalog", "ActionSpec", "ExecBinding", "InverseSpec", "ParamSource", "ParamSpec", "load_actions",
            "parse_type", "LList"]

@@ -29,7 +29,7 @@ from .types import ANY, Schema, Type, ref
 
 HIT_POLICIES = ("priority", "first", "unique", "collect")
 RULESET_KEYS = ("ruleset", "description", "on", "hit_policy", "case", "facts", "derived", "rules",
-                "decision_table", "guards", "tests")
+                "decision_table", "guards", "targets", "tests")
 RULE_KEYS = ("id", "description", "priority", "when", "then")
 GUARD_KEYS = ("id", "description", "deny_when", "review_when", "message", "applies_to")
 TEST_KEYS = ("name", "case", "as_of", "expect")
@@ -144,6 +144,14 @@ class CompiledRuleset:
     network_info: dict[tuple[str, ...], tuple[tuple[str, ...], str]]  # path -> (step kinds, static kind)
     synthetic: dict[str, tuple[str, Fn, E.Node]]  # canonical text -> (field key, closure, node)
     scope: Scope | None = None
+    targets: dict[str, dict[str, str]] = field(default_factory=dict)  # action -> param -> `any` | `case.F`
+
+    @functools.cached_property
+    def actions(self) -> list[str]:
+        """The actions this ruleset is about: those its rules propose and its guards name."""
+        names = {r.then.action for r in self.rules if r.then.kind == "action" and r.then.action}
+        names |= {a for g in self.guards for a in g.applies_to}
+        return sorted(names)
 
     @functools.cached_property
     def rule_by_id(self) -> dict[str, Rule]:
@@ -258,6 +266,8 @@ class RulesetCompiler:
         elif "decision_table" not in data:
             self.sink.error("schema", "missing `rules:`", top, help="add `rules:` with at least one rule")
         guards = self._guards(data.get("guards"), scope, top)
+        targets = self._targets(data.get("targets"), case_schema, top)
+        self._check_targets(rules, guards, case_schema, targets)
         tests = self._tests(data.get("tests"), top)
         self._analyse(rules, hit_policy)
         sources = [self.path.read_bytes()] if self.path.exists() and text is None else [(text or "").encode()]
@@ -267,8 +277,8 @@ class RulesetCompiler:
         return CompiledRuleset(
             name=name, version=version, file=self.file, description=str(data.get("description", "")),
             case_type=case_type, hit_policy=hit_policy, case_schema=case_schema, rules=rules, guards=guards,
-            derived=derived, tests=tests, plan=self.plan, network=self.network, network_info=self.network_info, synthetic=self.synthetic,
-            scope=scope)
+            derived=derived, tests=tests, plan=self.plan, network=self.network, network_info=self.network_info,
+            synthetic=self.synthetic, scope=scope, targets=targets)
 
     # -- sections -------------------------------------------------------------------------------
     def _case_schema(self, spec: Any, where: Span | None) -> Type:
@@ -569,6 +579,78 @@ class RulesetCompiler:
         else:
             roots["params"] = ANY
         return Scope(roots, scope.aliases, scope.derived_fns)
+
+    def _targets(self, spec: Any, case_schema: Type, top: Span) -> dict[str, dict[str, str]]:
+        """`targets: {action.param: any | case.FIELD}` — how an action's targets bind in this ruleset."""
+        from .targets import case_fields_of_class
+
+        out: dict[str, dict[str, str]] = {}
+        if spec is None or isinstance(spec, LNone):
+            return out
+        if not isinstance(spec, LDict):
+            self.sink.error("schema", "`targets:` maps `action.parameter` to `any` or `case.FIELD`", span_of(spec, top),
+                            help="for example `targets: {approve_discount.order: case.order}`")
+            return out
+        actions = self.ctx.actions.actions
+        for key, value in spec.items():
+            at = spec.key_spans.get(key, top)
+            action, _, param = str(key).partition(".")
+            aspec = actions.get(action)
+            if aspec is None:
+                help_, sug = suggest_help(action, actions, "actions")
+                self.sink.error("unknown_action", f"unknown action `{action}`", at, help=help_, suggestion=sug)
+                continue
+            targets = aspec.targets or {}
+            if param not in targets:
+                help_, sug = suggest_help(param, targets, f"targets of `{action}`")
+                self.sink.error("action_targets", f"`{param}` is not a target of `{action}`", at,
+                                help=help_ or f"its targets: {', '.join(targets) or 'none'} (`targets:` in the "
+                                "action catalog)", suggestion=sug)
+                continue
+            text = str(plain(value) or "").strip()
+            vspan = span_of(value, at)
+            if text == "any":
+                out.setdefault(action, {})[param] = "any"
+                continue
+            fieldname = text[len("case."):] if text.startswith("case.") else None
+            t = aspec.params[param].type
+            cls = (t.elem.cls if t.kind == "list" and t.elem is not None else t.cls) or ""
+            allowed = case_fields_of_class(Type("object", fields=tuple(
+                (n, ft) for n, ft in case_schema.fields if n == fieldname)), cls, self.ctx.schema) if fieldname else []
+            if not allowed:
+                fields = case_fields_of_class(case_schema, cls, self.ctx.schema)
+                self.sink.error("action_targets", f"`{key}` must be `any` or a case field of class `{cls}`, not "
+                                f"`{text}`", vspan, help=f"case fields of class `{cls}`: "
+                                + (", ".join(f"`case.{f}`" for f in fields) or "none"))
+                continue
+            out.setdefault(action, {})[param] = f"case.{fieldname}"
+        return out
+
+    def _check_targets(self, rules: list[Rule], guards: list[Guard], case_schema: Type,
+                       declared: dict[str, dict[str, str]]) -> None:
+        """Every target of an action this ruleset proposes (or guards) binds to one field of the case:
+        otherwise the gate can never accept it."""
+        from .targets import bind_targets
+
+        where: dict[str, Span | None] = {}
+        for r in rules:
+            if r.then.kind == "action" and r.then.action:
+                where.setdefault(r.then.action, r.then.span or r.span)
+        for g in guards:
+            for a in g.applies_to:
+                where.setdefault(a, g.span)
+        for action, at in sorted(where.items()):
+            spec = self.ctx.actions.actions.get(action)
+            if spec is None:
+                continue
+            for b in bind_targets(spec, case_schema, self.ctx.schema, declared.get(action)):
+                if b.field is None:
+                    declared = spec.targets_span is not None
+                    self.sink.error("target_unbound", f"target `{b.param}` of `{action}` binds to no case field: "
+                                    f"{b.why}", at, help=f"name the field under `targets:` "
+                                    f"(`{action}.{b.param}: case.FIELD`), or give the case one field of that class"
+                                    + ("" if declared else f"; if `{action}` only refers to its `{b.param}`, declare "
+                                       f"the entities it changes with `targets:` in the action catalog"))
 
     def _tests(self, spec: Any, top: Span) -> list[RuleTest]:
         out: list[RuleTest] = []

@@ -27,6 +27,9 @@ def validate_payload(t: Type, value: Any, prefixes: dict[str, str], *, where: st
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:")
 _HEX2 = re.compile(r"[0-9A-Fa-f]{2}")
 _IRI_ASCII = frozenset(string.ascii_letters + string.digits + "-._~!$&'()*+,;=:@/?#")
+# Bidirectional formatting characters: an IRI must not contain them (RFC 3987, 4.1), because
+# they make one IRI display as another (`INV-10001` shown for `INV-10010`).
+_BIDI = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
 
 # The common case, checked in one match: a scheme, then only the ASCII characters an IRI allows
@@ -52,8 +55,8 @@ def _is_iri_by_character(text: str) -> bool:
             if c not in _IRI_ASCII:
                 return False
         elif (o < 0xA0 or 0xD800 <= o <= 0xF8FF or 0xFDD0 <= o <= 0xFDEF or (o & 0xFFFE) == 0xFFFE
-              or o > 0xEFFFD):
-            return False  # controls, surrogates, private use and non-characters
+              or o > 0xEFFFD or c in _BIDI):
+            return False  # controls, surrogates, private use, non-characters and bidi formatting
     return True
 
 

@@ -98,6 +98,13 @@ class Schema:
     properties: dict[str, list[Property]] = field(default_factory=dict)  # name -> candidates
     class_comments: dict[str, str] = field(default_factory=dict)
 
+    def class_named(self, iri: str) -> str:
+        """The local name of the class with this IRI ("" for none): built once, when first asked."""
+        index = self.__dict__.get("_by_iri")
+        if index is None or len(index) != len(self.classes):
+            index = self.__dict__["_by_iri"] = {v: k for k, v in self.classes.items()}
+        return index.get(iri, "")
+
     def ancestors(self, cls: str) -> set[str]:
         return {cls} | self.superclasses.get(cls, set())
 

@@ -20,6 +20,7 @@ A case file is data (one behaviour per file):
         want_reason: rule
         want_guards: [ids]
         want_message: text the decision message contains
+        want_error: case_unknown_entity   # or: the case is refused with this code before any rule runs
 
 Without `want_errors` the file must compile with no diagnostic at all. Every case is
 decided by `Engine(ws, matcher="durable")` and `Engine(ws, matcher="reference")`, and the
@@ -34,6 +35,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from engine.errors import CaseError
+
 from engine.lang.checker import expand_iri
 from engine.lang.semantics import to_json_value
 from tests.rulesets import compile_ruleset, engine_for, mini_workspace
@@ -42,7 +45,7 @@ CASES_DIR = Path(__file__).parent.parent / "cases"
 CASE_FILES = sorted(CASES_DIR.glob("*.yaml"))
 FILE_KEYS = {"note", "ruleset", "files", "want_errors", "cases", "xfail"}
 CASE_KEYS = {"payload", "as_of", "note", "want_outcome", "want_rules", "want_deciding", "want_action",
-             "want_params", "want_reason", "want_guards", "want_message"}
+             "want_params", "want_reason", "want_guards", "want_message", "want_error"}
 ERROR_KEYS = {"code", "line", "col", "severity", "message", "help"}
 
 
@@ -114,9 +117,15 @@ def test_case(path: Path, tmp_path: Path):
         request = {"type": rs.case_type, "payload": case.get("payload") or {}}
         if as_of is not None:
             request["as_of"] = as_of.isoformat() if isinstance(as_of, dt.date) else str(as_of)
+        where = f"{path.name} case {i} ({case.get('note') or request['payload']})"
+        if "want_error" in case:  # refused before any rule runs, by both matchers alike
+            for eng in (durable, reference):
+                with pytest.raises(CaseError) as info:
+                    eng.decide(request)
+                assert info.value.code == case["want_error"], f"{where}: {info.value}"
+            continue
         d_durable = durable.decide(request)
         d_reference = reference.decide(request)
-        where = f"{path.name} case {i} ({case.get('note') or request['payload']})"
         assert durable.matcher_for(rs).stats["fallbacks"] == 0, f"{where}: durable-rules fell back"
         assert _summary(d_durable) == _summary(d_reference), f"{where}: the matchers disagree"
         d = d_durable

@@ -174,6 +174,7 @@ def test_approval_the_deny_guards_refuse_is_refused(eng):
 
 @pytest.mark.parametrize("action, params, why", [
     ("approve_discount", {"order": "bwd:SO-3219", "percent": 3}, "only draft or confirmed orders"),
+    ("approve_discount", {"order": "bwd:SO-3174", "percent": 1}, "but this case is about `bwd:SO-3002`"),
     ("approve_discount", {"order": "bwd:SO-3002", "percent": "3"}, "percent"),
     ("hold_invoice", {"invoice": "bwd:INV-10001", "reason": "x"}, "sales-assistant"),
     ("wire_money", {}, "wire_money"),

@@ -43,12 +43,12 @@ def test_unknown_action_is_denied(eng):
 
 
 def test_action_outside_the_agents_scope_is_denied(eng):
-    hold = {"invoice": "bwd:INV-10001", "reason": "looks odd"}
-    v = eng.verify(discount_case(), prop(hold, action="hold_invoice"))
+    revoke = {"order": "bwd:SO-3002"}
+    v = eng.verify(discount_case(), prop(revoke, action="revoke_discount"))
     assert isinstance(v, Deny) and codes(v) == ["scope"]
-    assert "sales-assistant" in v.reasons[0].message and "hold_invoice" in v.reasons[0].message
+    assert "sales-assistant" in v.reasons[0].message and "revoke_discount" in v.reasons[0].message
     # the back-office console may take every action: the same proposal passes its scope check
-    ops = eng.verify(discount_case(agent="ops-console"), prop(hold, action="hold_invoice"))
+    ops = eng.verify(discount_case(agent="ops-console"), prop(revoke, action="revoke_discount"))
     assert isinstance(ops, Accept)
 
 
@@ -123,8 +123,8 @@ def test_guard_with_an_unknown_value_fires(eng, monkeypatch, guard_id, verdict):
 
 def test_guard_only_applies_to_its_actions(eng, monkeypatch):
     monkeypatch.setattr(guard_of(eng, "crm.guard.margin_floor"), "fn", lambda env: True)
-    hold = {"invoice": "bwd:INV-10001", "reason": "x"}
-    v = eng.verify(discount_case(agent="ops-console"), prop(hold, action="hold_invoice"))
+    revoke = {"order": "bwd:SO-3002"}
+    v = eng.verify(discount_case(agent="ops-console"), prop(revoke, action="revoke_discount"))
     assert isinstance(v, Accept)  # margin_floor is for approve_discount only
 
 
@@ -174,13 +174,15 @@ def test_deny_wins_over_review(eng):
 
 
 def test_deny_wins_over_a_review_guard(eng):
-    v = eng.verify(discount_case("bwd:SO-3014", 3), prop({"order": "bwd:SO-3219", "percent": 3}))
+    # SO-3058 is shipped (no discount any more) and large (a review guard)
+    v = eng.verify(discount_case("bwd:SO-3058", 3), prop({"order": "bwd:SO-3058", "percent": 3}))
     assert isinstance(v, Deny) and "precondition" in codes(v)
     assert [r.code for r in v.also] == ["guard_review"]
 
 
 def test_every_failing_check_is_named(eng):
-    v = eng.verify(discount_case("bwd:SO-3053", 30), prop({"order": "bwd:SO-3219", "percent": 30}))
+    # SO-3140 is cancelled and its customer is over its credit limit; 30 % is over the agent's limit
+    v = eng.verify(discount_case("bwd:SO-3140", 30), prop({"order": "bwd:SO-3140", "percent": 30}))
     assert isinstance(v, Deny)
     assert {"precondition", "guard_deny"} <= set(codes(v))
     assert "limit" in [r.code for r in v.also]

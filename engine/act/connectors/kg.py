@@ -22,6 +22,7 @@ touch more than the one entity it names), nothing is written either (`connector_
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -198,4 +199,32 @@ def check_binding(spec: ActionSpec, binding: ExecBinding, sink: DiagnosticSink, 
                    f"{str(exc).splitlines()[0][:300]}", where)
 
 
-__all__ = ["GraphTemplate", "KgConnector", "check_binding", "compose"]
+_TERM = re.compile(r"[?$]\w+|[;,]|\.(?![^\s;,{}\[\]().])|[{}\[\]()]|[^\s;,{}\[\]().]+(?:\.[^\s;,{}\[\]().]+)*")
+
+
+def changed_params(spec: ActionSpec, template: dict[str, Any]) -> set[str]:
+    """The entity parameters whose triples the template deletes or inserts: the subjects of its
+    `delete` and `insert` patterns (`?invoice bw:status "approved"` changes `invoice`, not the
+    `?approver` it points to). Where a pattern has a shape this reading does not follow (blank
+    node brackets, collections, GRAPH blocks), every entity parameter it mentions counts: an
+    action is never taken to change less than it may."""
+    entities = set(spec.class_params())
+    out: set[str] = set()
+    for part in ("delete", "insert"):
+        code = sparql_code(str(template.get(part) or ""))
+        tokens = _TERM.findall(code)
+        if any(t in "{}[]()" or t.upper() == "GRAPH" for t in tokens):
+            out |= {name for name, _ in sparql_variables(code)} & entities
+            continue
+        subject = True
+        for tok in tokens:
+            if tok == ".":
+                subject = True
+            elif subject:
+                if tok[:1] in "?$" and tok[1:] in entities:
+                    out.add(tok[1:])
+                subject = False
+    return out
+
+
+__all__ = ["GraphTemplate", "KgConnector", "changed_params", "check_binding", "compose"]
