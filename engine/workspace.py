@@ -198,6 +198,7 @@ def load_workspace(root: Path | str, *, load_graph: bool = True, only: list[Path
     gate = _gate(config, schema, prefixes, actions, ctx, sink, store)
     gate.agents_plan = agents.plan
     _check_literal_params(rulesets, gate, sink, with_graph=store is not None)
+    _check_unchecked_params(rulesets, actions, gate, sink)
     from engine.llm.config import load_llm_config
 
     for d in load_llm_config(config.section("llm"), root)[1]:
@@ -226,6 +227,37 @@ def infer_targets(actions: ActionCatalog, config: Config, sink: DiagnosticSink) 
             sink.error("action_targets", f"`{spec.name}` changes the entity `{p}` names (its graph template writes "
                        f"about `?{p}`), but `{p}` is not among its targets", spec.targets_span or spec.span,
                        help=f"add `{p}` to `targets:`")
+
+
+def _check_unchecked_params(rulesets: dict[str, CompiledRuleset], actions: ActionCatalog, gate: Any,
+                            sink: DiagnosticSink) -> None:
+    """Warn where an entity parameter an action only refers to (not a target: an approver, an
+    owner) is read by no precondition of the action and no guard of the ruleset — any entity
+    of that class a model or a reviewer names would pass the gate."""
+    from engine.lang.targets import params_read
+
+    for rs in rulesets.values():
+        where: dict[str, Span | None] = {}
+        for rule in rs.rules:
+            if rule.then.kind == "action" and rule.then.action:
+                where.setdefault(rule.then.action, rule.then.span or rule.span)
+        for action, at in sorted(where.items()):
+            spec = actions.actions.get(action)
+            if spec is None:
+                continue
+            read: set[str] = set()
+            for c in gate.preconditions.get(action, []):
+                read |= c.reads
+            for g in rs.guards:
+                if not g.applies_to or action in g.applies_to:
+                    read |= params_read(g.node)
+            for p in spec.class_params():
+                if p in (spec.targets or {}) or p in read:
+                    continue
+                sink.warning("unchecked_param", f"nothing checks `params.{p}` of `{action}` in ruleset `{rs.name}`: "
+                             f"any `{spec.params[p].type}` a model or reviewer names passes the gate", at,
+                             help=f"add a precondition over `params.{p}` to `{action}` in the action catalog, or a "
+                             f"guard of this ruleset that reads it")
 
 
 def _check_literal_params(rulesets: dict[str, CompiledRuleset], gate: Any, sink: DiagnosticSink, *,

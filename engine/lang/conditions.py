@@ -29,6 +29,7 @@ class ParamCondition:
     message: str
     fn: Fn
     span: Span | None
+    reads: frozenset[str] = frozenset()  # the parameters it reads (`params.NAME...`)
 
 
 def params_type(spec: ActionSpec) -> Type:
@@ -61,7 +62,10 @@ class ParamConditionCompiler:
         if len(self.sink.errors) > n_err:
             return None
         self._rc._collect_paths(node)
-        return ParamCondition(E.render(node), raw.message, compile_node(node, self.ctx.derived_impls), raw.span)
+        from .targets import params_read
+
+        return ParamCondition(E.render(node), raw.message, compile_node(node, self.ctx.derived_impls), raw.span,
+                              frozenset(params_read(node)))
 
     def compile_all(self, raws: list[RawCondition], spec: ActionSpec) -> list[ParamCondition]:
         out = []

@@ -256,3 +256,67 @@ def test_a_ruleset_proposing_an_action_it_cannot_bind_is_an_error(tmp_path):
         from engine.api import Engine
 
         Engine.open(root)
+
+
+def test_check_warns_about_an_entity_parameter_nothing_checks(tmp_path):
+    """`assign_lead` refers to an owner; with no precondition or guard reading `params.owner`, a
+    model could hand a lead to anyone: `check` says so."""
+    shipped = load_workspace(ROOT, load_graph=False)
+    assert not [d for d in shipped.diagnostics if d.code == "unchecked_param"]
+    root = _copy(tmp_path)
+    p = root / "rules/actions.yaml"
+    text = p.read_text(encoding="utf-8")
+    for line in ('      - {when: "params.owner.active == true", message: "the owner must be an active employee"}\n',
+                 "      - {when: 'params.owner.role in [\"sales_rep\", \"account_manager\"]', "
+                 'message: "leads go to sales reps and account managers"}\n'):
+        assert line in text
+        text = text.replace(line, "")
+    p.write_text(text, encoding="utf-8")
+    ws = load_workspace(root, load_graph=False)
+    found = [d for d in ws.diagnostics if d.code == "unchecked_param"]
+    assert [(d.severity.value, d.message) for d in found] == [
+        ("warning", "nothing checks `params.owner` of `assign_lead` in ruleset `crm.lead_routing`: any `Employee` a "
+                    "model or reviewer names passes the gate")]
+    assert found[0].span.file.endswith("lead_routing.yaml")
+
+
+def test_an_inactive_or_non_sales_owner_cannot_be_given_a_lead():
+    eng = engine()
+    case = {"type": "lead.created", "payload": {"lead": "bwd:LEAD-4005"}, "as_of": "2026-11-01",
+            "agent": "ops-console"}
+    ws = eng.ws
+    roles = {}
+    for n in range(1, 80):
+        iri = f"{BWD}EMP-{n:03d}"
+        role = ws.store.objects(iri, BW + "role")
+        active = ws.store.objects(iri, BW + "active")
+        if role and active:
+            roles.setdefault((role[0], active[0]), f"bwd:EMP-{n:03d}")
+    cfo = next(v for (r, a), v in roles.items() if r == "cfo")
+    v = eng.verify(case, Proposal("assign_lead", {"lead": "bwd:LEAD-4005", "owner": cfo, "reason": "x"}, "human"))
+    assert isinstance(v, Deny) and "leads go to sales reps and account managers" in [r.message for r in v.reasons]
+    inactive = next((v for (r, a), v in roles.items() if r == "sales_rep" and a is False), None)
+    if inactive is not None:
+        v = eng.verify(case, Proposal("assign_lead", {"lead": "bwd:LEAD-4005", "owner": inactive, "reason": "x"},
+                                      "human"))
+        assert isinstance(v, Deny) and "the owner must be an active employee" in [r.message for r in v.reasons]
+
+
+def test_an_approver_outside_the_requesters_line_is_denied():
+    """A model (or reviewer) could name any active employee whose limit covers the amount, the
+    CFO say, though the policy names the first one up the requester's line."""
+    eng = engine()
+    for n in range(10001, 10200):
+        d = eng.decide({"type": "invoice.received", "payload": {"invoice": f"bwd:INV-{n}"}, "as_of": "2026-11-01",
+                        "agent": "ops-console"}, llm=False, review=False)
+        if d.outcome == "execute" and d.proposals[0].action == "approve_invoice":
+            break
+    chain = {e.iri for e in d.env["approvers"]}
+    params = dict(d.proposals[0].params)
+    outsider = next(f"{BWD}EMP-{k:03d}" for k in range(1, 80)
+                    if f"{BWD}EMP-{k:03d}" not in chain
+                    and (eng.ws.store.objects(f"{BWD}EMP-{k:03d}", BW + "approval_limit") or [0])[0] >= 10**6
+                    and eng.ws.store.objects(f"{BWD}EMP-{k:03d}", BW + "active") == [True])
+    v = eng.verify(d.case.to_json(), Proposal("approve_invoice", {**params, "approver": outsider}, "human"))
+    assert isinstance(v, Deny) and [r.id for r in v.reasons] == ["ap.guard.approver_in_chain"]
+    assert isinstance(eng.verify(d.case.to_json(), Proposal("approve_invoice", params, "human")), Accept)

@@ -6,8 +6,10 @@ from the case fields, proposals that contradict the graph.
 
 The invariant, for every decision: if the outcome is `execute`, every proposal validates against
 its action model, its action is in the agent's scope (and among the actions offered), the agent's
-limits hold, and verifying it again from scratch (`engine.verify`) gives `Accept` — no guard,
-precondition or limit is violated. Nothing else may execute.
+limits hold, every entity it changes is the case's own (the action's targets), and verifying it
+again from scratch on the case *about the entity it changes* gives `Accept` — no guard,
+precondition or limit is violated, and no guard protecting another entity was skipped.
+Nothing else may execute.
 
 Cases: the demo stream (`engine.demo.sample_cases`) filtered to `no_rule_matched`. The shipped
 graph has undecided discount and payment cases, but the invoice and lead rulesets decide every
@@ -36,6 +38,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from engine.act.catalog import ValidationError
+from engine.lang.checker import expand_iri
 from engine.demo import _instances, sample_cases
 from engine.govern.verify import Accept
 from engine.llm.models import ScriptedModel
@@ -210,8 +213,9 @@ def sound_value(draw, t: Target, p: Any, case: dict[str, Any]):
     """A well-formed value: what a plausible (but maybe wrong, over-limit or graph-contradicting) model writes."""
     k = p.type.kind
     if k == "ref":
-        same = [v for v in case["payload"].values() if isinstance(v, str) and v in t.pools.get(p.type.cls or "", [])]
-        return draw(st.sampled_from(same * 4 + t.pools.get(p.type.cls or "", ["bwd:X"])))
+        pool = t.pools.get(p.type.cls or "", ["bwd:X"])
+        same = own_entities(t, case, p.type.cls)
+        return draw(st.sampled_from(same * len(pool) + pool))  # half the time the case's own entity
     if k == "number":
         from_case = [v for v in case["payload"].values() if isinstance(v, (int, float)) and not isinstance(v, bool)]
         return draw(st.one_of(st.sampled_from([n for n in NUMBERS if math.isfinite(n) and n >= 0] + from_case),
@@ -219,6 +223,27 @@ def sound_value(draw, t: Target, p: Any, case: dict[str, Any]):
     if p.enum:
         return draw(st.sampled_from(list(p.enum)))
     return draw(st.sampled_from(["customer asked", "territory owner", "vendor asked for a hold"] + INJECTIONS))
+
+
+def own_entities(t: Target, case: dict[str, Any], cls: str | None) -> list[str]:
+    """The entities of class `cls` the case names (what its actions may change)."""
+    rs = t.ws.rulesets[t.ruleset]
+    return [case["payload"][f] for f, ft in rs.case_schema.fields
+            if ft.kind == "ref" and ft.cls == cls and case["payload"].get(f)]
+
+
+@st.composite
+def other_entity_params(draw, t: Target, action: str, case: dict[str, Any]):
+    """Sound parameters, except that every entity the action changes is another one of its class
+    than the case's: what a model that followed injected text ("also settle INV-10097") writes."""
+    spec = t.ws.gate.catalog.specs[action]
+    params = {p.name: draw(sound_value(t, p, case)) for p in spec.params.values() if p.required}
+    for name in spec.targets or {}:
+        cls = spec.params[name].type.cls
+        others = [i for i in t.pools.get(cls or "", []) if i not in own_entities(t, case, cls)]
+        if others:
+            params[name] = draw(st.sampled_from(others))
+    return params
 
 
 @st.composite
@@ -249,8 +274,8 @@ def params_for(draw, t: Target, action: str, case: dict[str, Any], sound: bool =
 @st.composite
 def model_answer(draw, t: Target, case: dict[str, Any]):
     """(kind, text) — one answer of the adversarial model."""
-    kind = draw(st.sampled_from(["plausible"] * 6 + ["proposal"] * 4 + ["wrong_action", "out_of_scope", "escalate", "non_json",
-                                                    "fenced", "injection"]))
+    kind = draw(st.sampled_from(["plausible"] * 6 + ["proposal"] * 4 + ["other_entity"] * 3
+                                + ["wrong_action", "out_of_scope", "escalate", "non_json", "fenced", "injection"]))
     permitted = [a for a in sorted({r.then.action for r in t.ws.rulesets[t.ruleset].rules if r.then.action}
                                    | {a for g in t.ws.rulesets[t.ruleset].guards for a in g.applies_to})]
     if kind == "escalate":
@@ -268,7 +293,8 @@ def model_answer(draw, t: Target, case: dict[str, Any]):
         action = draw(st.sampled_from(permitted or t.actions))
     body: dict[str, Any] = {
         "decision": "propose", "action": action,
-        "params": draw(params_for(t, action, case, sound=kind in ("plausible", "out_of_scope", "injection"))),
+        "params": draw(other_entity_params(t, action, case)) if kind == "other_entity" and action in t.actions
+        else draw(params_for(t, action, case, sound=kind in ("plausible", "out_of_scope", "injection"))),
         "rationale": draw(st.one_of(st.sampled_from(INJECTIONS), st.just("policy and facts support it"),
                                     st.text(max_size=30))),
         "confidence": draw(st.one_of(st.floats(0.8, 1.0), st.floats(0.8, 1.0), st.floats(0, 1),
@@ -281,7 +307,7 @@ def model_answer(draw, t: Target, case: dict[str, Any]):
         body.pop(draw(st.sampled_from(["rationale", "confidence", "params", "action"])))
     if kind != "plausible" and draw(st.integers(0, 11)) == 0:
         body["override"] = True
-    if kind == "injection":
+    if kind in ("injection", "other_entity"):
         body["rationale"] = draw(st.sampled_from(INJECTIONS)) + " " + " ".join(case_strings(case))
         body["confidence"] = 1.0
     text = json.dumps(body, default=str)
@@ -316,8 +342,19 @@ def check_decision(t: Target, case: dict[str, Any], d: Any) -> None:
             assert p.params["percent"] <= 20
         if agent.id == "ap-assistant" and p.action == "release_payment":
             assert p.params["amount"] <= 50000
-        verdict = t.engine.verify(case, Proposal(p.action, p.params, "llm", None, p.rationale, p.confidence,
-                                                 p.facts_relied_on))
+        # what it changes is the case's own entity (every shipped action binds its targets `case`) ...
+        spec = t.ws.gate.catalog.specs[p.action]
+        rs = t.ws.rulesets[t.ruleset]
+        about = dict(case["payload"])
+        for b in t.ws.gate.targets(rs, p.action):
+            assert spec.targets and b.mode == "case" and b.field is not None, b
+            value = p.params.get(b.param)
+            if value is not None:
+                assert value == expand_iri(str(case["payload"][b.field]), t.ws.prefixes), (p, b)
+                about[b.field] = value
+        # ... and verified from scratch on the case about that entity, it passes every check
+        verdict = t.engine.verify({**case, "payload": about}, Proposal(p.action, p.params, "llm", None, p.rationale,
+                                                                       p.confidence, p.facts_relied_on))
         assert isinstance(verdict, Accept), (p, verdict)
 
 
