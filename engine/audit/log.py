@@ -9,10 +9,13 @@ backstop: a writer that somehow got around the lock fails instead of forking the
 lost race or `database is locked` is retried a bounded number of times (tenacity).
 
 The head row also anchors the tail: deleting the last events leaves the head pointing past the
-end, which `verify` reports. Limits, stated honestly: someone with write access who rewrites
-every event after some point AND the head cannot be caught by the hashes alone — only by the
-HMAC signatures (`sig`, keyed by a secret the log never stores) or by comparing with an anchor
-(a seq and hash recorded elsewhere, e.g. the head printed by a previous `audit verify`).
+end, which `verify` reports. With a key, the head row is signed too (`sig`, moved with it in the
+same transaction), so the last events cannot be cut and the head rewritten to match. Limits,
+stated honestly: without a key, someone with write access who rewrites every event after some
+point, or cuts the tail, AND rewrites the head cannot be caught by the hashes alone — only by
+comparing with an anchor (a seq and hash recorded elsewhere, e.g. the head printed by a previous
+`audit verify`). With a key, a copy of an older signed head still fits the log cut back to it:
+again only an anchor catches that.
 """
 
 from __future__ import annotations
@@ -39,7 +42,8 @@ from sqlalchemy.types import JSON
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
 from .canonical import AuditError, Native, canonical_json, check_json_native
-from .chain import GENESIS, SCHEMA_VERSION, AuditEvent, ChainChecker, Head, VerifyReport, event_hash, hashed_text, sign
+from .chain import (GENESIS, SCHEMA_VERSION, AuditEvent, ChainChecker, Head, VerifyReport, event_hash, hashed_text,
+                    sign, sign_head)
 
 HMAC_ENV = "RULEBRIDGE_AUDIT_HMAC_KEY"
 MIN_KEY_BYTES = 16
@@ -68,15 +72,18 @@ audit_head = Table(
     Column("seq", BigInteger, nullable=False),
     Column("hash", String(64), nullable=False),
     Column("count", BigInteger, nullable=False),
+    Column("sig", String(64), nullable=True),  # `sign_head` with the log's key; added to older logs on open
 )
 EVENT_COLUMNS = [c.name for c in audit_events.columns]
 
 # Statements built once: constructing and cache-keying them per append costs more than the insert.
 _READ_HEAD = select(audit_head.c.seq, audit_head.c.hash, audit_head.c["count"]).where(audit_head.c.id == 1)
+_READ_SIGNED_HEAD = _READ_HEAD.add_columns(audit_head.c.sig)
 _LOCK_HEAD = _READ_HEAD.with_for_update()
 _INSERT_EVENTS = insert(audit_events)
 _MOVE_HEAD = (update(audit_head).where(audit_head.c.id == 1, audit_head.c.seq == bindparam("old_seq"))
-              .values(seq=bindparam("new_seq"), hash=bindparam("new_hash"), count=bindparam("new_count")))
+              .values(seq=bindparam("new_seq"), hash=bindparam("new_hash"), count=bindparam("new_count"),
+                      sig=bindparam("new_sig")))
 
 
 class _Compiled:
@@ -367,6 +374,8 @@ class AuditLog:
                 self._retrying(self._create)
             elif not inspect(self.db).has_table("audit_head"):
                 raise AuditError(f"no audit log at `{url}`", code="audit_not_found")
+            # A reader of a log made before heads were signed reads it without the column.
+            self._head_signed = create or _has_head_sig(self.db)
         except BaseException:
             self.db.dispose()
             raise
@@ -381,9 +390,21 @@ class AuditLog:
             metadata.create_all(self.db)
         except (ProgrammingError, IntegrityError):  # PostgreSQL: another process created them just now
             pass
+        if not _has_head_sig(self.db):  # a log made before heads were signed
+            try:
+                with self.db.begin() as c:
+                    c.exec_driver_sql("ALTER TABLE audit_head ADD COLUMN sig VARCHAR(64)")
+            except (OperationalError, ProgrammingError):  # another process added it just now
+                if not _has_head_sig(self.db):
+                    raise
         with self._writer.begin() as c:
             if c.execute(select(audit_head.c.id).where(audit_head.c.id == 1)).first() is None:
-                c.execute(insert(audit_head).values(id=1, seq=0, hash=GENESIS, count=0))
+                c.execute(insert(audit_head).values(id=1, seq=0, hash=GENESIS, count=0,
+                                                    sig=self.head_sig(0, GENESIS, 0)))
+
+    def head_sig(self, seq: int, digest: str, count: int) -> str | None:
+        """The signature of a head row under this log's key (None without a key)."""
+        return sign_head(self.hmac_key, seq, digest, count) if self.hmac_key is not None else None
 
     def close(self) -> None:
         """Release the database connections (and stop checkpointing the file: it may be removed now)."""
@@ -449,9 +470,10 @@ class AuditLog:
                                  code="audit_broken")
             seq0, prev, count0 = head
             events = self._insert_rows(c, prepared, seq0, prev)
+            seq, digest, count = events[-1].seq, events[-1].hash, count0 + len(events)
             moved = c.exec_driver_sql(self._move_head.sql, self._move_head.args(
-                {"old_seq": seq0, "new_seq": events[-1].seq, "new_hash": events[-1].hash,
-                 "new_count": count0 + len(events)}))
+                {"old_seq": seq0, "new_seq": seq, "new_hash": digest, "new_count": count,
+                 "new_sig": self.head_sig(seq, digest, count)}))
             if moved.rowcount != 1:
                 raise _LostRace()
         if self._wal_file is not None:
@@ -528,9 +550,9 @@ class AuditLog:
         return conn
 
     def head(self) -> Head | None:
-        """The head row: last seq, last hash, count (None if it was removed)."""
+        """The head row: last seq, last hash, count, signature (None if it was removed)."""
         with self._reader() as c:
-            return _head(c)
+            return _head(c, signed=self._head_signed)
 
     def verify(self, *, limit: int | None = None, anchor: tuple[int, str] | None = None,
                batch: int = BATCH) -> VerifyReport:
@@ -541,7 +563,7 @@ class AuditLog:
         checker = ChainChecker(self.hmac_key, anchor)
         complete = True
         with self._reader() as c:
-            head = _head(c)
+            head = _head(c, signed=self._head_signed)
             for row in _stored_rows(c, batch):
                 if limit is not None and checker.checked >= limit:
                     complete = False  # there is a row beyond the limit: the tail was not reached
@@ -775,7 +797,8 @@ class Unit:
             if seq != self._seq0:
                 log = self.log
                 moved = c.exec_driver_sql(log._move_head.sql, log._move_head.args(
-                    {"old_seq": self._seq0, "new_seq": seq, "new_hash": digest, "new_count": count}))
+                    {"old_seq": self._seq0, "new_seq": seq, "new_hash": digest, "new_count": count,
+                     "new_sig": log.head_sig(seq, digest, count)}))
                 if moved.rowcount != 1:  # pragma: no cover - the head is locked by this transaction
                     raise AuditError("the audit head moved under a locked transaction", code="audit_unavailable")
             t.commit()
@@ -809,6 +832,11 @@ def _stored_rows(c: Connection, batch: int) -> Iterator[Any]:
         last = rows[-1].seq
 
 
-def _head(c: Connection) -> Head | None:
-    row = c.execute(_READ_HEAD).first()
-    return None if row is None else Head(row[0], row[1], row[2])
+def _head(c: Connection, *, signed: bool = True) -> Head | None:
+    row = c.execute(_READ_SIGNED_HEAD if signed else _READ_HEAD).first()
+    return None if row is None else Head(row[0], row[1], row[2], row[3] if signed else None)
+
+
+def _has_head_sig(db: SAEngine) -> bool:
+    """Whether the head table has its signature column (older releases made it without)."""
+    return any(col["name"] == "sig" for col in inspect(db).get_columns("audit_head"))

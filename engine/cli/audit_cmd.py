@@ -121,7 +121,8 @@ def verify(workspace: Path = WorkspaceOpt, url: Optional[str] = UrlOpt, fmt: For
                                                       else "")
         out.print(f"[red]chain broken[/] at {escape(where)}: [bold]{report.reason}[/]")
         out.print(f"  {report.message}", markup=False)
-        if report.reason in ("head_mismatch", "anchor_mismatch") and report.first_broken_id is None:
+        if report.reason in ("head_mismatch", "head_bad_signature", "anchor_mismatch") \
+                and report.first_broken_id is None:
             out.print(f"  the {report.checked} stored events form a valid chain; the tail is not what was written",
                       markup=False)
         else:

@@ -101,6 +101,26 @@ def test_verify_reports_a_truncated_tail(log_url, make_log):
     assert "the 17 stored events form a valid chain" in r.stdout
 
 
+def test_verify_catches_a_cut_tail_with_a_rewritten_head_when_signed(log_url, make_log):
+    """Regression: events cut from the end and the head rewritten to match passed `audit verify`
+    with RULEBRIDGE_AUDIT_HMAC_KEY set; the head row is signed now."""
+    from sqlalchemy import delete, select
+
+    from engine.audit.log import audit_head
+
+    with make_log().db.begin() as c:
+        last = c.execute(select(audit_events.c.hash).where(audit_events.c.seq == 17)).scalar()
+        c.execute(delete(audit_events).where(audit_events.c.seq > 17))
+        c.execute(update(audit_head).values(seq=17, hash=last, count=17))
+    r = run("verify", "--url", log_url, env=ENV)
+    assert r.exit_code == 1, r.output
+    assert "chain broken at event 18: head_bad_signature" in r.stdout
+    assert "the 17 stored events form a valid chain" in r.stdout
+    data = json.loads(run("verify", "--url", log_url, "-f", "json", env=ENV).stdout)
+    assert (data["ok"], data["reason"], data["first_broken_seq"]) == (False, "head_bad_signature", 18)
+    assert run("verify", "--url", log_url).exit_code == 0  # without the key: only an anchor catches it
+
+
 def test_verify_with_the_wrong_key_fails(log_url):
     r = run("verify", "--url", log_url, env={"RULEBRIDGE_AUDIT_HMAC_KEY": "not-the-key-0123456789"})
     assert r.exit_code == 1 and "bad_signature" in r.stdout and "event 1 " in r.stdout
