@@ -43,6 +43,7 @@ REASONS = {
     "head_mismatch": "the head row (last seq, last hash, count) disagrees with the stored events",
     "head_bad_signature": "the head row's HMAC signature is missing or wrong for the configured key",
     "anchor_mismatch": "an event does not have the hash recorded in an external anchor",
+    "db_corrupt": "the database's own integrity check finds the file damaged (checked before the chain)",
 }
 
 

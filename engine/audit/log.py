@@ -37,7 +37,7 @@ from sqlalchemy import (BigInteger, Column, Integer, MetaData, String, Table, Te
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Connection
 from sqlalchemy.engine import Engine as SAEngine
-from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
+from sqlalchemy.exc import DatabaseError, IntegrityError, OperationalError, ProgrammingError
 from sqlalchemy.types import JSON
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
@@ -370,12 +370,17 @@ class AuditLog:
             stop=stop_after_attempt(attempts), wait=wait_random_exponential(multiplier=0.005, max=0.5),
             retry=retry_if_exception_type((OperationalError, IntegrityError, _LostRace)), reraise=True)
         try:
-            if create:
-                self._retrying(self._create)
-            elif not inspect(self.db).has_table("audit_head"):
-                raise AuditError(f"no audit log at `{url}`", code="audit_not_found")
-            # A reader of a log made before heads were signed reads it without the column.
-            self._head_signed = create or _has_head_sig(self.db)
+            try:
+                if create:
+                    self._retrying(self._create)
+                elif not inspect(self.db).has_table("audit_head"):
+                    raise AuditError(f"no audit log at `{url}`", code="audit_not_found")
+                # A reader of a log made before heads were signed reads it without the column.
+                self._head_signed = create or _has_head_sig(self.db)
+            except DatabaseError as exc:
+                if not _corrupt(self.db, exc):
+                    raise
+                raise AuditError(f"the database file is corrupt: {_first_line(exc)}", code="db_corrupt") from exc
         except BaseException:
             self.db.dispose()
             raise
@@ -554,22 +559,46 @@ class AuditLog:
         with self._reader() as c:
             return _head(c, signed=self._head_signed)
 
+    def integrity_problems(self, *, limit: int = 10) -> list[str]:
+        """What the database's own integrity check finds wrong with its file (SQLite: `PRAGMA
+        integrity_check`; empty when it is sound, and always on PostgreSQL, which checks its pages
+        itself). A broken page the chain walk never reads (an index, another table) shows here."""
+        if self.db.dialect.name != "sqlite":
+            return []
+        with self.db.connect() as c:
+            rows = [str(r[0]) for r in c.exec_driver_sql(f"PRAGMA integrity_check({int(limit)})")]
+        return [] if rows == ["ok"] else rows
+
     def verify(self, *, limit: int | None = None, anchor: tuple[int, str] | None = None,
                batch: int = BATCH) -> VerifyReport:
-        """Walk the chain from seq 1, in batches, and report the first broken event (or ok).
+        """Check the database file, then walk the chain from seq 1, in batches, and report the
+        first broken event (or ok). A corrupt file is reported as `db_corrupt`.
 
         `limit` checks only the first `limit` events (then the head is not compared unless that
         was all of them); `anchor` is a (seq, hash) recorded elsewhere that must still hold."""
         checker = ChainChecker(self.hmac_key, anchor)
+        signatures = "checked" if self.hmac_key is not None else "not_checked"
         complete = True
-        with self._reader() as c:
-            head = _head(c, signed=self._head_signed)
-            for row in _stored_rows(c, batch):
-                if limit is not None and checker.checked >= limit:
-                    complete = False  # there is a row beyond the limit: the tail was not reached
-                    break
-                if not checker.feed(row):
-                    break
+        try:
+            problems = self.integrity_problems()
+            if problems:
+                return VerifyReport(False, 0, None, None, "db_corrupt", "the database file is corrupt: "
+                                    f"integrity check: {'; '.join(p[:200] for p in problems[:3])}"
+                                    + (f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""),
+                                    signatures=signatures)
+            with self._reader() as c:
+                head = _head(c, signed=self._head_signed)
+                for row in _stored_rows(c, batch):
+                    if limit is not None and checker.checked >= limit:
+                        complete = False  # there is a row beyond the limit: the tail was not reached
+                        break
+                    if not checker.feed(row):
+                        break
+        except DatabaseError as exc:
+            if not _corrupt(self.db, exc):
+                raise
+            return VerifyReport(False, checker.checked, None, None, "db_corrupt",
+                                f"the database file is corrupt: {_first_line(exc)}", signatures=signatures)
         return checker.finish(head, complete=complete)
 
     def _row_event(self, row: Any) -> AuditEvent:
@@ -835,6 +864,17 @@ def _stored_rows(c: Connection, batch: int) -> Iterator[Any]:
 def _head(c: Connection, *, signed: bool = True) -> Head | None:
     row = c.execute(_READ_SIGNED_HEAD if signed else _READ_HEAD).first()
     return None if row is None else Head(row[0], row[1], row[2], row[3] if signed else None)
+
+
+def _corrupt(db: SAEngine, exc: DatabaseError) -> bool:
+    """Whether a database error says the SQLite file is damaged (`database disk image is
+    malformed`, `file is not a database`: the driver's plain `DatabaseError`), not busy, locked or
+    gone (`OperationalError`), nor a refused statement (`IntegrityError`, `ProgrammingError`)."""
+    return db.dialect.name == "sqlite" and type(exc) is DatabaseError
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(getattr(exc, "orig", None) or exc).splitlines()[0][:200]
 
 
 def _has_head_sig(db: SAEngine) -> bool:

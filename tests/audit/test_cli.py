@@ -121,6 +121,47 @@ def test_verify_catches_a_cut_tail_with_a_rewritten_head_when_signed(log_url, ma
     assert run("verify", "--url", log_url).exit_code == 0  # without the key: only an anchor catches it
 
 
+@pytest.mark.parametrize("where", ["middle", "index", "header"])
+def test_verify_reports_a_corrupt_database_file(tmp_path, where):
+    """Regression: `audit verify` said "valid" on a SQLite file that `decide` reports as malformed
+    (a broken index page: the chain walk never reads it), and a traceback on other broken pages.
+    It runs the database's integrity check first and reports `db_corrupt`."""
+    import random
+    import shutil
+    import sqlite3
+
+    from engine.audit import AuditLog
+
+    with AuditLog(f"sqlite:///{tmp_path}/state.db", now=clock(), new_id=ids()) as log:
+        for i in range(150):
+            log.append_many(decision(i))
+    copy = tmp_path / "copy.db"
+    shutil.copy(tmp_path / "state.db", copy)
+    page, pages = 4096, 3
+    if where == "index":  # the last page of the `ts` index
+        with sqlite3.connect(copy) as c:
+            try:
+                last = c.execute("SELECT max(pageno) FROM dbstat WHERE name = 'ix_audit_events_ts'").fetchone()[0]
+            except sqlite3.OperationalError:
+                pytest.skip("this SQLite has no dbstat table")
+        start, pages = (last - 1) * page, 1
+    data = bytearray(copy.read_bytes())
+    if where == "middle":
+        start = (len(data) // page // 2) * page
+    elif where == "header":
+        start = 0
+    data[start:start + pages * page] = random.Random(7).randbytes(pages * page)  # pages of garbage
+    copy.write_bytes(data)
+    url = f"sqlite:///{copy}"
+    r = run("verify", "--url", url)
+    assert r.exit_code == 1, r.output
+    assert isinstance(r.exception, SystemExit), r.exception  # a clean exit, not a traceback
+    assert "db_corrupt" in r.output and "Traceback" not in r.output
+    out = json.loads(run("verify", "--url", url, "-f", "json").stdout)
+    assert (out["ok"], out["reason"]) == (False, "db_corrupt")
+    assert run("verify", "--url", f"sqlite:///{tmp_path}/state.db").exit_code == 0  # the original is fine
+
+
 def test_verify_with_the_wrong_key_fails(log_url):
     r = run("verify", "--url", log_url, env={"RULEBRIDGE_AUDIT_HMAC_KEY": "not-the-key-0123456789"})
     assert r.exit_code == 1 and "bad_signature" in r.stdout and "event 1 " in r.stdout
