@@ -416,11 +416,15 @@ class Engine:
 
         The approval is re-verified now, against the current graph, as a `human` proposal: any
         `deny` reason (schema, precondition, deny guard) refuses it; `review` reasons are what
-        the reviewer settles. It is bound to the hash of the exact action and parameters."""
+        the reviewer settles. It is bound to the hash of the exact action and parameters.
+        `expect_hash` (at least 12 hex characters) must start the hash of the proposal waiting in
+        the item: else the approval is refused (`review_hash_mismatch`)."""
         from engine.act.catalog import proposal_hash
-        from engine.govern.review import ReviewError
+        from engine.govern.review import ReviewError, expected_hash
         from engine.govern.verify import Deny
 
+        if expect_hash is not None:
+            expect_hash = expected_hash(expect_hash)
         item = self.queue.get(item_id)
         reviewer = self._reviewer(item, reviewer, key)
         if item.status != "pending":
@@ -430,9 +434,13 @@ class Engine:
                 raise ReviewError(f"review item `{item_id}` has no proposal; give the action and its parameters",
                                   code="review_needs_action")
             action, params = item.proposal["action"], item.proposal["params"]
-        if expect_hash and item.proposal_hash and not item.proposal_hash.startswith(expect_hash):
-            raise ReviewError(f"the proposal of `{item_id}` is {item.proposal_hash[:12]}, not {expect_hash}: "
-                              "it is not what you reviewed", code="review_hash_mismatch")
+        if expect_hash is not None:
+            if item.proposal_hash is None:
+                raise ReviewError(f"review item `{item_id}` has no proposal, so no hash to compare `{expect_hash}` "
+                                  "with: approve without --hash", code="review_hash_mismatch")
+            if not item.proposal_hash.startswith(expect_hash):
+                raise ReviewError(f"the proposal of `{item_id}` is {item.proposal_hash[:12]}, not {expect_hash}: "
+                                  "it is not what you reviewed", code="review_hash_mismatch")
         case = Case.from_json(item.context["case"])
         proposal = Proposal(action, dict(params or {}), "human")
         verdict = self.verify(case, proposal)

@@ -75,6 +75,20 @@ class ReviewError(RulebridgeError):
     code = "review_error"
 
 
+MIN_HASH_PREFIX = 12  # hex characters: 48 bits, what `review show` and `review approve` print
+
+
+def expected_hash(text: str) -> str:
+    """The proposal hash a reviewer says they reviewed, normalised (trimmed, lower case); a prefix
+    of fewer than `MIN_HASH_PREFIX` characters is refused (`review_hash_too_short`): an empty one
+    would bind the approval to nothing."""
+    given = text.strip().lower()
+    if len(given) < MIN_HASH_PREFIX:
+        raise ReviewError(f"the expected proposal hash `{given}` is too short: give at least {MIN_HASH_PREFIX} "
+                          "hex characters of the hash `review show` prints", code="review_hash_too_short")
+    return given
+
+
 @dataclass
 class ReviewItem:
     id: str

@@ -153,6 +153,36 @@ def test_approval_is_bound_to_the_hash_the_reviewer_saw(db, clock):
     assert item.approved_hash == h
 
 
+@pytest.mark.parametrize("given", ["", "   ", "abc", "PREFIX", "11-chars-xx"])
+def test_an_empty_or_short_expected_hash_is_refused(db, clock, given):
+    """Regression: `expect_hash=""` is falsy and silently skipped the check; a prefix shorter than
+    12 hex characters binds to almost nothing. Both are refused, and the item stays pending."""
+    e, d = over_limit(db, clock)
+    h = e.review_show(d.review_id).proposal_hash
+    for short in (given, h[:11]):
+        with pytest.raises(ReviewError) as info:
+            e.review_approve(d.review_id, reviewer="sales-ops-lead", expect_hash=short)
+        assert info.value.code == "review_hash_too_short", short
+        assert "at least 12 hex characters" in str(info.value)
+    assert e.review_show(d.review_id).status == "pending"
+    with pytest.raises(ReviewError) as info:  # 12 characters that are not hex match no proposal
+        e.review_approve(d.review_id, reviewer="sales-ops-lead", expect_hash="z" * 12)
+    assert info.value.code == "review_hash_mismatch"
+    item = e.review_approve(d.review_id, reviewer="sales-ops-lead", expect_hash=f" {h[:12].upper()} ")
+    assert item.approved_hash == h
+
+
+def test_an_expected_hash_without_a_waiting_proposal_is_refused(db, clock):
+    """An item with no proposal has no hash to bind to: `--hash` is not silently ignored."""
+    e = engine(None, state=db, now=clock)
+    d = e.decide(discount_case(), llm=False)  # no rule decides: waits without a proposal
+    assert d.outcome == "escalate" and e.review_show(d.review_id).proposal_hash is None
+    with pytest.raises(ReviewError) as info:
+        e.review_approve(d.review_id, reviewer="sales-ops-lead", expect_hash="0" * 12,
+                         action="approve_discount", params={"order": "bwd:SO-3002", "percent": 4})
+    assert info.value.code == "review_hash_mismatch" and "no proposal" in str(info.value)
+
+
 def test_approval_needs_a_reviewer(db, clock):
     e, d = over_limit(db, clock)
     with pytest.raises(ReviewError) as info:
