@@ -53,7 +53,9 @@ review_items = Table(
     Column("applied_at", DateTime(timezone=True), nullable=True),
 )
 # INVARIANT: at most one pending item per case, enforced by the database (two processes enqueueing
-# the same case at once cannot both insert), not by a read-then-write in Python.
+# the same case at once cannot both insert), not by a read-then-write in Python. The engine's
+# `case_key` (`engine.pipeline.case_key`) hashes who asks and everything asked, so only the same
+# request again shares a pending item: never another agent's case, nor another under the same id.
 Index("review_items_one_pending_per_case", review_items.c.case_key, unique=True,
       sqlite_where=review_items.c.status == "pending", postgresql_where=review_items.c.status == "pending")
 
