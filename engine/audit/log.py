@@ -27,7 +27,7 @@ import re
 import secrets
 import threading
 import time
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, ContextManager, Iterable, Iterator, Sequence, TextIO
@@ -801,6 +801,31 @@ class Unit:
         self._seq0 = head[0]
         self._head = (head[0], head[1], head[2])
         return c
+
+    @contextmanager
+    def atomic(self) -> Iterator[None]:
+        """Writes that commit together or not at all, inside the unit: when the block fails, what
+        it wrote (store rows and events) is rolled back to a savepoint taken at its start, and
+        the error is raised; what the unit wrote before the block stays. A `flush` inside the
+        block commits what the block wrote so far (it is then no longer undone)."""
+        c = self.conn()  # the transaction (and the head lock) the block's writes join
+        t, head = self._t, self._head
+        sp = c.begin_nested()
+        try:
+            yield
+        except BaseException:
+            if self._t is t:  # still the transaction the savepoint belongs to
+                try:
+                    sp.rollback()
+                    self._head = head
+                except Exception:  # noqa: BLE001 - the savepoint went with the transaction: end it all
+                    self._c = self._t = None
+                    with suppress(Exception):  # the block's error is the one raised
+                        t.rollback()
+            raise
+        else:
+            if self._t is t:
+                sp.commit()
 
     def close(self) -> None:
         """Give the connection back (a transaction still open is rolled back by the pool)."""

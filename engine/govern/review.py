@@ -16,8 +16,8 @@ import secrets
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from sqlalchemy import (JSON, Column, DateTime, Index, MetaData, String, Table, Text, bindparam, func, insert, select,
-                        update)
+from sqlalchemy import (JSON, Column, DateTime, Index, MetaData, String, Table, Text, bindparam, delete, func, insert,
+                        select, update)
 from sqlalchemy.exc import IntegrityError
 
 from engine.errors import RulebridgeError
@@ -186,6 +186,19 @@ class ReviewQueue(SharedStore):
                     return self._read(existing)
                 # the pending item was decided in between: try again
         raise ReviewError(f"could not enqueue case `{case_key}`", code="review_conflict")
+
+    def discard(self, item_id: str, *, decision_id: str) -> bool:
+        """Remove the pending item just enqueued for `decision_id` whose decision could not be
+        recorded (its audit events were refused): an item without its events must not wait for a
+        person. Only that item, only while pending; never raises (the caller raises the error that
+        made it necessary)."""
+        try:
+            with self._tx() as c:
+                return c.execute(delete(review_items).where(review_items.c.id == item_id,
+                                                            review_items.c.decision_id == decision_id,
+                                                            review_items.c.status == "pending")).rowcount == 1
+        except Exception:  # noqa: BLE001 - the database failing too: the audit error is the one to raise
+            return False
 
     def expire(self) -> int:
         """Mark every pending item past its deadline `expired` (counted as denied); `on_expired` is
