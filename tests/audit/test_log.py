@@ -372,3 +372,21 @@ def test_a_closed_log_is_not_checkpointed_again(tmp_path, monkeypatch):
     monkeypatch.setattr(sqlite3, "connect", spy)
     time.sleep(log_module.CHECKPOINT_AFTER_S + 0.3)
     assert [o for o in opened if "audit.db" in o] == []
+
+
+def test_an_atomic_block_of_a_unit_rolls_back_its_own_writes_only(make_log):
+    """`Unit.atomic`: what the block appended is undone when it fails (the head too); what the unit
+    wrote before it commits as usual, and the next append continues the chain from there."""
+    log = make_log(hmac_key=KEY)
+    with pytest.raises(RuntimeError):
+        with log.unit() as u:
+            log.append("D-1", "received", "ops", {"n": 1})
+            with u.atomic():
+                log.append_many(decision(2))
+                raise RuntimeError("the block fails after its writes")
+    assert [e.decision_id for e in log.events()] == ["D-1"]
+    assert log.head().seq == 1 and log.verify().ok
+    with log.unit() as u:
+        with u.atomic():
+            log.append("D-3", "received", "ops", {"n": 3})
+    assert log.head().seq == 2 and log.verify().ok
