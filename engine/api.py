@@ -15,7 +15,7 @@ from engine.errors import AuthError, CaseError, Diagnostic, LoadError
 from engine.lang.compiler import CompiledRuleset
 from engine.match import make_matcher
 from engine.match.reference import RuleTrace, explain_rules
-from engine.model import Case
+from engine.model import MAX_CASE_BYTES, MAX_CASE_BYTES_LIMIT, Case, check_case_size
 from engine.pipeline import Decision, decide
 from engine.proposals import Proposal
 from engine.storage import state_url
@@ -82,6 +82,17 @@ class ExecutionOutcome:
                 "error_code": getattr(c, "error_code", None), "error_message": getattr(c, "error_message", None)}
 
 
+def _max_case_bytes(security: dict[str, Any]) -> int:
+    """`[security] max_case_bytes`, checked: a whole number from 1 to `MAX_CASE_BYTES_LIMIT`."""
+    value = security.get("max_case_bytes", MAX_CASE_BYTES)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MAX_CASE_BYTES_LIMIT:
+        raise LoadError([Diagnostic("config", f"[security] max_case_bytes = {value!r}: expected a whole number "
+                                    f"from 1 to {MAX_CASE_BYTES_LIMIT}",
+                                    help="every case is recorded in the audit log, whose events hold at most "
+                                         "4 MiB; the default is 262144")])
+    return value
+
+
 class Engine:
     """A loaded workspace ready to decide cases. Compile once, decide many times.
 
@@ -118,6 +129,7 @@ class Engine:
         self.recovery: Any = None  # what opening the executor reconciled (`engine.act.execute.RecoveryReport`)
         security = ws.config.section("security")
         self.require_keys = bool(security.get("require_keys", False))
+        self.max_case_bytes = _max_case_bytes(security)  # a larger case is refused (`case_too_large`)
 
     @classmethod
     def open(cls, workspace: str | Path = ".", *, matcher: str = "durable", backend: str | None = None,
@@ -270,19 +282,20 @@ class Engine:
         Every decision is appended to the audit log; an `execute` decision is kept for
         `execute(decision.id)`, and with `execute=True` it runs at once (`decision.execution`)."""
         case = self._case(case)
+        check_case_size(case, self.max_case_bytes)  # before anything is decided, written or audited
         one = self.one_database
         try:
             caller = self.authenticate(key)
+            # The review item is written by `_record`, with the decision's events (not by the pipeline).
             d = decide(self.ws, case, matcher_for=self.matcher_for, clock=self.clock,
-                       new_id=self.new_id, fallback=self.fallback if llm else None,
-                       queue=self.queue if review and not one else None, caller=caller,
-                       identities=self._identities_if_used())
+                       new_id=self.new_id, fallback=self.fallback if llm else None, queue=None,
+                       caller=caller, identities=self._identities_if_used())
         except AuthError as exc:
             self._audit_refusal(self.new_id(), case.agent or "anonymous", exc, case=case.to_json())
             raise
         acts = execute and d.outcome == "execute"
         if not one:
-            self._record(d)
+            self._record(d, enqueue=review)
             if acts:
                 d.execution = self.execute(d.id, key=key, decided=d).to_json()
             return d
@@ -296,8 +309,8 @@ class Engine:
 
     def _record(self, d: Decision, *, enqueue: bool = False) -> None:
         """The decision's audit events (one transaction) and, if it acts, its record for `execute`;
-        with `enqueue`, an escalation's review item (the pipeline did not enqueue it)."""
-        from engine.audit.trail import decided_event, decision_events
+        with `enqueue`, an escalation's review item, written with its events (`_enqueue`)."""
+        from engine.audit.trail import decision_events
 
         rs = self.ws.rulesets[d.ruleset]
         review = None
@@ -309,15 +322,35 @@ class Engine:
             d.review_id = new_item_id()
         items = decision_events(d, rs, checked=True)
         if review is not None:
-            item = self.queue.enqueue(**review, item_id=d.review_id)
-            if item.id != d.review_id:  # the case was pending already: it waits in that item
-                d.review_id = item.id
-                items[-1] = decided_event(d, rs, checked=True)
-        # The log first: a decision that can be executed always has its audit record.
-        self.audit.append_many(items)
+            self._enqueue(d, rs, review, items)
+        else:  # the log first: a decision that can be executed always has its audit record
+            self.audit.append_many(items)
         if d.outcome == "execute":
             self.decisions.record(id=d.id, agent=d.agent, ruleset=d.ruleset, outcome=d.outcome, source=d.source,
                                   case=d.case.to_json(), proposals=[p.to_json() for p in d.proposals])
+
+    def _enqueue(self, d: Decision, rs: CompiledRuleset, review: dict[str, Any], items: list[Any]) -> None:
+        """An escalation's review item and its decision's events: both, or neither.
+
+        INVARIANT: no review item waits without its decision's events (a person could approve, and
+        execute, what the audit log never recorded). One database: both are written in one
+        savepoint of the unit of work, rolled back together when either fails. A separate audit
+        database: the item is removed again when the events cannot be appended."""
+        from engine.audit.trail import decided_event
+
+        unit = self.audit.current_unit() if self.one_database else None
+        with unit.atomic() if unit is not None else nullcontext():
+            item = self.queue.enqueue(**review, item_id=d.review_id)
+            created = item.id == d.review_id
+            if not created:  # the case was pending already: it waits in that item (which has its events)
+                d.review_id = item.id
+                items[-1] = decided_event(d, rs, checked=True)
+            try:
+                self.audit.append_many(items)
+            except BaseException:
+                if created and unit is None:
+                    self.queue.discard(item.id, decision_id=d.id)
+                raise
 
     def _audit_refusal(self, decision_id: str, who: str, exc: Exception, **context: Any) -> None:
         """A `refused` event: who was refused, the error's code and message, and what they asked."""
@@ -416,11 +449,15 @@ class Engine:
 
         The approval is re-verified now, against the current graph, as a `human` proposal: any
         `deny` reason (schema, precondition, deny guard) refuses it; `review` reasons are what
-        the reviewer settles. It is bound to the hash of the exact action and parameters."""
+        the reviewer settles. It is bound to the hash of the exact action and parameters.
+        `expect_hash` (at least 12 hex characters) must start the hash of the proposal waiting in
+        the item: else the approval is refused (`review_hash_mismatch`)."""
         from engine.act.catalog import proposal_hash
-        from engine.govern.review import ReviewError
+        from engine.govern.review import ReviewError, expected_hash
         from engine.govern.verify import Deny
 
+        if expect_hash is not None:
+            expect_hash = expected_hash(expect_hash)
         item = self.queue.get(item_id)
         reviewer = self._reviewer(item, reviewer, key)
         if item.status != "pending":
@@ -430,9 +467,13 @@ class Engine:
                 raise ReviewError(f"review item `{item_id}` has no proposal; give the action and its parameters",
                                   code="review_needs_action")
             action, params = item.proposal["action"], item.proposal["params"]
-        if expect_hash and item.proposal_hash and not item.proposal_hash.startswith(expect_hash):
-            raise ReviewError(f"the proposal of `{item_id}` is {item.proposal_hash[:12]}, not {expect_hash}: "
-                              "it is not what you reviewed", code="review_hash_mismatch")
+        if expect_hash is not None:
+            if item.proposal_hash is None:
+                raise ReviewError(f"review item `{item_id}` has no proposal, so no hash to compare `{expect_hash}` "
+                                  "with: approve without --hash", code="review_hash_mismatch")
+            if not item.proposal_hash.startswith(expect_hash):
+                raise ReviewError(f"the proposal of `{item_id}` is {item.proposal_hash[:12]}, not {expect_hash}: "
+                                  "it is not what you reviewed", code="review_hash_mismatch")
         case = Case.from_json(item.context["case"])
         proposal = Proposal(action, dict(params or {}), "human")
         verdict = self.verify(case, proposal)

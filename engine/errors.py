@@ -81,6 +81,7 @@ CODES: dict[str, str] = {
     "config": "rulebridge.toml is malformed",
     "case_invalid": "a case does not fit the case schema of its ruleset",
     "no_ruleset": "no ruleset decides the case type",
+    "case_too_large": "a case is larger than `[security] max_case_bytes`",
     "test_failed": "a rule test did not get the expected decision",
 }
 

@@ -65,6 +65,27 @@ def as_of_date(value: Any) -> dt.date | None:
         return None
 
 
+# The default of `[security] max_case_bytes`. A case is recorded whole in its `received` audit event
+# (and its values again in `facts`), which holds at most 4 MiB (`engine.audit.log.MAX_DATA_BYTES`):
+# a case must be refused well before its events are, not after its review item was written.
+MAX_CASE_BYTES = 256 * 1024
+MAX_CASE_BYTES_LIMIT = 1024 * 1024  # the highest `max_case_bytes` allowed: a quarter of an event
+
+
+def check_case_size(case: Case, limit: int) -> None:
+    """Refuse a case whose JSON (UTF-8) is larger than `limit` bytes: `CaseError(case_too_large)`."""
+    import json
+
+    size = len(json.dumps(case.to_json(), ensure_ascii=False, separators=(",", ":"), default=str)
+               .encode("utf-8", "surrogatepass"))
+    if size > limit:
+        from engine.errors import CaseError, Diagnostic
+
+        raise CaseError([Diagnostic("case_too_large", f"the case is {size} bytes; at most {limit} are accepted",
+                                    help="send references (ids, IRIs) rather than documents; the limit is "
+                                         "`[security] max_case_bytes` in rulebridge.toml")])
+
+
 @dataclass
 class Case:
     """One request for a decision: a case type, its payload and who asks."""

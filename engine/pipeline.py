@@ -324,13 +324,17 @@ def decide(ws: Workspace, case: Case, *, matcher_for: Callable[[CompiledRuleset]
 
 
 def case_key(rs_name: str, case: Case) -> str:
-    """Identifies a case across runs: its id when it has one, else a hash of its content."""
+    """Identifies a request across runs, for the review queue's one pending item per case: the
+    ruleset and a hash of who asks and everything asked (agent, id, type, payload, as_of).
+
+    INVARIANT: two requests share a pending review item only when all of these are equal. A key
+    of the `id` alone let another agent's case (or another payload under a reused id) land in an
+    item already pending, and its own escalation was never seen."""
     import hashlib
     import json
 
-    if case.id:
-        return f"{rs_name}:{case.id}"
-    body = json.dumps(case.to_json(), sort_keys=True, default=str)
+    body = json.dumps({"agent": case.agent, "id": case.id, "type": case.type, "payload": case.payload,
+                       "as_of": case.as_of}, sort_keys=True, separators=(",", ":"), default=str)
     return f"{rs_name}:sha256:{hashlib.sha256(body.encode()).hexdigest()[:32]}"
 
 

@@ -469,3 +469,71 @@ def test_one_database_threads_extend_one_chain_and_execute_each_once(gov):
         assert gov.decisions.get(d.id).status == "executed"
     report = gov.audit.verify()
     assert report.ok and report.checked == gov.audit.head().count
+
+
+# -- nothing without its events ------------------------------------------------------------------
+
+@pytest.fixture(params=[False, True], ids=["one_database", "separate_audit"])
+def either(request, tmp_path, monkeypatch):
+    """The engine with its audit log in the state database, or in one of its own."""
+    if request.param:
+        monkeypatch.setenv("RULEBRIDGE_AUDIT_URL", f"sqlite:///{tmp_path}/audit.db")
+    e = engine(None, ws=load_workspace(ROOT), state=f"sqlite:///{tmp_path}/state.db")
+    assert e.one_database is not request.param
+    yield e
+    for store in (e._audit, e._executor.ledger if e._executor else None):
+        if store is not None:
+            store.close()
+
+
+def test_a_case_too_large_to_audit_is_refused_up_front(either):
+    """Regression: a case with a 10 MB field was decided, its events exceeded the audit log's size
+    limit, and its review item stayed pending without a `received`, `facts` or `decided` event —
+    approvable and executable. It is refused before anything is decided (`case_too_large`)."""
+    from engine.errors import CaseError
+
+    with pytest.raises(CaseError) as info:
+        either.decide(discount_case(id="x" * (10 * 1024 * 1024)), llm=False)
+    assert info.value.code == "case_too_large" and "at most 262144" in str(info.value)
+    assert either.review_list() == [] and list(either.audit.events()) == []
+    either.max_case_bytes = 1000  # `[security] max_case_bytes`
+    with pytest.raises(CaseError) as info:
+        either.decide(discount_case(requested_by="bwd:" + "E" * 1000), llm=False)
+    assert info.value.code == "case_too_large"
+    d = either.decide(discount_case(), llm=False)  # a case of ordinary size is decided as before
+    assert d.outcome == "escalate" and [i.id for i in either.review_list()] == [d.review_id]
+
+
+def test_max_case_bytes_is_read_from_the_security_section():
+    import dataclasses
+
+    from engine.errors import LoadError
+    from engine.workspace import Config
+
+    ws = load_workspace(ROOT)
+    for value, ok in ((1000, True), (0, False), ("big", False), (10**9, False)):
+        data = {**ws.config.data, "security": {**ws.config.section("security"), "max_case_bytes": value}}
+        other = dataclasses.replace(ws, config=Config(ws.root, data))
+        if ok:
+            assert engine(None, ws=other).max_case_bytes == 1000
+        else:
+            with pytest.raises(LoadError) as info:
+                engine(None, ws=other)
+            assert info.value.code == "config" and "max_case_bytes" in str(info.value)
+
+
+def test_an_escalation_whose_events_cannot_be_written_leaves_no_review_item(either, monkeypatch):
+    """Regression: the review item was written before the decision's events; when the events failed
+    (over the audit size limit here), the item stayed pending without them — the unit of work
+    committed what it had, and with a separate audit database it had committed on its own."""
+    from engine.audit import AuditError
+
+    monkeypatch.setattr("engine.audit.log.MAX_DATA_BYTES", 600)  # the decision's events do not fit
+    with pytest.raises(AuditError) as info:
+        either.decide(invoice_case(10006), llm=False)
+    assert info.value.code == "audit_invalid"
+    assert either.review_list(None) == [] and list(either.audit.events()) == []
+    monkeypatch.undo()
+    d = either.decide(invoice_case(10006), llm=False)  # the same case, now that its events fit
+    assert d.outcome == "escalate" and [i.id for i in either.review_list()] == [d.review_id]
+    assert [ev.step for ev in either.audit.trace(d.id)][-1] == "decided" and either.audit.verify().ok

@@ -4,7 +4,8 @@ Each event's `hash` is sha256 over the canonical JSON (see `canonical.py`) of ev
 `prev` and `seq` included, so changing, removing, inserting or reordering an event breaks
 either its own hash or the link (`prev`) of the event after it. `sig` is HMAC-SHA256 of the
 hash under a key the log never stores: without the key nobody can rewrite the chain, even
-someone who recomputes every hash.
+someone who recomputes every hash. The head row (last seq, last hash, count) is signed with the
+same key (`sign_head`), so events cut from the end cannot be hidden by rewriting the head.
 
 `ChainChecker` is the whole verification logic and does no I/O: the log feeds it stored rows in
 `seq` order, and the same checker can verify an export.
@@ -40,7 +41,9 @@ REASONS = {
     "bad_signature": "an event's HMAC signature is missing or wrong for the configured key",
     "unsupported_schema": "an event has a schema version this engine does not know",
     "head_mismatch": "the head row (last seq, last hash, count) disagrees with the stored events",
+    "head_bad_signature": "the head row's HMAC signature is missing or wrong for the configured key",
     "anchor_mismatch": "an event does not have the hash recorded in an external anchor",
+    "db_corrupt": "the database's own integrity check finds the file damaged (checked before the chain)",
 }
 
 
@@ -89,6 +92,13 @@ def sign(key: bytes, hash_hex: str) -> str:
     return hmac.new(key, hash_hex.encode("ascii"), hashlib.sha256).hexdigest()
 
 
+def sign_head(key: bytes, seq: int, hash_hex: str, count: int) -> str:
+    """HMAC-SHA256 (hex) of a head row. The text is prefixed so that no event's signature (an
+    HMAC of a bare hash) can be copied into the head."""
+    return hmac.new(key, f"rulebridge-audit-head:1:{seq}:{hash_hex}:{count}".encode("ascii"),
+                    hashlib.sha256).hexdigest()
+
+
 def hash_of(event: AuditEvent) -> str:
     """Recompute an event's hash from its fields (what an external verifier does)."""
     return event_hash(hashed_text(seq=event.seq, id=event.id, schema=event.schema, ts=event.ts,
@@ -98,11 +108,13 @@ def hash_of(event: AuditEvent) -> str:
 
 @dataclass(frozen=True)
 class Head:
-    """The one-row anchor of the chain's tail: last seq, last hash, number of events."""
+    """The one-row anchor of the chain's tail: last seq, last hash, number of events, and their
+    signature (`sign_head`; None when the log is written without a key)."""
 
     seq: int
     hash: str
     count: int
+    sig: str | None = None
 
 
 @dataclass
@@ -211,7 +223,14 @@ class ChainChecker:
         if head is None:
             return VerifyReport(False, last, last + 1, None, "head_mismatch", "the head row is missing")
         if head.seq == last and head.hash == self.prev and head.count == last:
-            return None
+            if self.key is None or hmac.compare_digest(str(head.sig or ""), sign_head(self.key, last, self.prev,
+                                                                                        last)):
+                return None
+            # INVARIANT: with a key, a head that agrees with the events must also be signed: else
+            # events may have been cut from the end and the head rewritten to the new last event.
+            return VerifyReport(False, last, last + 1, None, "head_bad_signature",
+                                f"the head row (seq {last}) is not signed with the configured key: events may "
+                                "have been cut from the end and the head rewritten (or the key is wrong)")
         if head.seq != last:
             pos = min(head.seq, last) + 1 if isinstance(head.seq, int) else last + 1
             what = (f"the head says the last event is {head.seq} but the log ends at {last}"

@@ -9,10 +9,13 @@ backstop: a writer that somehow got around the lock fails instead of forking the
 lost race or `database is locked` is retried a bounded number of times (tenacity).
 
 The head row also anchors the tail: deleting the last events leaves the head pointing past the
-end, which `verify` reports. Limits, stated honestly: someone with write access who rewrites
-every event after some point AND the head cannot be caught by the hashes alone — only by the
-HMAC signatures (`sig`, keyed by a secret the log never stores) or by comparing with an anchor
-(a seq and hash recorded elsewhere, e.g. the head printed by a previous `audit verify`).
+end, which `verify` reports. With a key, the head row is signed too (`sig`, moved with it in the
+same transaction), so the last events cannot be cut and the head rewritten to match. Limits,
+stated honestly: without a key, someone with write access who rewrites every event after some
+point, or cuts the tail, AND rewrites the head cannot be caught by the hashes alone — only by
+comparing with an anchor (a seq and hash recorded elsewhere, e.g. the head printed by a previous
+`audit verify`). With a key, a copy of an older signed head still fits the log cut back to it:
+again only an anchor catches that.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import re
 import secrets
 import threading
 import time
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, ContextManager, Iterable, Iterator, Sequence, TextIO
@@ -34,12 +37,13 @@ from sqlalchemy import (BigInteger, Column, Integer, MetaData, String, Table, Te
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Connection
 from sqlalchemy.engine import Engine as SAEngine
-from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
+from sqlalchemy.exc import DatabaseError, IntegrityError, OperationalError, ProgrammingError
 from sqlalchemy.types import JSON
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
 from .canonical import AuditError, Native, canonical_json, check_json_native
-from .chain import GENESIS, SCHEMA_VERSION, AuditEvent, ChainChecker, Head, VerifyReport, event_hash, hashed_text, sign
+from .chain import (GENESIS, SCHEMA_VERSION, AuditEvent, ChainChecker, Head, VerifyReport, event_hash, hashed_text,
+                    sign, sign_head)
 
 HMAC_ENV = "RULEBRIDGE_AUDIT_HMAC_KEY"
 MIN_KEY_BYTES = 16
@@ -68,15 +72,18 @@ audit_head = Table(
     Column("seq", BigInteger, nullable=False),
     Column("hash", String(64), nullable=False),
     Column("count", BigInteger, nullable=False),
+    Column("sig", String(64), nullable=True),  # `sign_head` with the log's key; added to older logs on open
 )
 EVENT_COLUMNS = [c.name for c in audit_events.columns]
 
 # Statements built once: constructing and cache-keying them per append costs more than the insert.
 _READ_HEAD = select(audit_head.c.seq, audit_head.c.hash, audit_head.c["count"]).where(audit_head.c.id == 1)
+_READ_SIGNED_HEAD = _READ_HEAD.add_columns(audit_head.c.sig)
 _LOCK_HEAD = _READ_HEAD.with_for_update()
 _INSERT_EVENTS = insert(audit_events)
 _MOVE_HEAD = (update(audit_head).where(audit_head.c.id == 1, audit_head.c.seq == bindparam("old_seq"))
-              .values(seq=bindparam("new_seq"), hash=bindparam("new_hash"), count=bindparam("new_count")))
+              .values(seq=bindparam("new_seq"), hash=bindparam("new_hash"), count=bindparam("new_count"),
+                      sig=bindparam("new_sig")))
 
 
 class _Compiled:
@@ -363,10 +370,17 @@ class AuditLog:
             stop=stop_after_attempt(attempts), wait=wait_random_exponential(multiplier=0.005, max=0.5),
             retry=retry_if_exception_type((OperationalError, IntegrityError, _LostRace)), reraise=True)
         try:
-            if create:
-                self._retrying(self._create)
-            elif not inspect(self.db).has_table("audit_head"):
-                raise AuditError(f"no audit log at `{url}`", code="audit_not_found")
+            try:
+                if create:
+                    self._retrying(self._create)
+                elif not inspect(self.db).has_table("audit_head"):
+                    raise AuditError(f"no audit log at `{url}`", code="audit_not_found")
+                # A reader of a log made before heads were signed reads it without the column.
+                self._head_signed = create or _has_head_sig(self.db)
+            except DatabaseError as exc:
+                if not _corrupt(self.db, exc):
+                    raise
+                raise AuditError(f"the database file is corrupt: {_first_line(exc)}", code="db_corrupt") from exc
         except BaseException:
             self.db.dispose()
             raise
@@ -381,9 +395,21 @@ class AuditLog:
             metadata.create_all(self.db)
         except (ProgrammingError, IntegrityError):  # PostgreSQL: another process created them just now
             pass
+        if not _has_head_sig(self.db):  # a log made before heads were signed
+            try:
+                with self.db.begin() as c:
+                    c.exec_driver_sql("ALTER TABLE audit_head ADD COLUMN sig VARCHAR(64)")
+            except (OperationalError, ProgrammingError):  # another process added it just now
+                if not _has_head_sig(self.db):
+                    raise
         with self._writer.begin() as c:
             if c.execute(select(audit_head.c.id).where(audit_head.c.id == 1)).first() is None:
-                c.execute(insert(audit_head).values(id=1, seq=0, hash=GENESIS, count=0))
+                c.execute(insert(audit_head).values(id=1, seq=0, hash=GENESIS, count=0,
+                                                    sig=self.head_sig(0, GENESIS, 0)))
+
+    def head_sig(self, seq: int, digest: str, count: int) -> str | None:
+        """The signature of a head row under this log's key (None without a key)."""
+        return sign_head(self.hmac_key, seq, digest, count) if self.hmac_key is not None else None
 
     def close(self) -> None:
         """Release the database connections (and stop checkpointing the file: it may be removed now)."""
@@ -449,9 +475,10 @@ class AuditLog:
                                  code="audit_broken")
             seq0, prev, count0 = head
             events = self._insert_rows(c, prepared, seq0, prev)
+            seq, digest, count = events[-1].seq, events[-1].hash, count0 + len(events)
             moved = c.exec_driver_sql(self._move_head.sql, self._move_head.args(
-                {"old_seq": seq0, "new_seq": events[-1].seq, "new_hash": events[-1].hash,
-                 "new_count": count0 + len(events)}))
+                {"old_seq": seq0, "new_seq": seq, "new_hash": digest, "new_count": count,
+                 "new_sig": self.head_sig(seq, digest, count)}))
             if moved.rowcount != 1:
                 raise _LostRace()
         if self._wal_file is not None:
@@ -528,26 +555,50 @@ class AuditLog:
         return conn
 
     def head(self) -> Head | None:
-        """The head row: last seq, last hash, count (None if it was removed)."""
+        """The head row: last seq, last hash, count, signature (None if it was removed)."""
         with self._reader() as c:
-            return _head(c)
+            return _head(c, signed=self._head_signed)
+
+    def integrity_problems(self, *, limit: int = 10) -> list[str]:
+        """What the database's own integrity check finds wrong with its file (SQLite: `PRAGMA
+        integrity_check`; empty when it is sound, and always on PostgreSQL, which checks its pages
+        itself). A broken page the chain walk never reads (an index, another table) shows here."""
+        if self.db.dialect.name != "sqlite":
+            return []
+        with self.db.connect() as c:
+            rows = [str(r[0]) for r in c.exec_driver_sql(f"PRAGMA integrity_check({int(limit)})")]
+        return [] if rows == ["ok"] else rows
 
     def verify(self, *, limit: int | None = None, anchor: tuple[int, str] | None = None,
                batch: int = BATCH) -> VerifyReport:
-        """Walk the chain from seq 1, in batches, and report the first broken event (or ok).
+        """Check the database file, then walk the chain from seq 1, in batches, and report the
+        first broken event (or ok). A corrupt file is reported as `db_corrupt`.
 
         `limit` checks only the first `limit` events (then the head is not compared unless that
         was all of them); `anchor` is a (seq, hash) recorded elsewhere that must still hold."""
         checker = ChainChecker(self.hmac_key, anchor)
+        signatures = "checked" if self.hmac_key is not None else "not_checked"
         complete = True
-        with self._reader() as c:
-            head = _head(c)
-            for row in _stored_rows(c, batch):
-                if limit is not None and checker.checked >= limit:
-                    complete = False  # there is a row beyond the limit: the tail was not reached
-                    break
-                if not checker.feed(row):
-                    break
+        try:
+            problems = self.integrity_problems()
+            if problems:
+                return VerifyReport(False, 0, None, None, "db_corrupt", "the database file is corrupt: "
+                                    f"integrity check: {'; '.join(p[:200] for p in problems[:3])}"
+                                    + (f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""),
+                                    signatures=signatures)
+            with self._reader() as c:
+                head = _head(c, signed=self._head_signed)
+                for row in _stored_rows(c, batch):
+                    if limit is not None and checker.checked >= limit:
+                        complete = False  # there is a row beyond the limit: the tail was not reached
+                        break
+                    if not checker.feed(row):
+                        break
+        except DatabaseError as exc:
+            if not _corrupt(self.db, exc):
+                raise
+            return VerifyReport(False, checker.checked, None, None, "db_corrupt",
+                                f"the database file is corrupt: {_first_line(exc)}", signatures=signatures)
         return checker.finish(head, complete=complete)
 
     def _row_event(self, row: Any) -> AuditEvent:
@@ -751,6 +802,31 @@ class Unit:
         self._head = (head[0], head[1], head[2])
         return c
 
+    @contextmanager
+    def atomic(self) -> Iterator[None]:
+        """Writes that commit together or not at all, inside the unit: when the block fails, what
+        it wrote (store rows and events) is rolled back to a savepoint taken at its start, and
+        the error is raised; what the unit wrote before the block stays. A `flush` inside the
+        block commits what the block wrote so far (it is then no longer undone)."""
+        c = self.conn()  # the transaction (and the head lock) the block's writes join
+        t, head = self._t, self._head
+        sp = c.begin_nested()
+        try:
+            yield
+        except BaseException:
+            if self._t is t:  # still the transaction the savepoint belongs to
+                try:
+                    sp.rollback()
+                    self._head = head
+                except Exception:  # noqa: BLE001 - the savepoint went with the transaction: end it all
+                    self._c = self._t = None
+                    with suppress(Exception):  # the block's error is the one raised
+                        t.rollback()
+            raise
+        else:
+            if self._t is t:
+                sp.commit()
+
     def close(self) -> None:
         """Give the connection back (a transaction still open is rolled back by the pool)."""
         conn, self._conn, self._c, self._t, self._fast = self._conn, None, None, None, None
@@ -775,7 +851,8 @@ class Unit:
             if seq != self._seq0:
                 log = self.log
                 moved = c.exec_driver_sql(log._move_head.sql, log._move_head.args(
-                    {"old_seq": self._seq0, "new_seq": seq, "new_hash": digest, "new_count": count}))
+                    {"old_seq": self._seq0, "new_seq": seq, "new_hash": digest, "new_count": count,
+                     "new_sig": log.head_sig(seq, digest, count)}))
                 if moved.rowcount != 1:  # pragma: no cover - the head is locked by this transaction
                     raise AuditError("the audit head moved under a locked transaction", code="audit_unavailable")
             t.commit()
@@ -809,6 +886,22 @@ def _stored_rows(c: Connection, batch: int) -> Iterator[Any]:
         last = rows[-1].seq
 
 
-def _head(c: Connection) -> Head | None:
-    row = c.execute(_READ_HEAD).first()
-    return None if row is None else Head(row[0], row[1], row[2])
+def _head(c: Connection, *, signed: bool = True) -> Head | None:
+    row = c.execute(_READ_SIGNED_HEAD if signed else _READ_HEAD).first()
+    return None if row is None else Head(row[0], row[1], row[2], row[3] if signed else None)
+
+
+def _corrupt(db: SAEngine, exc: DatabaseError) -> bool:
+    """Whether a database error says the SQLite file is damaged (`database disk image is
+    malformed`, `file is not a database`: the driver's plain `DatabaseError`), not busy, locked or
+    gone (`OperationalError`), nor a refused statement (`IntegrityError`, `ProgrammingError`)."""
+    return db.dialect.name == "sqlite" and type(exc) is DatabaseError
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(getattr(exc, "orig", None) or exc).splitlines()[0][:200]
+
+
+def _has_head_sig(db: SAEngine) -> bool:
+    """Whether the head table has its signature column (older releases made it without)."""
+    return any(col["name"] == "sig" for col in inspect(db).get_columns("audit_head"))

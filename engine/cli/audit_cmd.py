@@ -59,8 +59,11 @@ def _fail(code: str, message: str, fmt: Format = Format.text, exit_code: int | N
     raise typer.Exit(exit_code if exit_code is not None else EXIT_INPUT if code in _INPUT_CODES else EXIT_FINDINGS)
 
 
-def _open(workspace: Path, url: Optional[str], fmt: Format) -> Any:
-    """The log, read-only (a missing log is bad input, not an empty log), with the key from the env."""
+def _open(workspace: Path, url: Optional[str], fmt: Format, *, corrupt: list[Any] | None = None) -> Any:
+    """The log, read-only (a missing log is bad input, not an empty log), with the key from the env.
+
+    With `corrupt`, a database file too damaged to open is not an error here: the `AuditError`
+    (`db_corrupt`) is put in the list and None is returned (`verify` reports it as its finding)."""
     from engine.audit.canonical import AuditError
     from engine.audit.log import AuditLog, hmac_key_from_env
     from engine.audit.workspace import default_audit_url
@@ -74,6 +77,9 @@ def _open(workspace: Path, url: Optional[str], fmt: Format) -> Any:
             err.print(render_text(exc.diagnostics), markup=False)
         raise typer.Exit(EXIT_FINDINGS)
     except AuditError as exc:
+        if corrupt is not None and exc.code == "db_corrupt":
+            corrupt.append(exc)
+            return None
         _fail(exc.code, str(exc), fmt)
 
 
@@ -102,10 +108,18 @@ def verify(workspace: Path = WorkspaceOpt, url: Optional[str] = UrlOpt, fmt: For
            anchor: Optional[str] = typer.Option(None, "--anchor", help="SEQ:HASH recorded earlier (e.g. the "
                                                 "head a previous run printed): the event must still have it.")
            ) -> None:
-    """Walk the hash chain and name the first broken event (exit 1), or confirm it is valid."""
+    """Check the database file, walk the hash chain and name the first broken event (exit 1), or
+    confirm it is valid."""
+    from engine.audit.chain import VerifyReport
+
     anchored = _anchor(anchor, fmt)
-    with _open(workspace, url, fmt) as log:
-        report = _call(fmt, log.verify, limit=limit, anchor=anchored)
+    corrupt: list[Any] = []
+    log = _open(workspace, url, fmt, corrupt=corrupt)
+    if log is None:  # too damaged to open: the same finding as a failed integrity check
+        report = VerifyReport(False, 0, reason="db_corrupt", message=str(corrupt[0]))
+    else:
+        with log:
+            report = _call(fmt, log.verify, limit=limit, anchor=anchored)
     if fmt == Format.json:
         typer.echo(json.dumps(report.to_json(), indent=2))
     elif report.ok:
@@ -116,12 +130,18 @@ def verify(workspace: Path = WorkspaceOpt, url: Optional[str] = UrlOpt, fmt: For
                       f"(--anchor {report.head.seq}:{report.head.hash})", markup=False)
         out.print("  signatures: " + ("checked" if report.signatures == "checked" else
                                       "not checked (no RULEBRIDGE_AUDIT_HMAC_KEY)"), markup=False)
+    elif report.reason == "db_corrupt":
+        out.print("[red]log broken[/]: [bold]db_corrupt[/]")
+        out.print(f"  {report.message}", markup=False)
+        out.print("  the chain was not walked: restore the database from a backup (a SQLite file's readable "
+                  "part can be salvaged with `sqlite3 FILE .recover`)", markup=False)
     else:
         where = f"event {report.first_broken_seq}" + (f" (`{report.first_broken_id}`)" if report.first_broken_id
                                                       else "")
         out.print(f"[red]chain broken[/] at {escape(where)}: [bold]{report.reason}[/]")
         out.print(f"  {report.message}", markup=False)
-        if report.reason in ("head_mismatch", "anchor_mismatch") and report.first_broken_id is None:
+        if report.reason in ("head_mismatch", "head_bad_signature", "anchor_mismatch") \
+                and report.first_broken_id is None:
             out.print(f"  the {report.checked} stored events form a valid chain; the tail is not what was written",
                       markup=False)
         else:

@@ -368,7 +368,8 @@ ReviewerOpt = typer.Option(None, "--reviewer", envvar="RULEBRIDGE_REVIEWER",
                            help="Who decides (a reviewer declared in rules/agents.yaml; recorded).")
 ReviewerKeyOpt = typer.Option(None, "--key", envvar="RULEBRIDGE_REVIEWER_KEY", show_envvar=True,
                               help="The reviewer's key (rbk_...); proves who decides.")
-_REVIEW_INPUT_CODES = {"review_not_found", "review_incomplete", "review_needs_action", "review_hash_mismatch"}
+_REVIEW_INPUT_CODES = {"review_not_found", "review_incomplete", "review_needs_action", "review_hash_mismatch",
+                       "review_hash_too_short"}
 
 
 def _review_call(fmt: Format, fn: Any, *args: Any, **kw: Any) -> Any:
@@ -418,10 +419,15 @@ def review_approve(item_id: str = typer.Argument(..., help="The review item id (
                                                         "the proposal waiting in the item."),
                    params: Optional[str] = typer.Option(None, "--params", help="Its parameters as a JSON object."),
                    expect_hash: Optional[str] = typer.Option(None, "--hash", help="The proposal hash you reviewed "
-                                                             "(a prefix will do): refuse if it changed."),
+                                                             "(at least its first 12 characters): refuse if "
+                                                             "it changed."),
                    note: str = typer.Option("", "--note"),
                    workspace: Path = WorkspaceOpt, fmt: Format = FormatOpt) -> None:
     """Approve an item: re-verified now against the deny guards, bound to the exact action and parameters."""
+    from engine.govern.review import expected_hash
+
+    if expect_hash is not None:  # bad input before the workspace is loaded (the engine checks it too)
+        _review_call(fmt, expected_hash, expect_hash)
     engine = _open_engine(workspace, fmt)
     parsed = None
     if params is not None:

@@ -16,8 +16,8 @@ import secrets
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from sqlalchemy import (JSON, Column, DateTime, Index, MetaData, String, Table, Text, bindparam, func, insert, select,
-                        update)
+from sqlalchemy import (JSON, Column, DateTime, Index, MetaData, String, Table, Text, bindparam, delete, func, insert,
+                        select, update)
 from sqlalchemy.exc import IntegrityError
 
 from engine.errors import RulebridgeError
@@ -53,7 +53,9 @@ review_items = Table(
     Column("applied_at", DateTime(timezone=True), nullable=True),
 )
 # INVARIANT: at most one pending item per case, enforced by the database (two processes enqueueing
-# the same case at once cannot both insert), not by a read-then-write in Python.
+# the same case at once cannot both insert), not by a read-then-write in Python. The engine's
+# `case_key` (`engine.pipeline.case_key`) hashes who asks and everything asked, so only the same
+# request again shares a pending item: never another agent's case, nor another under the same id.
 Index("review_items_one_pending_per_case", review_items.c.case_key, unique=True,
       sqlite_where=review_items.c.status == "pending", postgresql_where=review_items.c.status == "pending")
 
@@ -73,6 +75,20 @@ class ReviewError(RulebridgeError):
     """A review command that cannot be done; `code` is stable (review_not_found, review_not_pending, ...)."""
 
     code = "review_error"
+
+
+MIN_HASH_PREFIX = 12  # hex characters: 48 bits, what `review show` and `review approve` print
+
+
+def expected_hash(text: str) -> str:
+    """The proposal hash a reviewer says they reviewed, normalised (trimmed, lower case); a prefix
+    of fewer than `MIN_HASH_PREFIX` characters is refused (`review_hash_too_short`): an empty one
+    would bind the approval to nothing."""
+    given = text.strip().lower()
+    if len(given) < MIN_HASH_PREFIX:
+        raise ReviewError(f"the expected proposal hash `{given}` is too short: give at least {MIN_HASH_PREFIX} "
+                          "hex characters of the hash `review show` prints", code="review_hash_too_short")
+    return given
 
 
 @dataclass
@@ -170,6 +186,19 @@ class ReviewQueue(SharedStore):
                     return self._read(existing)
                 # the pending item was decided in between: try again
         raise ReviewError(f"could not enqueue case `{case_key}`", code="review_conflict")
+
+    def discard(self, item_id: str, *, decision_id: str) -> bool:
+        """Remove the pending item just enqueued for `decision_id` whose decision could not be
+        recorded (its audit events were refused): an item without its events must not wait for a
+        person. Only that item, only while pending; never raises (the caller raises the error that
+        made it necessary)."""
+        try:
+            with self._tx() as c:
+                return c.execute(delete(review_items).where(review_items.c.id == item_id,
+                                                            review_items.c.decision_id == decision_id,
+                                                            review_items.c.status == "pending")).rowcount == 1
+        except Exception:  # noqa: BLE001 - the database failing too: the audit error is the one to raise
+            return False
 
     def expire(self) -> int:
         """Mark every pending item past its deadline `expired` (counted as denied); `on_expired` is

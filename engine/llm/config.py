@@ -32,6 +32,7 @@ class LLMConfig:
     max_in_flight: int = 16  # model calls running at once, a call that overran its deadline included
     temperature: float = 0.0
     max_tokens: int = 800
+    max_answer_bytes: int = 65536  # a longer answer escalates (`llm_answer_too_large`): it is audited whole
 
     @property
     def enabled(self) -> bool:
@@ -39,6 +40,8 @@ class LLMConfig:
 
 
 ENV_PREFIX = "RULEBRIDGE_LLM_"
+# Every answer of a case is recorded in its `llm` audit event (at most 4 MiB); one may take a quarter.
+MAX_ANSWER_BYTES_LIMIT = 1024 * 1024
 
 
 def load_llm_config(section: dict[str, Any], root: Path, env: dict[str, str] | None = None
@@ -71,6 +74,10 @@ def load_llm_config(section: dict[str, Any], root: Path, env: dict[str, str] | N
     if cfg.mode not in MODES:
         problems.append(Diagnostic("config", f"[llm] mode = {cfg.mode!r}; expected one of {', '.join(MODES)}"))
         cfg.mode = "off"
+    if not 0 < cfg.max_answer_bytes <= MAX_ANSWER_BYTES_LIMIT:
+        problems.append(Diagnostic("config", f"[llm] max_answer_bytes = {cfg.max_answer_bytes}; expected a whole "
+                                   f"number from 1 to {MAX_ANSWER_BYTES_LIMIT}"))
+        cfg.max_answer_bytes = LLMConfig.max_answer_bytes
     if cfg.responses and not Path(cfg.responses).is_absolute():
         cfg.responses = str(root / cfg.responses)
     return cfg, problems

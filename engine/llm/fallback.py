@@ -47,6 +47,11 @@ class _Escalate(BaseModel):
 
 
 _ANSWER = TypeAdapter(Annotated[Union[_Propose, _Escalate], Field(discriminator="decision")])
+# The answers of one case together, as their `llm` audit event stores them: half of what an event
+# holds (`engine.audit.log.MAX_DATA_BYTES`), whatever `max_repairs` and `max_answer_bytes` allow.
+SESSION_ANSWER_BYTES = 2 * 1024 * 1024
+KEPT_OF_A_LARGE_ANSWER = 500  # characters of a refused answer kept in the audit trail
+MAX_ERRORS = 20  # validation errors kept per answer (audited, and sent back to the model)
 _FENCE = re.compile(r"^\s*```(?:json)?\s*(.*?)\s*```\s*$", re.S)
 
 
@@ -75,7 +80,7 @@ class LLMOutcome:
 
     proposal: Proposal | None = None
     escalation: str | None = None  # the model said a person must decide
-    failure: str | None = None  # timeout | rate_limit | provider_error | circuit_open | budget_exhausted | replay_miss | schema_invalid | ...
+    failure: str | None = None  # timeout | rate_limit | provider_error | circuit_open | budget_exhausted | replay_miss | schema_invalid | answer_too_large | ...
     message: str = ""
 
 
@@ -219,6 +224,7 @@ class Session:
         self.ctx = ctx
         self.attempts: list[Attempt] = []
         self.guard_repairs = 0
+        self.answer_bytes = 0  # of every answer so far, as the `llm` audit event stores them
 
     @property
     def schema_repairs(self) -> int:
@@ -237,17 +243,43 @@ class Session:
                 return LLMOutcome(failure=exc.kind, message=str(exc))
             att.latency_ms, att.raw, att.cost, att.replayed = (time.perf_counter() - t0) * 1e3, reply.text, \
                 reply.cost, reply.replayed
+            too_large = self._too_large(att)
+            if too_large is not None:
+                return too_large
             result, errors = parse_answer(reply.text, catalog=self.catalog, permitted=self.permitted, ctx=self.ctx)
             if not errors:
                 if isinstance(result, Proposal):
                     return LLMOutcome(proposal=result)
                 return LLMOutcome(escalation=str(result), message=str(result))
+            if len(errors) > MAX_ERRORS:  # one per offending key: as many as the answer had keys
+                errors = errors[:MAX_ERRORS] + [f"... and {len(errors) - MAX_ERRORS} more"]
             att.errors = errors
             self.messages = self.messages + [{"role": "assistant", "content": reply.text[:4000]},
                                              repair_message(errors, "schema")]
         return LLMOutcome(failure="schema_invalid",
                           message=f"no valid answer after {self.fb.config.max_repairs} repair round(s): "
                                   + "; ".join(self.attempts[-1].errors)[:500])
+
+    def _too_large(self, att: Attempt) -> LLMOutcome | None:
+        """An answer too large to audit: escalate (`answer_too_large`), keeping only its start.
+
+        INVARIANT: the raw text of every answer lands in the `llm` audit event, so an answer is
+        bounded before it is parsed or kept (`max_answer_bytes` each, `SESSION_ANSWER_BYTES` for
+        all of a case's answers): an oversized answer must end in an escalation, never in an
+        audit error raised from `decide`."""
+        text = att.raw or ""
+        size = len(text.encode("utf-8", "surrogatepass"))
+        limit = self.fb.config.max_answer_bytes
+        if size <= limit:  # as the event stores it (control characters escaped), for the total
+            self.answer_bytes += len(json.dumps(text, ensure_ascii=False).encode("utf-8", "surrogatepass"))
+        if size <= limit and self.answer_bytes <= SESSION_ANSWER_BYTES:
+            return None
+        att.raw = text[:KEPT_OF_A_LARGE_ANSWER]
+        att.error = "answer_too_large"
+        att.errors = [f"the answer has {size} bytes; at most {limit} are accepted" if size > limit else
+                      f"the answers to this case have {self.answer_bytes} bytes together; at most "
+                      f"{SESSION_ANSWER_BYTES} are accepted"]
+        return LLMOutcome(failure="answer_too_large", message=att.errors[0])
 
     def repair_guards(self, proposal: Proposal, reasons: list[str]) -> LLMOutcome | None:
         """Send the gate's denial back once (or `guard_repairs` times); None when no repair is left."""

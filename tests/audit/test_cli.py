@@ -101,6 +101,67 @@ def test_verify_reports_a_truncated_tail(log_url, make_log):
     assert "the 17 stored events form a valid chain" in r.stdout
 
 
+def test_verify_catches_a_cut_tail_with_a_rewritten_head_when_signed(log_url, make_log):
+    """Regression: events cut from the end and the head rewritten to match passed `audit verify`
+    with RULEBRIDGE_AUDIT_HMAC_KEY set; the head row is signed now."""
+    from sqlalchemy import delete, select
+
+    from engine.audit.log import audit_head
+
+    with make_log().db.begin() as c:
+        last = c.execute(select(audit_events.c.hash).where(audit_events.c.seq == 17)).scalar()
+        c.execute(delete(audit_events).where(audit_events.c.seq > 17))
+        c.execute(update(audit_head).values(seq=17, hash=last, count=17))
+    r = run("verify", "--url", log_url, env=ENV)
+    assert r.exit_code == 1, r.output
+    assert "chain broken at event 18: head_bad_signature" in r.stdout
+    assert "the 17 stored events form a valid chain" in r.stdout
+    data = json.loads(run("verify", "--url", log_url, "-f", "json", env=ENV).stdout)
+    assert (data["ok"], data["reason"], data["first_broken_seq"]) == (False, "head_bad_signature", 18)
+    assert run("verify", "--url", log_url).exit_code == 0  # without the key: only an anchor catches it
+
+
+@pytest.mark.parametrize("where", ["middle", "index", "header"])
+def test_verify_reports_a_corrupt_database_file(tmp_path, where):
+    """Regression: `audit verify` said "valid" on a SQLite file that `decide` reports as malformed
+    (a broken index page: the chain walk never reads it), and a traceback on other broken pages.
+    It runs the database's integrity check first and reports `db_corrupt`."""
+    import random
+    import shutil
+    import sqlite3
+
+    from engine.audit import AuditLog
+
+    with AuditLog(f"sqlite:///{tmp_path}/state.db", now=clock(), new_id=ids()) as log:
+        for i in range(150):
+            log.append_many(decision(i))
+    copy = tmp_path / "copy.db"
+    shutil.copy(tmp_path / "state.db", copy)
+    page, pages = 4096, 3
+    if where == "index":  # the last page of the `ts` index
+        with sqlite3.connect(copy) as c:
+            try:
+                last = c.execute("SELECT max(pageno) FROM dbstat WHERE name = 'ix_audit_events_ts'").fetchone()[0]
+            except sqlite3.OperationalError:
+                pytest.skip("this SQLite has no dbstat table")
+        start, pages = (last - 1) * page, 1
+    data = bytearray(copy.read_bytes())
+    if where == "middle":
+        start = (len(data) // page // 2) * page
+    elif where == "header":
+        start = 0
+    data[start:start + pages * page] = random.Random(7).randbytes(pages * page)  # pages of garbage
+    copy.write_bytes(data)
+    url = f"sqlite:///{copy}"
+    r = run("verify", "--url", url)
+    assert r.exit_code == 1, r.output
+    assert isinstance(r.exception, SystemExit), r.exception  # a clean exit, not a traceback
+    assert "db_corrupt" in r.output and "Traceback" not in r.output
+    out = json.loads(run("verify", "--url", url, "-f", "json").stdout)
+    assert (out["ok"], out["reason"]) == (False, "db_corrupt")
+    assert run("verify", "--url", f"sqlite:///{tmp_path}/state.db").exit_code == 0  # the original is fine
+
+
 def test_verify_with_the_wrong_key_fails(log_url):
     r = run("verify", "--url", log_url, env={"RULEBRIDGE_AUDIT_HMAC_KEY": "not-the-key-0123456789"})
     assert r.exit_code == 1 and "bad_signature" in r.stdout and "event 1 " in r.stdout

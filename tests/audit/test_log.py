@@ -86,6 +86,41 @@ def test_signatures_detect_a_wrong_or_missing_key(make_log):
     assert (report.reason, report.first_broken_seq) == ("bad_signature", 5) and "not signed" in report.message
 
 
+def test_a_signed_head_catches_a_cut_tail_with_a_rewritten_head(make_log):
+    """Regression: with a key, cutting events from the end and rewriting the head row to the new
+    last event (seq, hash, count) passed `verify`. The head row is signed with the key too."""
+    log = make_log(hmac_key=KEY, new_id=ids())
+    for i in range(3):
+        log.append_many(decision(i))
+    assert log.verify().ok and log.head().sig
+    with log.db.begin() as c:
+        last = c.execute(select(audit_events.c.hash).where(audit_events.c.seq == 8)).scalar()
+        c.execute(delete(audit_events).where(audit_events.c.seq > 8))
+        c.execute(update(audit_head).values(seq=8, hash=last, count=8))
+    report = log.verify()
+    assert (report.ok, report.reason, report.first_broken_seq, report.first_broken_id) == (
+        False, "head_bad_signature", 9, None)
+    assert "not signed with the configured key" in report.message
+    assert make_log().verify().ok  # without the key only an anchor catches it: the documented limit
+    with log.db.begin() as c:  # the old head's signature does not fit the rewritten head either
+        c.execute(update(audit_head).values(sig=None))
+    assert log.verify().reason == "head_bad_signature"
+
+
+def test_a_log_from_before_signed_heads_verifies_as_before_and_is_upgraded(make_log):
+    """An unsigned log (no key) verifies as before, also when its head has no signature column yet."""
+    log = make_log()
+    log.append_many(decision(1))
+    assert log.head().sig is None and log.verify().ok
+    with log.db.begin() as c:  # the head row as older releases made it
+        c.exec_driver_sql("ALTER TABLE audit_head DROP COLUMN sig")
+    reader = make_log(create=False)
+    assert reader.verify().ok and reader.head().sig is None
+    writer = make_log(hmac_key=KEY)  # a writer adds the column; the next head it writes is signed
+    writer.append("D-2", "decided", "ops", {})
+    assert writer.head().sig and make_log().verify().ok
+
+
 def test_hmac_key_from_env():
     assert hmac_key_from_env({}) is None
     assert hmac_key_from_env({"RULEBRIDGE_AUDIT_HMAC_KEY": "a" * 16}) == b"a" * 16
@@ -337,3 +372,21 @@ def test_a_closed_log_is_not_checkpointed_again(tmp_path, monkeypatch):
     monkeypatch.setattr(sqlite3, "connect", spy)
     time.sleep(log_module.CHECKPOINT_AFTER_S + 0.3)
     assert [o for o in opened if "audit.db" in o] == []
+
+
+def test_an_atomic_block_of_a_unit_rolls_back_its_own_writes_only(make_log):
+    """`Unit.atomic`: what the block appended is undone when it fails (the head too); what the unit
+    wrote before it commits as usual, and the next append continues the chain from there."""
+    log = make_log(hmac_key=KEY)
+    with pytest.raises(RuntimeError):
+        with log.unit() as u:
+            log.append("D-1", "received", "ops", {"n": 1})
+            with u.atomic():
+                log.append_many(decision(2))
+                raise RuntimeError("the block fails after its writes")
+    assert [e.decision_id for e in log.events()] == ["D-1"]
+    assert log.head().seq == 1 and log.verify().ok
+    with log.unit() as u:
+        with u.atomic():
+            log.append("D-3", "received", "ops", {"n": 3})
+    assert log.head().seq == 2 and log.verify().ok

@@ -18,6 +18,8 @@ first stops being a valid chain (see `VerifyReport`), computed from the tamper:
   when k is last; with a key → k (`bad_signature`)
 - a whole suffix rewritten with valid hashes and head (only caught with a key) → k (`bad_signature`)
 - the head row edited or deleted → where its seq and the stored tail part (`head_mismatch`)
+- the last m events deleted and the head rewritten to the new last event (only caught with a key)
+  → n-m+1 (`head_bad_signature`); the head's signature alone edited → n+1 (`head_bad_signature`)
 
 Most trials run on SQLite; a smaller share on PostgreSQL. The counts per kind are printed (run
 with `-s`) and recorded as the junit property `tamper_summary`.
@@ -37,7 +39,7 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.engine import Connection
 
 from engine.audit import AuditLog
-from engine.audit.chain import GENESIS, event_hash, hashed_text, sign
+from engine.audit.chain import GENESIS, event_hash, hashed_text, sign, sign_head
 from engine.audit.log import audit_events, audit_head
 from tests.audit.helpers import KEY, clock, decision, ids
 
@@ -69,6 +71,7 @@ class Lab:
             self.log.append_many(decision(i))
         with self.log.db.connect() as c:
             self.rows = [dict(r._mapping) for r in c.execute(select(audit_events).order_by(EV.seq))]
+            self.head = dict(c.execute(select(audit_head)).one()._mapping)  # signed when the log is
         self.n = len(self.rows)
         assert self.log.verify().ok
 
@@ -79,7 +82,7 @@ class Lab:
         c.execute(delete(audit_events))
         c.execute(insert(audit_events), self.rows)
         c.execute(delete(audit_head))
-        c.execute(insert(audit_head).values(id=1, seq=self.n, hash=self.rows[-1]["hash"], count=self.n))
+        c.execute(insert(audit_head).values(**self.head))
 
     def forged(self, seq: int, prev: str, data: dict[str, Any], *, base: dict[str, Any] | None = None) -> dict:
         """A row with a valid hash and link, as someone who knows the format (not the key) makes it."""
@@ -281,6 +284,24 @@ def t_head_count(lab: Lab, c: Connection, rng: random.Random) -> Expect:
     return Expect(lab.n, frozenset({"head_mismatch"}))
 
 
+def t_truncate_and_rewrite_head(lab: Lab, c: Connection, rng: random.Random) -> Expect:
+    """Cut the last m events and make the head agree with the new last one: only the key can tell."""
+    assert lab.key is not None
+    m = rng.randint(1, 8)
+    last = lab.row(lab.n - m)
+    c.execute(delete(audit_events).where(EV.seq > lab.n - m))
+    sig = rng.choice([None, lab.head["sig"], last["sig"],  # none, the old head's, an event's
+                      sign_head(b"the-attackers-own-key-123", lab.n - m, last["hash"], lab.n - m)])
+    c.execute(update(audit_head).values(seq=lab.n - m, hash=last["hash"], count=lab.n - m, sig=sig))
+    return Expect(lab.n - m + 1, frozenset({"head_bad_signature"}))
+
+
+def t_head_sig(lab: Lab, c: Connection, rng: random.Random) -> Expect:
+    assert lab.key is not None
+    c.execute(update(audit_head).values(sig=rng.choice([None, "", _hex(), lab.row(lab.n)["sig"]])))
+    return Expect(lab.n + 1, frozenset({"head_bad_signature"}))
+
+
 def t_head_delete(lab: Lab, c: Connection, rng: random.Random) -> Expect:
     c.execute(delete(audit_head))
     return Expect(lab.n + 1, frozenset({"head_mismatch"}))
@@ -316,6 +337,8 @@ KINDS: dict[str, tuple[Callable[..., Expect], str]] = {  # name → (tamper, whi
     "head_hash": (t_head_hash, "any"),
     "head_count": (t_head_count, "any"),
     "head_delete": (t_head_delete, "any"),
+    "truncate_and_rewrite_head": (t_truncate_and_rewrite_head, "keyed"),
+    "head_sig": (t_head_sig, "keyed"),
 }
 
 
@@ -356,7 +379,7 @@ def trial(lab: Lab, kind: str, rng: random.Random, tally: Tally) -> None:
     tally.per_kind[name] += 1
     tally.undetected += report.ok
     want_id = order[want.pos - 1] if want.pos <= len(order) else None
-    event_level = report.reason not in ("head_mismatch", "anchor_mismatch")
+    event_level = report.reason not in ("head_mismatch", "head_bad_signature", "anchor_mismatch")
     if (report.ok or report.first_broken_seq != want.pos or report.reason not in want.reasons
             or (event_level and report.first_broken_id != want_id)):
         tally.failures.append(f"{name}: want {want.pos} {sorted(want.reasons)} (id {want_id}), got "

@@ -58,6 +58,20 @@ def test_escalation_is_queued_then_approved_once(tmp_path, state):
     assert r.exit_code == 1 and "review_not_pending" in r.output
 
 
+@pytest.mark.parametrize("given", ["", "3fa9c0"])
+def test_approve_with_an_empty_or_short_hash_is_bad_input(tmp_path, state, given):
+    """Regression: `--hash ""` skipped the hash check silently."""
+    case = tmp_path / "case.json"
+    case.write_text(json.dumps(CASE))
+    rid = _json(runner.invoke(app, ["decide", str(case), "-w", str(ROOT), "-f", "json"]))["review_id"]
+    r = runner.invoke(app, ["review", "approve", rid, "--reviewer", "controller", "-w", str(ROOT), "--hash", given,
+                            "--action", "approve_discount", "--params", '{"order": "bwd:SO-3002", "percent": 7}'])
+    assert r.exit_code == 2, r.output
+    assert "review_hash_too_short" in r.output and "at least 12 hex characters" in r.output
+    items = _json(runner.invoke(app, ["review", "list", "-w", str(ROOT), "-f", "json"]))
+    assert [i["id"] for i in items] == [rid]  # still pending
+
+
 def test_unknown_review_item_is_bad_input(state):
     r = runner.invoke(app, ["review", "show", "R-nope", "-w", str(ROOT)])
     assert r.exit_code == 2 and "review_not_found" in r.output

@@ -112,10 +112,13 @@ def test_the_same_pending_case_is_enqueued_once(eng):
     assert other.review_id != first.review_id and len(eng.review_list()) == 2
 
 
-def test_a_case_id_identifies_the_case(eng):
+def test_a_case_id_identifies_the_case_only_with_its_content(eng):
+    """The same `id` with the same content waits in one item; under another payload it is another
+    case (it used to be folded into the first one's item, see the regression test below)."""
     a = no_proposal(eng, id="CASE-1")
+    assert no_proposal(eng, id="CASE-1").review_id == a.review_id
     b = eng.decide(discount_case(percent=6, id="CASE-1"), llm=False)
-    assert a.review_id == b.review_id
+    assert b.review_id != a.review_id and len(eng.review_list()) == 2
 
 
 def test_a_decided_case_can_be_enqueued_again(eng, clock):
@@ -125,6 +128,39 @@ def test_a_decided_case_can_be_enqueued_again(eng, clock):
     again = no_proposal(eng)
     assert again.review_id != first.review_id
     assert [i.status for i in eng.review_list(None)] == ["rejected", "pending"]
+
+
+def invoice(n: int, agent: str, **extra) -> dict:
+    """An invoice case with a fixed `id`: 10006, 10008 and 10009 escalate for either agent."""
+    return {"type": "invoice.received", "id": "case-7", "as_of": "2026-11-01", "agent": agent,
+            "payload": {"invoice": f"bwd:INV-{n}"}, **extra}
+
+
+@pytest.mark.parametrize("separate", [False, True], ids=["one_database", "separate_audit"])
+def test_cases_sharing_an_id_do_not_share_a_review_item(db, clock, separate, tmp_path, monkeypatch):
+    """Regression: the review item's key was `ruleset:case.id`, so another agent's case (or the same
+    agent's other case) with the same `id` got the first one's pending item, and its own escalation
+    was never seen. Only the same request again (agent, type, payload, as_of, id) shares an item."""
+    if separate:
+        monkeypatch.setenv("RULEBRIDGE_AUDIT_URL", f"sqlite:///{tmp_path}/audit.db")
+    e = engine(None, state=db, now=clock)
+    assert e.one_database is not separate
+    a = e.decide(invoice(10006, "ap-assistant"), llm=False)
+    b = e.decide(invoice(10008, "ops-console"), llm=False)  # another agent, the same id
+    c = e.decide(invoice(10009, "ap-assistant"), llm=False)  # the same agent and id, another payload
+    assert [d.outcome for d in (a, b, c)] == ["escalate"] * 3
+    assert len({a.review_id, b.review_id, c.review_id}) == 3
+    pending = {i.id: i for i in e.review_list()}
+    assert set(pending) == {a.review_id, b.review_id, c.review_id}
+    assert [(pending[d.review_id].agent, pending[d.review_id].decision_id) for d in (a, b, c)] == [
+        ("ap-assistant", a.id), ("ops-console", b.id), ("ap-assistant", c.id)]
+    for d in (a, b, c):  # each decision's trail names its own item
+        assert [ev.data["review_id"] for ev in e.audit.trace(d.id) if ev.step == "decided"] == [d.review_id]
+    # the same request again waits in the same item (that dedup is intended)
+    assert e.decide(invoice(10006, "ap-assistant"), llm=False).review_id == a.review_id
+    assert e.decide(invoice(10006, "ops-console"), llm=False).review_id not in (a.review_id, b.review_id)
+    assert e.decide(invoice(10006, "ap-assistant", as_of="2026-11-02"), llm=False).review_id != a.review_id
+    assert len(e.review_list()) == 5
 
 
 # -- approve ----------------------------------------------------------------------------------------
@@ -151,6 +187,36 @@ def test_approval_is_bound_to_the_hash_the_reviewer_saw(db, clock):
     assert e.review_show(d.review_id).status == "pending"
     item = e.review_approve(d.review_id, reviewer="sales-ops-lead", expect_hash=h[:12])
     assert item.approved_hash == h
+
+
+@pytest.mark.parametrize("given", ["", "   ", "abc", "PREFIX", "11-chars-xx"])
+def test_an_empty_or_short_expected_hash_is_refused(db, clock, given):
+    """Regression: `expect_hash=""` is falsy and silently skipped the check; a prefix shorter than
+    12 hex characters binds to almost nothing. Both are refused, and the item stays pending."""
+    e, d = over_limit(db, clock)
+    h = e.review_show(d.review_id).proposal_hash
+    for short in (given, h[:11]):
+        with pytest.raises(ReviewError) as info:
+            e.review_approve(d.review_id, reviewer="sales-ops-lead", expect_hash=short)
+        assert info.value.code == "review_hash_too_short", short
+        assert "at least 12 hex characters" in str(info.value)
+    assert e.review_show(d.review_id).status == "pending"
+    with pytest.raises(ReviewError) as info:  # 12 characters that are not hex match no proposal
+        e.review_approve(d.review_id, reviewer="sales-ops-lead", expect_hash="z" * 12)
+    assert info.value.code == "review_hash_mismatch"
+    item = e.review_approve(d.review_id, reviewer="sales-ops-lead", expect_hash=f" {h[:12].upper()} ")
+    assert item.approved_hash == h
+
+
+def test_an_expected_hash_without_a_waiting_proposal_is_refused(db, clock):
+    """An item with no proposal has no hash to bind to: `--hash` is not silently ignored."""
+    e = engine(None, state=db, now=clock)
+    d = e.decide(discount_case(), llm=False)  # no rule decides: waits without a proposal
+    assert d.outcome == "escalate" and e.review_show(d.review_id).proposal_hash is None
+    with pytest.raises(ReviewError) as info:
+        e.review_approve(d.review_id, reviewer="sales-ops-lead", expect_hash="0" * 12,
+                         action="approve_discount", params={"order": "bwd:SO-3002", "percent": 4})
+    assert info.value.code == "review_hash_mismatch" and "no proposal" in str(info.value)
 
 
 def test_approval_needs_a_reviewer(db, clock):

@@ -202,7 +202,7 @@ def test_schema_repair_is_bounded_then_escalates(max_repairs):
     answer(action="grant_everything"),
     answer(params={"order": "bwd:C-2038", "percent": 7}),
     answer(params={"order": "bwd:SO-3002", "percent": 7, "approved_by": "ceo"}),
-    "[" * 100000,
+    "[" * 60000,  # nested far past the parser's recursion limit, within `max_answer_bytes`
 ], ids=["empty", "prose", "truncated", "array", "null", "bad-decision", "no-rationale", "confidence>1",
         "nan-confidence", "extra-field", "out-of-scope", "unknown-action", "wrong-class", "extra-param", "deep"])
 def test_garbage_output_escalates(text):
@@ -536,3 +536,34 @@ def test_budget_refusals_do_not_open_the_circuit_breaker():
     reasons = [e.decide(discount_case(percent=6 + i / 10), review=False).reason for i in range(5)]
     assert reasons == ["llm_escalated"] + ["llm_budget_exhausted"] * 4
     assert e.fallback.breaker.current_state == "closed"
+
+
+# -- answers too large to audit ------------------------------------------------------------------
+
+def test_an_answer_too_large_to_audit_escalates():
+    """Regression: the `llm` event carries each answer's raw text, so a model answer larger than an
+    audit event holds (4 MB) made `decide` raise. It escalates as `llm_answer_too_large`, without
+    a repair round, keeping the start of the answer and its size."""
+    model = ScriptedModel(["{" + " " * (5 * 1024 * 1024) + "}"])
+    e = engine(model)
+    d = e.decide(discount_case())
+    assert_clean_escalation(d, "llm_answer_too_large", "answer_too_large")
+    assert model.calls == 1  # not sent back for a repair
+    att = d.llm["attempts"][0]
+    assert att["raw"].startswith("{ ") and len(att["raw"]) <= 1000
+    assert att["errors"] == [f"the answer has {5 * 1024 * 1024 + 2} bytes; at most 65536 are accepted"]
+    assert [i.id for i in e.review_list()] == [d.review_id]
+    assert [ev.step for ev in e.audit.trace(d.id)][-2:] == ["llm", "decided"] and e.audit.verify().ok
+
+
+def test_the_answer_size_limit_is_configurable_and_counts_every_answer():
+    """`max_answer_bytes` ([llm]) caps one answer; the answers of one case together are capped at
+    the audit event's size, whatever `max_repairs` says."""
+    model = ScriptedModel([answer(rationale="r" * 2000)])
+    d = engine(model, max_answer_bytes=1000).decide(discount_case(), review=False)
+    assert_clean_escalation(d, "llm_answer_too_large", "answer_too_large")
+    big = "[" + " " * 60000 + "]"  # valid JSON, not an answer: sent back for a repair each time
+    model = ScriptedModel([big] * 60)
+    d = engine(model, max_repairs=59).decide(discount_case(), review=False)
+    assert_clean_escalation(d, "llm_answer_too_large", "answer_too_large")
+    assert 10 < model.calls < 60
