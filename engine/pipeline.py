@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 from engine.act.catalog import proposal_hash
 from engine.errors import AuthError, CaseError, Diagnostic
-from engine.govern.agents import Agent
+from engine.govern.agents import Agent, check_name
 from engine.govern.verify import Accept, Deny, Reason, Review, Verdict, verify
 from engine.kg.resolver import Reads, resolve_facts
 from engine.lang.compiler import CompiledRuleset, Rule
@@ -161,6 +161,8 @@ def _authenticate(ws: Workspace, case: Case, rs_name: str, caller: str | None, i
     identity — allowed unless the engine requires keys). `identities` (an
     `engine.govern.identity.IdentityStore`, or None) refuses revoked identities."""
     named = case.agent if case.agent and case.agent != "anonymous" else None
+    if named is not None:
+        check_name(named, "agent")
     if caller is not None:
         if named is not None and named != caller:
             raise AuthError(f"the key belongs to `{caller}`, but the case says it comes from `{named}`",
