@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import difflib
 import json
+import reprlib
 import unicodedata
 from dataclasses import asdict, dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 
 class Severity(str, Enum):
@@ -155,6 +157,15 @@ def shown(text: str, limit: int = SHOWN_CHARS) -> str:
     head = "".join(ascii(ch)[1:-1] if unicodedata.category(ch) in HIDDEN_CATEGORIES else ch
                    for ch in text[:limit])
     return head + ("…" if len(text) > limit else "")
+
+
+_REPR = reprlib.Repr()
+_REPR.maxstring = _REPR.maxlong = _REPR.maxother = SHOWN_CHARS
+
+
+def shown_value(value: Any, limit: int = SHOWN_CHARS) -> str:
+    """A value as a message may quote it: its repr, bounded at each level (`reprlib`), cut short."""
+    return shown(_REPR.repr(value), limit)
 
 _line_cache: dict[str, list[str]] = {}
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from engine.act.catalog import proposal_hash
-from engine.errors import AuthError, CaseError, Diagnostic
+from engine.errors import AuthError, CaseError, Diagnostic, shown
 from engine.govern.agents import Agent, check_name
 from engine.govern.verify import Accept, Deny, Reason, Review, Verdict, verify
 from engine.kg.resolver import Reads, resolve_facts
@@ -191,7 +191,8 @@ def prepare(ws: Workspace, case: Case, clock: Callable[[], dt.date], *, caller: 
         from engine.errors import suggest_help
 
         help_, _ = suggest_help(case.type, ws.by_case_type, "case types")
-        raise CaseError([Diagnostic("no_ruleset", f"no ruleset decides case type `{case.type}`", help=help_)])
+        raise CaseError([Diagnostic("no_ruleset", "no ruleset decides case type "
+                                    f"`{shown(case.type)}`", help=help_)])
     agent = _authenticate(ws, case, rs.name, caller, identities)
     payload, problems = validate_payload(rs.case_schema, case.payload, ws.prefixes)
     if problems:

@@ -2,7 +2,9 @@
 
 Exit codes are mapped here and only here: 0 success (a deny or an escalation is a normal
 result), 1 findings (diagnostics with errors, failed tests, coverage too low), 2 bad input
-(a malformed case file, an unknown case type).
+(a malformed case file, an unknown case type). What a command does not handle itself — a damaged
+state database, a full disk, a bug — is reported by the command group (`engine.cli.failures`):
+one coded line, never a traceback.
 """
 
 from __future__ import annotations
@@ -19,11 +21,21 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from engine.errors import AuthError, CaseError, Diagnostic, LoadError, RulebridgeError, Span, render_json, render_text
+from engine.cli.failures import GuardedGroup, run
+from engine.errors import (
+    AuthError,
+    CaseError,
+    Diagnostic,
+    LoadError,
+    Span,
+    render_json,
+    render_text,
+    shown,
+)
 
 EXIT_OK, EXIT_FINDINGS, EXIT_INPUT = 0, 1, 2
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
+app = typer.Typer(cls=GuardedGroup, add_completion=False, no_args_is_help=True,
                   help="rulebridge — a governed decision engine: rules over a knowledge graph decide.")
 out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -56,13 +68,27 @@ def _open_engine(workspace: Path, fmt: Format, **kw: Any):
 
 
 def _read_case(path: Path, fmt: Format) -> dict[str, Any]:
+    def bad(message: str, span: Span | None = None) -> None:
+        _fail_diagnostics([Diagnostic("case_invalid", message, span)], fmt, EXIT_INPUT)
+
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        _fail_diagnostics([Diagnostic("case_invalid", f"no such case file `{path}`")], fmt, EXIT_INPUT)
+        bad(f"no such case file `{path}`")
+    except IsADirectoryError:
+        bad(f"`{path}` is a folder, not a case file")
+    except OSError as exc:
+        bad(f"cannot read the case file `{path}`: {(exc.strerror or str(exc)).lower()}")
+    except UnicodeDecodeError as exc:
+        bad(f"the case file is not UTF-8 text: byte 0x{exc.object[exc.start]:02x} at offset "
+            f"{exc.start}")
     except json.JSONDecodeError as exc:
-        _fail_diagnostics([Diagnostic("case_invalid", f"the case file is not valid JSON: {exc.msg.lower()}",
-                                      Span(str(path), exc.lineno, exc.colno))], fmt, EXIT_INPUT)
+        bad(f"the case file is not valid JSON: {exc.msg.lower()}",
+            Span(str(path), exc.lineno, exc.colno))
+    except RecursionError:
+        bad("the case file is not a case: its values are nested too deeply to read")
+    except ValueError as exc:  # an integer of more digits than Python converts (4,300 by default)
+        bad(f"the case file is not a case: {shown(str(exc), 120).lower()}")
     return data
 
 
@@ -578,9 +604,10 @@ def generate(triples: int = typer.Option(100_000, "--triples", "-t", help="Appro
     gen.main(["--triples", str(triples), "--seed", str(seed), "--out", str(out_file), "--format", fmt])
 
 
-def main() -> None:  # pragma: no cover - console entry point
-    try:
-        app()
-    except RulebridgeError as exc:
-        err.print(render_text(exc.diagnostics), markup=False)
-        sys.exit(EXIT_FINDINGS)
+def main() -> None:
+    """The `rulebridge` console script: `app`, every failure reported as one coded line."""
+    run(app)
+
+
+if __name__ == "__main__":
+    main()
