@@ -67,6 +67,26 @@ def _open_engine(workspace: Path, fmt: Format, **kw: Any):
         _fail_diagnostics(exc.diagnostics, fmt, EXIT_FINDINGS)
 
 
+def _unreadable(exc: Exception) -> str | None:
+    """Why a JSON text (a file, an option) could not be read, or None for another error."""
+    if isinstance(exc, IsADirectoryError):
+        return "is a folder, not a file"
+    if isinstance(exc, OSError):
+        return f"cannot be read: {(exc.strerror or str(exc)).lower()}"
+    if isinstance(exc, UnicodeDecodeError):
+        return f"is not UTF-8 text: byte 0x{exc.object[exc.start]:02x} at offset {exc.start}"
+    if isinstance(exc, json.JSONDecodeError):
+        return f"is not valid JSON: {exc.msg.lower()}"
+    if isinstance(exc, RecursionError):
+        return "is not valid JSON here: its values are nested too deeply to read"
+    if isinstance(exc, ValueError):  # an integer of more digits than Python converts (4,300)
+        return f"is not valid JSON here: {shown(str(exc), 120).lower()}"
+    return None
+
+
+JSON_ERRORS = (OSError, ValueError, RecursionError)  # what `_unreadable` explains
+
+
 def _read_case(path: Path, fmt: Format) -> dict[str, Any]:
     def bad(message: str, span: Span | None = None) -> None:
         _fail_diagnostics([Diagnostic("case_invalid", message, span)], fmt, EXIT_INPUT)
@@ -75,20 +95,10 @@ def _read_case(path: Path, fmt: Format) -> dict[str, Any]:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         bad(f"no such case file `{path}`")
-    except IsADirectoryError:
-        bad(f"`{path}` is a folder, not a case file")
-    except OSError as exc:
-        bad(f"cannot read the case file `{path}`: {(exc.strerror or str(exc)).lower()}")
-    except UnicodeDecodeError as exc:
-        bad(f"the case file is not UTF-8 text: byte 0x{exc.object[exc.start]:02x} at offset "
-            f"{exc.start}")
     except json.JSONDecodeError as exc:
-        bad(f"the case file is not valid JSON: {exc.msg.lower()}",
-            Span(str(path), exc.lineno, exc.colno))
-    except RecursionError:
-        bad("the case file is not a case: its values are nested too deeply to read")
-    except ValueError as exc:  # an integer of more digits than Python converts (4,300 by default)
-        bad(f"the case file is not a case: {shown(str(exc), 120).lower()}")
+        bad(f"the case file {_unreadable(exc)}", Span(str(path), exc.lineno, exc.colno))
+    except JSON_ERRORS as exc:
+        bad(f"the case file `{path}` {_unreadable(exc)}")
     return data
 
 
@@ -285,7 +295,11 @@ def demo(workspace: Path = WorkspaceOpt,
     open_s = time.perf_counter() - t_open
     default_file = engine.ws.root / "examples" / "demo_cases.jsonl"
     source = cases or (default_file if default_file.exists() else None)
-    stream = list(load_cases(source)) if source else sample_cases(engine.ws, count)
+    try:
+        stream = list(load_cases(source)) if source else sample_cases(engine.ws, count)
+    except (FileNotFoundError, *JSON_ERRORS) as exc:
+        why = f"the cases file `{source}` {_unreadable(exc)}"
+        _fail_diagnostics([Diagnostic("case_invalid", why)], fmt, EXIT_INPUT)
     cols = ("cases", "rule", "llm", "review", "deny", "no_action", "invalid", "reached_llm")
     rows: dict[str, dict[str, Any]] = {}
     times: list[float] = []
@@ -453,9 +467,9 @@ def review_approve(item_id: str = typer.Argument(..., help="The review item id (
     if params is not None:
         try:
             parsed = json.loads(params)
-        except json.JSONDecodeError as exc:
-            _fail_diagnostics([Diagnostic("review_incomplete", f"--params is not JSON: {exc.msg.lower()}")], fmt,
-                              EXIT_INPUT)
+        except (ValueError, RecursionError) as exc:
+            _fail_diagnostics([Diagnostic("review_incomplete", f"--params {_unreadable(exc)}")],
+                              fmt, EXIT_INPUT)
         if not isinstance(parsed, dict):
             _fail_diagnostics([Diagnostic("review_incomplete", "--params must be a JSON object")], fmt, EXIT_INPUT)
     if (action is None) != (parsed is None):

@@ -78,6 +78,22 @@ def test_an_integer_too_long_to_parse(tmp_path):
     assert "digits" in r.output
 
 
+@pytest.mark.parametrize("body", [b'{"type": "invoice.received"}\n\xff\n', b"[" * 100_000 + b"\n",
+                                  b'{"id": ' + b"9" * 5000 + b"}\n", b"{not json\n"],
+                         ids=["not-utf8", "nested", "long-integer", "not-json"])
+def test_a_demo_cases_file_that_is_no_cases(tmp_path, body):
+    f = case_file(tmp_path, body, "cases.jsonl")
+    fails(["demo", "-w", str(MINI), "--cases", str(f)], "case_invalid", 2)
+
+
+@pytest.mark.parametrize("params", ["[" * 100_000, '{"percent": ' + "9" * 5000 + "}"],
+                         ids=["nested", "long-integer"])
+def test_review_params_that_python_cannot_read(state, params):
+    r = fails(["review", "approve", "R-1", "--reviewer", "x", "--action", "a", "--params", params,
+               "-w", str(MINI)], "review_incomplete", 2)
+    assert "--params is not valid JSON" in r.output
+
+
 def test_an_integer_beyond_any_case_number_from_python():
     from engine import Engine
     from engine.errors import CaseError
