@@ -21,7 +21,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from engine.cli.failures import GuardedGroup, run
+from engine.cli.failures import EXIT_FINDINGS, EXIT_INPUT, GuardedGroup, run
 from engine.errors import (
     AuthError,
     CaseError,
@@ -33,7 +33,7 @@ from engine.errors import (
     shown,
 )
 
-EXIT_OK, EXIT_FINDINGS, EXIT_INPUT = 0, 1, 2
+EXIT_OK = 0  # EXIT_FINDINGS (1) and EXIT_INPUT (2) come with the failure report
 
 app = typer.Typer(cls=GuardedGroup, add_completion=False, no_args_is_help=True,
                   help="rulebridge — a governed decision engine: rules over a knowledge graph decide.")
