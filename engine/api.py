@@ -22,6 +22,15 @@ from engine.storage import state_url
 from engine.workspace import Workspace, load_workspace
 
 
+MAX_REFUSED_CASE = 64 * 1024  # characters of a refused case kept in full (larger: its hash)
+
+
+def _sha256(text: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
 @dataclass
 class Explanation:
     """A decision with a trace of every rule: why it matched, or the first condition that failed."""
@@ -282,16 +291,17 @@ class Engine:
         Every decision is appended to the audit log; an `execute` decision is kept for
         `execute(decision.id)`, and with `execute=True` it runs at once (`decision.execution`)."""
         case = self._case(case)
-        check_case_size(case, self.max_case_bytes)  # before anything is decided, written or audited
         one = self.one_database
         try:
+            check_case_size(case, self.max_case_bytes)  # before anything is decided or written: refused
             caller = self.authenticate(key)
             # The review item is written by `_record`, with the decision's events (not by the pipeline).
             d = decide(self.ws, case, matcher_for=self.matcher_for, clock=self.clock,
                        new_id=self.new_id, fallback=self.fallback if llm else None, queue=None,
                        caller=caller, identities=self._identities_if_used())
-        except AuthError as exc:
-            self._audit_refusal(self.new_id(), case.agent or "anonymous", exc, case=case.to_json())
+        except (AuthError, CaseError) as exc:
+            if isinstance(exc, AuthError) or exc.code == "case_too_large":  # refusals, audited (by size if large)
+                self._audit_refusal(self.new_id(), case.agent or "anonymous", exc, case=case.to_json())
             raise
         acts = execute and d.outcome == "execute"
         if not one:
@@ -353,9 +363,28 @@ class Engine:
                 raise
 
     def _audit_refusal(self, decision_id: str, who: str, exc: Exception, **context: Any) -> None:
-        """A `refused` event: who was refused, the error's code and message, and what they asked."""
-        from engine.audit.canonical import jsonable
+        """A `refused` event: who was refused, the error's code and message, and what they asked.
 
+        INVARIANT: a refusal is always recorded. A name no identity may have is recorded as shown
+        (escaped, cut to 80 characters) with its length and hash under `claimed`; a case too large
+        for one event, by its size and hash."""
+        from engine.audit.canonical import canonical_json, jsonable
+        from engine.errors import shown
+        from engine.govern.agents import name_problem
+
+        if name_problem(who) is not None:
+            context["claimed"] = {"length": len(who), "sha256": _sha256(who)}
+            who = shown(who) or "unknown"
+        case = context.get("case")
+        if isinstance(case, dict):
+            case = jsonable(case)
+            if isinstance(case.get("agent"), str) and name_problem(case["agent"]) is not None:
+                case["agent"] = shown(case["agent"])
+            text = canonical_json(case)
+            if len(text) > MAX_REFUSED_CASE:
+                case = {"type": shown(str(case.get("type"))), "bytes": len(text.encode("utf-8")),
+                        "sha256": _sha256(text)}
+            context["case"] = case
         self.audit.append(decision_id, "refused", who, jsonable({
             **context, "code": getattr(exc, "code", "auth_error"), "message": str(exc)}))
 
@@ -399,9 +428,12 @@ class Engine:
         """The reviewer who settles `item`: declared, permitted for its ruleset, and proved by
         their key when one is given (or required)."""
         from engine.errors import AuthError, suggest_help
+        from engine.govern.agents import check_name
         from engine.govern.review import ReviewError
 
         proved = self.authenticate(key, "reviewer")
+        if reviewer:
+            check_name(reviewer, "reviewer")
         if proved is not None:
             if reviewer and reviewer != proved:
                 raise AuthError(f"the key belongs to reviewer `{proved}`, not `{reviewer}`",

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import difflib
 import json
+import reprlib
+import unicodedata
 from dataclasses import asdict, dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 
 class Severity(str, Enum):
@@ -111,8 +114,8 @@ class LoadError(RulebridgeError):
 class AuthError(RulebridgeError):
     """An identity that may not act (refused before anything is decided); `code` is stable:
     auth_required, auth_key_malformed, auth_key_unknown, auth_key_revoked, auth_identity_revoked,
-    auth_identity_mismatch, auth_wrong_kind, agent_unknown, agent_not_permitted, reviewer_unknown,
-    reviewer_not_permitted."""
+    auth_identity_mismatch, auth_wrong_kind, agent_unknown, agent_not_permitted, agent_name_invalid,
+    reviewer_unknown, reviewer_not_permitted, reviewer_name_invalid."""
 
     code = "auth_error"
 
@@ -141,6 +144,29 @@ def suggest_help(name: str, known: Iterable[str], what: str) -> tuple[str | None
         return f"known {what}: {shown}{more}", None
     return None, None
 
+
+
+# Characters a message never shows as they are: controls (C0, DEL, C1), format characters (bidi
+# controls that reorder what a person reads, zero-width ones), surrogates, line separators.
+HIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+SHOWN_CHARS = 80
+
+
+def shown(text: str, limit: int = SHOWN_CHARS) -> str:
+    """User input as a message may quote it: at most `limit` characters then `…`, and every
+    hidden character escaped (`\\u202e`), so a message is short and reads as it is stored."""
+    head = "".join(ascii(ch)[1:-1] if unicodedata.category(ch) in HIDDEN_CATEGORIES else ch
+                   for ch in text[:limit])
+    return head + ("…" if len(text) > limit else "")
+
+
+_REPR = reprlib.Repr()
+_REPR.maxstring = _REPR.maxlong = _REPR.maxother = SHOWN_CHARS
+
+
+def shown_value(value: Any, limit: int = SHOWN_CHARS) -> str:
+    """A value as a message may quote it: its repr, bounded at each level (`reprlib`), cut short."""
+    return shown(_REPR.repr(value), limit)
 
 _line_cache: dict[str, list[str]] = {}
 

@@ -51,6 +51,28 @@ class Provenance:
 
 
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+MAX_CASE_DEPTH = 32  # objects and lists nest at most this deep in a case (an audit event: 64)
+MAX_INT_BITS = 1024  # an integer past ±2**1024 is beyond every number a case may hold (a float's)
+
+
+def _values_problem(value: Any) -> str | None:
+    """Why a case's values cannot be decided on (None: they can): nested too deeply for every
+    stage to walk, or an integer no stage can even print. Iterative: any depth is safe to check."""
+    stack = [(value, 1)]
+    while stack:
+        v, depth = stack.pop()
+        if isinstance(v, dict):
+            items: Any = v.values()
+        elif isinstance(v, list):
+            items = v
+        else:
+            if type(v) is int and v.bit_length() > MAX_INT_BITS:
+                return "holds an integer beyond ±1.8e+308, the largest number a case may hold"
+            continue
+        if depth > MAX_CASE_DEPTH:
+            return f"is nested more than {MAX_CASE_DEPTH} levels deep"
+        stack.extend((x, depth + 1) for x in items)
+    return None
 
 
 def as_of_date(value: Any) -> dt.date | None:
@@ -99,21 +121,23 @@ class Case:
     def __post_init__(self) -> None:
         # INVARIANT: a Case's `as_of` is absent or an ISO date, so every stage may read it as one.
         if self.as_of not in (None, "") and as_of_date(self.as_of) is None:
-            from engine.errors import CaseError
+            from engine.errors import CaseError, shown_value
 
-            raise CaseError(f"`as_of`: must be a date like 2026-01-31, got {self.as_of!r}",
-                            code="case_invalid")
+            raise CaseError("`as_of`: must be a date like 2026-01-31, got "
+                            f"{shown_value(self.as_of)}", code="case_invalid")
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "Case":
-        from engine.errors import CaseError
+        from engine.errors import CaseError, shown
 
         if not isinstance(data, dict):
             raise CaseError("a case must be a JSON object with `type` and `payload`")
-        unknown = set(data) - {"type", "payload", "id", "agent", "as_of"}
+        unknown = sorted(set(data) - {"type", "payload", "id", "agent", "as_of"}, key=str)
         if unknown:
-            raise CaseError(f"unknown case key(s): {', '.join(sorted(f'`{k}`' for k in unknown))}; "
-                            "put business fields under `payload`")
+            keys = ", ".join(f"`{shown(str(k))}`" for k in unknown[:5])
+            more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
+            raise CaseError(f"unknown case key(s): {keys}{more}; put business fields under "
+                            "`payload`")
         if not isinstance(data.get("type"), str):
             raise CaseError("the case has no `type` (for example `invoice.received`)")
         payload = data.get("payload", {})
@@ -122,6 +146,9 @@ class Case:
         for key in ("agent", "id"):
             if data.get(key) is not None and not isinstance(data[key], str):
                 raise CaseError(f"`{key}` must be text, not {type(data[key]).__name__}", code="case_invalid")
+        problem = _values_problem(payload)
+        if problem is not None:
+            raise CaseError(f"`payload` {problem}", code="case_invalid")
         return cls(type=data["type"], payload=payload, id=data.get("id"),
                    agent=data.get("agent", "anonymous"), as_of=data.get("as_of"))
 

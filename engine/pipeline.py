@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from engine.act.catalog import proposal_hash
-from engine.errors import AuthError, CaseError, Diagnostic
-from engine.govern.agents import Agent
+from engine.errors import AuthError, CaseError, Diagnostic, shown
+from engine.govern.agents import Agent, check_name
 from engine.govern.verify import Accept, Deny, Reason, Review, Verdict, verify
 from engine.kg.resolver import Reads, case_entity_problems, resolve_facts
 from engine.lang.compiler import CompiledRuleset, Rule
@@ -161,6 +161,8 @@ def _authenticate(ws: Workspace, case: Case, rs_name: str, caller: str | None, i
     identity — allowed unless the engine requires keys). `identities` (an
     `engine.govern.identity.IdentityStore`, or None) refuses revoked identities."""
     named = case.agent if case.agent and case.agent != "anonymous" else None
+    if named is not None:
+        check_name(named, "agent")
     if caller is not None:
         if named is not None and named != caller:
             raise AuthError(f"the key belongs to `{caller}`, but the case says it comes from `{named}`",
@@ -189,7 +191,8 @@ def prepare(ws: Workspace, case: Case, clock: Callable[[], dt.date], *, caller: 
         from engine.errors import suggest_help
 
         help_, _ = suggest_help(case.type, ws.by_case_type, "case types")
-        raise CaseError([Diagnostic("no_ruleset", f"no ruleset decides case type `{case.type}`", help=help_)])
+        raise CaseError([Diagnostic("no_ruleset", "no ruleset decides case type "
+                                    f"`{shown(case.type)}`", help=help_)])
     agent = _authenticate(ws, case, rs.name, caller, identities)
     payload, problems = validate_payload(rs.case_schema, case.payload, ws.prefixes)
     if problems:

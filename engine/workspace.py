@@ -19,6 +19,7 @@ from engine.kg.ontology import load_schema
 from engine.kg.store import BACKENDS, GraphStore, data_files, open_store
 from engine.lang.actions import ActionCatalog, load_actions
 from engine.lang.compiler import CompileContext, CompiledRuleset, RulesetCompiler
+from engine.lang.source import read_source
 from engine.lang.types import Schema
 
 DEFAULT_CONFIG: dict[str, Any] = {
@@ -55,8 +56,12 @@ def load_config(root: Path, sink: DiagnosticSink) -> Config:
     f = root / "rulebridge.toml"
     data: dict[str, Any] = {}
     if f.exists():
+        text, why = read_source(f)
+        if text is None:
+            sink.error("config", f"`rulebridge.toml` {why}", Span(str(f)))
+            return Config(root, data)
         try:
-            data = tomllib.loads(f.read_text(encoding="utf-8"))
+            data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             msg = str(exc)
             line, col = 0, 0
@@ -118,6 +123,10 @@ def load_workspace(root: Path | str, *, load_graph: bool = True, only: list[Path
     """Load and check a workspace. With `only`, compile just those rule files."""
     root = Path(root).resolve()
     sink = DiagnosticSink()
+    if not root.is_dir():
+        why = "is not a folder" if root.exists() else "does not exist"
+        sink.error("config", f"the workspace `{root}` {why}", Span(str(root)),
+                   help="give the workspace folder, the one with rulebridge.toml")
     config = load_config(root, sink)
     graph_cfg = config.section("graph")
     schema, prefixes = load_schema(config.path("graph", "ontology"), sink)

@@ -495,7 +495,8 @@ def test_a_case_too_large_to_audit_is_refused_up_front(either):
     with pytest.raises(CaseError) as info:
         either.decide(discount_case(id="x" * (10 * 1024 * 1024)), llm=False)
     assert info.value.code == "case_too_large" and "at most 262144" in str(info.value)
-    assert either.review_list() == [] and list(either.audit.events()) == []
+    assert either.review_list() == []
+    assert [(e.step, e.data["code"]) for e in either.audit.events()] == [("refused", "case_too_large")]
     either.max_case_bytes = 1000  # `[security] max_case_bytes`
     with pytest.raises(CaseError) as info:
         either.decide(discount_case(requested_by="bwd:" + "E" * 1000), llm=False)

@@ -1,9 +1,10 @@
 """One pydantic model per action: the single schema for rule consequences, LLM output, HTTP and MCP.
 
 The models are built at load time from the workspace's action catalog (`rules/actions.yaml`).
-Values are validated strictly — no `"2.5"` for a number, no `true` for `1`, no NaN, no extra
-fields — and an IRI parameter must name an instance of its declared graph class, which is
-checked against the graph through the validation context (`ParamContext`).
+Values are validated strictly — no `"2.5"` for a number, no `true` for `1`, no NaN, no negative
+zero, no NUL character in text, no extra fields — and an IRI parameter must name an instance of
+its declared graph class, which is checked against the graph through the validation context
+(`ParamContext`).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from typing import Annotated, Any, Callable, Literal
 
@@ -22,6 +24,22 @@ from engine.lang.payload import is_iri
 from engine.lang.types import Type
 
 MAX_TEXT = 4000  # a parameter of type string longer than this is refused
+
+
+def refuse_nul(value: str) -> str:
+    """A text without NUL: C libraries, drivers and log viewers cut a string there, so what a
+    person reads would not be what a system receives."""
+    if "\x00" in value:
+        raise ValueError("NUL characters are not allowed in text")
+    return value
+
+
+def refuse_negative_zero(value: float) -> float:
+    """A number that is not -0.0: it equals 0 (and passes `minimum: 0`) but flips signs later
+    (`1 / -0.0` is -inf), which can hide sign games."""
+    if value == 0 and math.copysign(1.0, value) < 0:
+        raise ValueError("negative zero is not a number this field accepts")
+    return value
 
 
 @dataclass(frozen=True)
@@ -52,18 +70,18 @@ def _annotation(t: Type, p: ParamSpec | None, name: str) -> Any:
     k = t.kind
     if k == "ref":
         return Annotated[str, Strict(), Field(min_length=1, max_length=2000, description=f"the IRI of a {t.cls} in the knowledge graph"),
-                         AfterValidator(_iri_validator(t.cls or ""))]
+                         AfterValidator(refuse_nul), AfterValidator(_iri_validator(t.cls or ""))]
     if k == "number":
         kw: dict[str, Any] = {"allow_inf_nan": False}
         if p is not None and p.minimum is not None:
             kw["ge"] = p.minimum
         if p is not None and p.maximum is not None:
             kw["le"] = p.maximum
-        return Annotated[float, Strict(), Field(**kw)]
+        return Annotated[float, Strict(), Field(**kw), AfterValidator(refuse_negative_zero)]
     if k == "string":
         if p is not None and p.enum:
             return Literal[tuple(p.enum)]  # type: ignore[valid-type]
-        return Annotated[str, Strict(), Field(max_length=MAX_TEXT)]
+        return Annotated[str, Strict(), Field(max_length=MAX_TEXT), AfterValidator(refuse_nul)]
     if k == "boolean":
         return Annotated[bool, Strict()]
     if k == "date":
@@ -145,4 +163,5 @@ def proposal_hash(action: str, params: dict[str, Any]) -> str:
     return hashlib.sha256(body.encode()).hexdigest()
 
 
-__all__ = ["Catalog", "ParamContext", "ValidationError", "action_model", "format_errors", "proposal_hash"]
+__all__ = ["Catalog", "ParamContext", "ValidationError", "action_model", "format_errors",
+           "proposal_hash", "refuse_negative_zero", "refuse_nul"]

@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 from sqlalchemy import JSON, Column, DateTime, MetaData, String, Table, bindparam, insert, select, update
 
-from engine.errors import RulebridgeError
+from engine.errors import RulebridgeError, shown
 from engine.storage import Compiled, SharedStore, ensure_tables, open_db, row_reader
 
 metadata = MetaData()
@@ -83,7 +83,8 @@ class DecisionStore(SharedStore):
         with self._rx() as conn:
             r = self._get.run(conn, {"w_id": decision_id}).first()
         if r is None:
-            raise DecisionNotFound(f"no decision `{decision_id}` in this workspace's state database")
+            raise DecisionNotFound(f"no decision `{shown(decision_id)}` in this workspace's state "
+                                   "database")
         return self._read(r)
 
     def finish(self, decision_id: str, status: str, result: dict[str, Any]) -> None:

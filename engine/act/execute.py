@@ -228,12 +228,26 @@ class Executor:
                     known = ", ".join(f"`{k}`" for k in sorted(self.connectors)) or "none"
                     raise ExecutionError(f"{what} {i} (`{s.action}`) names an unknown connector `{s.connector}`: "
                                          f"known connectors: {known}", code="unknown_connector")
+                self._ready(s.connector, f"{what} {i} (`{s.action}`)")
                 if not isinstance(s.params, dict):
                     raise ExecutionError(f"{what} {i} (`{s.action}`): parameters must be an object",
                                          code="invalid_chain")
             if top.inverse is not None and top.inverse.inverse is not None:
                 raise ExecutionError(f"the inverse of step {i} (`{top.action}`) has an inverse itself",
                                      code="invalid_chain")
+
+    def _ready(self, name: str, what: str) -> None:
+        """A connector the chain needs, imported now if it is loaded on first use: one that cannot
+        be refuses the chain before anything runs."""
+        from engine.act.connectors.registry import ConnectorConfigError
+
+        ready = getattr(self.connectors[name], "ready", None)
+        if callable(ready):
+            try:
+                ready()
+            except ConnectorConfigError as exc:
+                raise ExecutionError(f"{what}: connector `{name}` cannot be loaded: {exc}",
+                                     code="connector_config") from exc
 
     # -- driving a chain -------------------------------------------------------------------------
 

@@ -41,6 +41,8 @@ from sqlalchemy.exc import DatabaseError, IntegrityError, OperationalError, Prog
 from sqlalchemy.types import JSON
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
+from engine.errors import shown
+
 from .canonical import AuditError, Native, canonical_json, check_json_native
 from .chain import (GENESIS, SCHEMA_VERSION, AuditEvent, ChainChecker, Head, VerifyReport, event_hash, hashed_text,
                     sign, sign_head)
@@ -138,8 +140,9 @@ def utc_text(value: dt.datetime | dt.date | str, *, what: str = "time") -> str:
         try:
             parsed: dt.datetime | dt.date = dt.datetime.fromisoformat(value.strip())
         except ValueError:
-            raise AuditError(f"{what} `{value}` is not an ISO 8601 date or time (e.g. 2026-01-31 or "
-                             "2026-01-31T09:30:00+01:00)", code="audit_bad_time") from None
+            raise AuditError(f"{what} `{shown(value)}` is not an ISO 8601 date or time (e.g. "
+                             "2026-01-31 or 2026-01-31T09:30:00+01:00)",
+                             code="audit_bad_time") from None
         value = parsed
     if isinstance(value, dt.datetime):
         if value.tzinfo is None:

@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from engine.errors import Diagnostic, LoadError, render_json, render_text
+from engine.errors import Diagnostic, LoadError, render_json, render_text, shown
 
 # The same codes as engine/cli/main.py (not imported: main imports this module to register it).
 EXIT_OK, EXIT_FINDINGS, EXIT_INPUT = 0, 1, 2
@@ -96,8 +96,10 @@ def _anchor(text: Optional[str], fmt: Format) -> tuple[int, str] | None:
     if text is None:
         return None
     seq, _, digest = text.partition(":")
-    if not seq.isdigit() or int(seq) < 1 or len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
-        _fail("audit_bad_anchor", f"--anchor `{text}` is not SEQ:HASH", fmt,
+    number = seq.isascii() and seq.isdigit() and len(seq) <= 18  # int() of it cannot fail
+    hexdigest = len(digest) == 64 and all(c in "0123456789abcdef" for c in digest)
+    if not number or int(seq) < 1 or not hexdigest:
+        _fail("audit_bad_anchor", f"--anchor `{shown(text)}` is not SEQ:HASH", fmt,
               help="use the seq and the 64-digit hash a previous `audit verify` printed, e.g. 1200:3fa9…")
     return int(seq), digest
 
@@ -157,7 +159,7 @@ def show(decision_id: str = typer.Argument(..., help="The decision id (as return
     with _open(workspace, url, fmt) as log:
         events = _call(fmt, log.trace, decision_id)
     if not events:
-        _fail("audit_unknown_decision", f"no audit events for decision `{decision_id}`", fmt,
+        _fail("audit_unknown_decision", f"no audit events for decision `{shown(decision_id)}`", fmt,
               help="decision ids are printed by `rulebridge decide`; `audit export` lists every event")
     if fmt == Format.json:
         typer.echo(json.dumps([e.to_json() for e in events], indent=2, ensure_ascii=False))

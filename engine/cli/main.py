@@ -2,7 +2,9 @@
 
 Exit codes are mapped here and only here: 0 success (a deny or an escalation is a normal
 result), 1 findings (diagnostics with errors, failed tests, coverage too low), 2 bad input
-(a malformed case file, an unknown case type).
+(a malformed case file, an unknown case type). What a command does not handle itself — a damaged
+state database, a full disk, a bug — is reported by the command group (`engine.cli.failures`):
+one coded line, never a traceback.
 """
 
 from __future__ import annotations
@@ -19,11 +21,21 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from engine.errors import AuthError, CaseError, Diagnostic, LoadError, RulebridgeError, Span, render_json, render_text
+from engine.cli.failures import EXIT_FINDINGS, EXIT_INPUT, GuardedGroup, run
+from engine.errors import (
+    AuthError,
+    CaseError,
+    Diagnostic,
+    LoadError,
+    Span,
+    render_json,
+    render_text,
+    shown,
+)
 
-EXIT_OK, EXIT_FINDINGS, EXIT_INPUT = 0, 1, 2
+EXIT_OK = 0  # EXIT_FINDINGS (1) and EXIT_INPUT (2) come with the failure report
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
+app = typer.Typer(cls=GuardedGroup, add_completion=False, no_args_is_help=True,
                   help="rulebridge — a governed decision engine: rules over a knowledge graph decide.")
 out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -55,14 +67,38 @@ def _open_engine(workspace: Path, fmt: Format, **kw: Any):
         _fail_diagnostics(exc.diagnostics, fmt, EXIT_FINDINGS)
 
 
+def _unreadable(exc: Exception) -> str | None:
+    """Why a JSON text (a file, an option) could not be read, or None for another error."""
+    if isinstance(exc, IsADirectoryError):
+        return "is a folder, not a file"
+    if isinstance(exc, OSError):
+        return f"cannot be read: {(exc.strerror or str(exc)).lower()}"
+    if isinstance(exc, UnicodeDecodeError):
+        return f"is not UTF-8 text: byte 0x{exc.object[exc.start]:02x} at offset {exc.start}"
+    if isinstance(exc, json.JSONDecodeError):
+        return f"is not valid JSON: {exc.msg.lower()}"
+    if isinstance(exc, RecursionError):
+        return "is not valid JSON here: its values are nested too deeply to read"
+    if isinstance(exc, ValueError):  # an integer of more digits than Python converts (4,300)
+        return f"is not valid JSON here: {shown(str(exc), 120).lower()}"
+    return None
+
+
+JSON_ERRORS = (OSError, ValueError, RecursionError)  # what `_unreadable` explains
+
+
 def _read_case(path: Path, fmt: Format) -> dict[str, Any]:
+    def bad(message: str, span: Span | None = None) -> None:
+        _fail_diagnostics([Diagnostic("case_invalid", message, span)], fmt, EXIT_INPUT)
+
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        _fail_diagnostics([Diagnostic("case_invalid", f"no such case file `{path}`")], fmt, EXIT_INPUT)
+        bad(f"no such case file `{path}`")
     except json.JSONDecodeError as exc:
-        _fail_diagnostics([Diagnostic("case_invalid", f"the case file is not valid JSON: {exc.msg.lower()}",
-                                      Span(str(path), exc.lineno, exc.colno))], fmt, EXIT_INPUT)
+        bad(f"the case file {_unreadable(exc)}", Span(str(path), exc.lineno, exc.colno))
+    except JSON_ERRORS as exc:
+        bad(f"the case file `{path}` {_unreadable(exc)}")
     return data
 
 
@@ -259,7 +295,11 @@ def demo(workspace: Path = WorkspaceOpt,
     open_s = time.perf_counter() - t_open
     default_file = engine.ws.root / "examples" / "demo_cases.jsonl"
     source = cases or (default_file if default_file.exists() else None)
-    stream = list(load_cases(source)) if source else sample_cases(engine.ws, count)
+    try:
+        stream = list(load_cases(source)) if source else sample_cases(engine.ws, count)
+    except (FileNotFoundError, *JSON_ERRORS) as exc:
+        why = f"the cases file `{source}` {_unreadable(exc)}"
+        _fail_diagnostics([Diagnostic("case_invalid", why)], fmt, EXIT_INPUT)
     cols = ("cases", "rule", "llm", "review", "deny", "no_action", "invalid", "reached_llm")
     rows: dict[str, dict[str, Any]] = {}
     times: list[float] = []
@@ -433,9 +473,9 @@ def review_approve(item_id: str = typer.Argument(..., help="The review item id (
     if params is not None:
         try:
             parsed = json.loads(params)
-        except json.JSONDecodeError as exc:
-            _fail_diagnostics([Diagnostic("review_incomplete", f"--params is not JSON: {exc.msg.lower()}")], fmt,
-                              EXIT_INPUT)
+        except (ValueError, RecursionError) as exc:
+            _fail_diagnostics([Diagnostic("review_incomplete", f"--params {_unreadable(exc)}")],
+                              fmt, EXIT_INPUT)
         if not isinstance(parsed, dict):
             _fail_diagnostics([Diagnostic("review_incomplete", "--params must be a JSON object")], fmt, EXIT_INPUT)
     if (action is None) != (parsed is None):
@@ -584,9 +624,10 @@ def generate(triples: int = typer.Option(100_000, "--triples", "-t", help="Appro
     gen.main(["--triples", str(triples), "--seed", str(seed), "--out", str(out_file), "--format", fmt])
 
 
-def main() -> None:  # pragma: no cover - console entry point
-    try:
-        app()
-    except RulebridgeError as exc:
-        err.print(render_text(exc.diagnostics), markup=False)
-        sys.exit(EXIT_FINDINGS)
+def main() -> None:
+    """The `rulebridge` console script: `app`, every failure reported as one coded line."""
+    run(app)
+
+
+if __name__ == "__main__":
+    main()

@@ -17,23 +17,56 @@ Declared in the workspace (`rules/agents.yaml` by default):
       ap-lead: {description: AP team lead, rulesets: [accounts_payable.*]}
 
 An action not listed is out of the agent's scope (denied); a limit that does not hold sends
-the proposal to review. Keys are not declared here: they are issued, rotated and revoked with
-`rulebridge agents ...` and stored hashed in the state database (`engine.govern.identity`).
+the proposal to review. An identity's name (declared, or named by a case or a review) has 1 to
+128 characters, none of them hidden (`name_problem`): a control, format or bidi character.
+Keys are not declared here: they are issued, rotated and revoked with `rulebridge agents ...`
+and stored hashed in the state database (`engine.govern.identity`).
 """
 
 from __future__ import annotations
 
 import fnmatch
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from engine.errors import DiagnosticSink, Span
+from engine.errors import HIDDEN_CATEGORIES, DiagnosticSink, Span, shown
 from engine.lang.actions import ActionCatalog, raw_conditions
 from engine.lang.compiler import CompileContext, TrieEdge
 from engine.lang.conditions import ParamCondition, ParamConditionCompiler
 from engine.lang.source import LDict, LList, LStr, load_yaml, span_of
 
 IMPLICIT = "anonymous"
+MAX_NAME = 128  # characters of an identity's name
+NAME_HELP = (f"an identity's name has 1 to {MAX_NAME} characters, none of them a control, "
+             "format or bidi character (C0/C1 controls, U+200B-U+200F, U+202A-U+202E, "
+             "U+2066-U+2069, line separators)")
+
+
+def name_problem(name: str) -> str | None:
+    """Why `name` cannot name an agent or a reviewer, or None when it can.
+
+    Names are shown to people (review queues, audit reports) and stored in every audit event: a
+    hidden character could make one name read as another, and a long one floods what shows it."""
+    if not name:
+        return "is empty"
+    if len(name) > MAX_NAME:
+        return f"has {len(name):,} characters (at most {MAX_NAME})"
+    for ch in name:
+        if unicodedata.category(ch) in HIDDEN_CATEGORIES:
+            return f"contains the control or format character U+{ord(ch):04X}"
+    return None
+
+
+def check_name(name: str, kind: str) -> None:
+    """Raise `AuthError` (`agent_name_invalid`, `reviewer_name_invalid`) for a name no identity
+    may have."""
+    why = name_problem(name)
+    if why is not None:
+        from engine.errors import AuthError, Diagnostic
+
+        raise AuthError([Diagnostic(f"{kind}_name_invalid", f"{kind} name `{shown(name)}` {why}",
+                                    help=NAME_HELP)])
 
 
 @dataclass
@@ -120,6 +153,9 @@ def load_agents(path: Path, catalog: ActionCatalog, ctx: CompileContext, sink: D
         for k in sorted(set(body) - {"description", "rulesets", "actions"}):
             sink.error("schema", f"unknown key `{k}` in agent `{aid}`", body.key_spans.get(k),
                        help="known keys: description, rulesets, actions")
+        if (why := name_problem(str(aid))) is not None:
+            sink.error("schema", f"agent `{shown(str(aid))}`: the name {why}", where,
+                       help=NAME_HELP)
         agent = Agent(str(aid), str(body.get("description", "")), _rulesets(body.get("rulesets")))
         actions = body.get("actions", LDict())
         if isinstance(actions, LStr) and str(actions) == "*":
@@ -181,5 +217,8 @@ def _reviewers(data: object, top: Span, sink: DiagnosticSink) -> dict[str, Revie
         for k in sorted(set(body) - {"description", "rulesets"}):
             sink.error("schema", f"unknown key `{k}` in reviewer `{rid}`", body.key_spans.get(k),
                        help="known keys: description, rulesets")
+        if (why := name_problem(str(rid))) is not None:
+            sink.error("schema", f"reviewer `{shown(str(rid))}`: the name {why}", where,
+                       help=NAME_HELP)
         out[str(rid)] = Reviewer(str(rid), str(body.get("description", "")), _rulesets(body.get("rulesets")))
     return out

@@ -20,7 +20,7 @@ from sqlalchemy import (JSON, Column, DateTime, Index, MetaData, String, Table, 
                         select, update)
 from sqlalchemy.exc import IntegrityError
 
-from engine.errors import RulebridgeError
+from engine.errors import RulebridgeError, shown
 from engine.storage import (Compiled, SharedStore, default_url, ensure_tables, open_db, row_reader,  # noqa: F401
                             utc as _utc)  # noqa: F401  (default_url: re-exported)
 
@@ -226,7 +226,7 @@ class ReviewQueue(SharedStore):
         with self._rx() as c:
             r = c.execute(_BY_ID, {"item_id": item_id}).first()
         if r is None:
-            raise ReviewError(f"no review item `{item_id}`", code="review_not_found")
+            raise ReviewError(f"no review item `{shown(item_id)}`", code="review_not_found")
         return self._row(r)
 
     def _decide(self, item_id: str, values: dict[str, Any]) -> ReviewItem:

@@ -24,6 +24,7 @@ from typing import Any
 from engine.errors import DiagnosticSink, Span, suggest_help
 from engine.lang.checker import Checker, DerivedSignature
 from engine.lang.expr import Call, Lit
+from engine.lang.source import read_source
 from engine.lang.types import ANY, BOOLEAN, Schema, Type, list_of
 from engine.model import Entity
 
@@ -49,7 +50,10 @@ def load_queries(folder: Path, sink: DiagnosticSink) -> dict[str, NamedQuery]:
     if not folder.exists():
         return out
     for f in sorted(folder.glob("*.rq")):
-        text = f.read_text(encoding="utf-8")
+        text, why = read_source(f)
+        if text is None:
+            sink.error("query", f"query `{f.stem}`: the file {why}", Span(str(f)))
+            continue
         body = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
         upper = re.sub(r"PREFIX\s+\S+\s*<[^>]*>", "", body, flags=re.I).strip().upper()
         form = "ask" if upper.startswith("ASK") else "select" if upper.startswith("SELECT") else ""

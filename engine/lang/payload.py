@@ -9,7 +9,7 @@ import string
 import sys
 from typing import Any
 
-from engine.errors import Diagnostic
+from engine.errors import Diagnostic, shown, shown_value
 from engine.model import Entity
 
 from .checker import expand_iri
@@ -75,12 +75,12 @@ def _convert(t: Type, v: Any, prefixes: dict[str, str], where: str, errors: list
             _err(errors, where, f"must be an object, got {type(v).__name__}")
             return None
         fields = t.field_map()
-        unknown = sorted(set(v) - set(fields))
-        for u in unknown:
+        unknown = sorted(set(v) - set(fields), key=str)
+        for u in unknown[:20]:  # enough to see the mistake; a flood of keys is not echoed
             from engine.errors import did_you_mean
 
             best = did_you_mean(u, fields)
-            _err(errors, f"{where}.{u}", "is not a field of this case",
+            _err(errors, f"{where}.{shown(str(u))}", "is not a field of this case",
                  help=f"did you mean `{best}`?" if best else "known fields: " + ", ".join(sorted(fields)))
         return {name: _convert(ft, v.get(name), prefixes, f"{where}.{name}", errors) for name, ft in t.fields}
     if k == "list":
@@ -94,16 +94,16 @@ def _convert(t: Type, v: Any, prefixes: dict[str, str], where: str, errors: list
             return None
         iri = expand_iri(v, prefixes)
         if not is_iri(iri):
-            _err(errors, where, f"must be the IRI of a `{t.cls}`: `{v}` is not an IRI",
+            _err(errors, where, f"must be the IRI of a `{t.cls}`: `{shown(v)}` is not an IRI",
                  help="write a prefixed name such as `bwd:INV-10001` or a full IRI such as `https://...`")
             return None
         return Entity(iri)
     if k == "number":
         if isinstance(v, bool) or not isinstance(v, (int, float)):
-            _err(errors, where, f"must be a number, got {v!r}")
+            _err(errors, where, f"must be a number, got {shown_value(v)}")
             return None
         if isinstance(v, float) and not math.isfinite(v):
-            _err(errors, where, f"must be a finite number, got {v!r}")
+            _err(errors, where, f"must be a finite number, got {shown_value(v)}")
             return None
         if isinstance(v, int) and abs(v) > sys.float_info.max:
             _err(errors, where, "is too large a number",
@@ -112,18 +112,18 @@ def _convert(t: Type, v: Any, prefixes: dict[str, str], where: str, errors: list
         return v
     if k == "string":
         if not isinstance(v, str):
-            _err(errors, where, f"must be text, got {v!r}")
+            _err(errors, where, f"must be text, got {shown_value(v)}")
             return None
         return v
     if k == "boolean":
         if not isinstance(v, bool):
-            _err(errors, where, f"must be true or false, got {v!r}")
+            _err(errors, where, f"must be true or false, got {shown_value(v)}")
             return None
         return v
     if k == "date":
         try:
             return dt.date.fromisoformat(str(v)[:10])
         except ValueError:
-            _err(errors, where, f"must be a date like 2026-01-31, got {v!r}")
+            _err(errors, where, f"must be a date like 2026-01-31, got {shown_value(v)}")
             return None
     return v

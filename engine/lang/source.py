@@ -226,6 +226,18 @@ def _compose(text: str) -> yaml.Node | None:
         raise fast_error  # only libyaml rejects it: its own message
 
 
+def read_source(path: Path | str) -> tuple[str | None, str]:
+    """(text, "") of a UTF-8 text file, or (None, why not) — a folder, unreadable, not UTF-8."""
+    try:
+        return Path(path).read_text(encoding="utf-8"), ""
+    except IsADirectoryError:
+        return None, "is a folder, not a file"
+    except UnicodeDecodeError as exc:
+        return None, f"is not UTF-8 text: byte 0x{exc.object[exc.start]:02x} at offset {exc.start}"
+    except OSError as exc:
+        return None, f"cannot be read: {(exc.strerror or str(exc)).lower()}"
+
+
 def load_yaml(path: Path | str, sink: DiagnosticSink, *, text: str | None = None) -> Any:
     """Parse one YAML file into located values; syntax errors go to `sink` and return None."""
     file = str(path)

@@ -19,10 +19,16 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any, Callable, Literal, Union
 
 import pybreaker
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
-from engine.act.catalog import Catalog, ParamContext, format_errors
+from engine.act.catalog import (
+    Catalog,
+    ParamContext,
+    format_errors,
+    refuse_negative_zero,
+    refuse_nul,
+)
 from engine.proposals import Proposal
 
 from .config import LLMConfig
@@ -30,20 +36,29 @@ from .models import Messages, Model, ModelError, ReplayModel, Reply, prompt_hash
 from .prompt import repair_message
 
 
+_NoNul = AfterValidator(refuse_nul)
+_Name = Annotated[str, Field(max_length=200), _NoNul]
+_Fact = Annotated[str, Field(max_length=300), _NoNul]
+_Text = Annotated[str, Field(max_length=4000), _NoNul]
+_Confidence = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False),
+                        AfterValidator(refuse_negative_zero)]
+
+
+# Strict: no `"0.9"` for a number, no `true` for 1 — what the model wrote is what is checked.
 class _Propose(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     decision: Literal["propose"]
-    action: str = Field(max_length=200)
-    params: dict[str, Any]
-    rationale: str = Field(max_length=4000)
-    confidence: float = Field(ge=0, le=1, allow_inf_nan=False)
-    facts_relied_on: list[Annotated[str, Field(max_length=300)]] = Field(default_factory=list, max_length=100)
+    action: _Name
+    params: dict[str, Any]  # checked against the action's model (`Catalog.validate`), as strictly
+    rationale: _Text
+    confidence: _Confidence
+    facts_relied_on: list[_Fact] = Field(default_factory=list, max_length=100)
 
 
 class _Escalate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     decision: Literal["escalate"]
-    reason: str = Field(max_length=4000)
+    reason: _Text
 
 
 _ANSWER = TypeAdapter(Annotated[Union[_Propose, _Escalate], Field(discriminator="decision")])

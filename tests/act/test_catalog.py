@@ -86,6 +86,18 @@ def test_minimum_without_maximum(catalog, gate):
     assert ok(catalog, gate, "release_payment", {**base, "amount": 10**9})["amount"] == 1e9
 
 
+
+@pytest.mark.parametrize("action, params, field", [
+    ("approve_discount", {**DISCOUNT, "percent": -0.0}, "percent"),
+    ("release_payment", {"invoice": "bwd:INV-10001", "amount": -0.0, "method": "ach"}, "amount"),
+], ids=["with-minimum-and-maximum", "with-minimum-only"])
+def test_negative_zero_is_refused(catalog, gate, action, params, field):
+    # Regression: `minimum: 0` let -0.0 through (it equals 0), a sign that can flip later arithmetic
+    # (1 / -0.0 is -inf) and hide sign games; every number field of the catalog refuses it.
+    errs = errors(catalog, gate, action, params)
+    assert errs == [f"{field}: Value error, negative zero is not a number this field accepts"], errs
+    assert ok(catalog, gate, action, {**params, field: 0.0})[field] == 0.0
+
 # -- enums, text, required and extra fields -------------------------------------------------------
 
 @pytest.mark.parametrize("method", ["ach", "wire", "card", "check"])
@@ -120,6 +132,20 @@ def test_text_is_capped(catalog, gate):
     params = {"lead": "bwd:LEAD-4001", "owner": "bwd:EMP-037", "reason": "x" * 4001}
     assert errors(catalog, gate, "assign_lead", params) == ["reason: String should have at most 4000 characters"]
 
+
+
+@pytest.mark.parametrize("action, params, field", [
+    ("assign_lead", {"lead": "bwd:LEAD-4001", "owner": "bwd:EMP-037", "reason": "ok\x00; DROP"},
+     "reason"),
+    ("approve_discount", {**DISCOUNT, "note": "\x00"}, "note"),
+    ("approve_discount", {**DISCOUNT, "order": "bwd:SO-3002\x00"}, "order"),
+    ("release_payment", {"invoice": "bwd:INV-10001", "amount": 1, "method": "ach\x00"}, "method"),
+], ids=["text", "optional-text", "iri", "enum"])
+def test_nul_characters_are_refused_in_text(catalog, gate, action, params, field):
+    # Regression: a NUL in a text parameter passed the schema; C libraries, drivers and log viewers
+    # cut a string at NUL, so what a person reviews would not be what a connector receives.
+    errs = errors(catalog, gate, action, params)
+    assert [e for e in errs if e.startswith(f"{field}:")], errs
 
 def test_params_must_be_an_object(catalog, gate):
     for value in (None, [], "order=SO-3002", 7):

@@ -9,7 +9,7 @@ import threading
 import pytest
 from typer.testing import CliRunner
 
-from engine.errors import AuthError
+from engine.errors import AuthError, CaseError
 from engine.govern.identity import IdentityStore
 from tests.brightwater import discount_case, engine
 
@@ -144,6 +144,78 @@ def test_required_keys_refuse_a_case_without_one(tmp_path):
     assert e.decide(discount_case(agent=None), key=token, llm=False).agent == "sales-assistant"
 
 
+
+# Names no identity may have: longer than 128 characters, or with a control or format character
+# (C0, C1, bidi controls that reorder what a person reads, line separators).
+BAD_NAMES = {"129-chars": "a" * 129, "200-kB": "x" * 200_000, "c0": "sales\x01assistant",
+             "newline": "ops-console\nsales-assistant", "c1": "sales\x85assistant",
+             "bidi-override": "sales-assistant\u202e", "bidi-isolate": "\u2066ops-console",
+             "zero-width": "sales\u200bassistant", "line-separator": "ops\u2028console"}
+
+
+def _refusals(e, code: str) -> list:
+    return [ev for ev in e.audit.events() if ev.step == "refused" and ev.data["code"] == code]
+
+
+def _mini(tmp_path):
+    """The mini workspace declares no agents: any well-formed name is an implicit identity."""
+    from engine import Engine
+    from tests.conftest import MINI
+
+    return Engine.open(MINI, state=f"sqlite:///{tmp_path}/state.db")
+
+
+MINI_CASE = {"type": "invoice.received", "payload": {"invoice": "ex:I1"}, "as_of": "2026-11-01"}
+
+
+@pytest.mark.parametrize("name", BAD_NAMES.values(), ids=BAD_NAMES)
+def test_a_malformed_agent_name_is_refused_and_the_refusal_audited(tmp_path, name):
+    # Regression: a long name or one with control characters reached the audit log, which refused
+    # the `refused` event itself (`audit_invalid`, nothing written); a bidi override passed.
+    e = _engine(tmp_path)
+    with pytest.raises(AuthError) as info:
+        e.decide(discount_case(agent=name), llm=False)
+    assert info.value.code == "agent_name_invalid"
+    assert len(str(info.value)) < 300 and name not in str(info.value)  # shown escaped, cut short
+    [ev] = _refusals(e, "agent_name_invalid")
+    assert ev.agent == ev.data["case"]["agent"] and len(ev.agent) <= 81
+    assert ev.data["claimed"]["length"] == len(name)
+    assert e.audit.verify().ok
+
+
+@pytest.mark.parametrize("name", BAD_NAMES.values(), ids=BAD_NAMES)
+def test_a_malformed_name_is_no_implicit_identity(tmp_path, name):
+    # Regression: without an agents file every named agent was taken at its word — a bidi
+    # override or a C1 control included — and decided as that identity.
+    e = _mini(tmp_path)
+    with pytest.raises(AuthError) as info:
+        e.decide({**MINI_CASE, "agent": name})
+    assert info.value.code == "agent_name_invalid"
+    assert len(_refusals(e, "agent_name_invalid")) == 1
+
+
+def test_a_name_of_128_characters_is_an_identity(tmp_path):
+    name = "a" * 128
+    assert _mini(tmp_path).decide({**MINI_CASE, "agent": name}).agent == name
+
+
+def test_the_refusal_of_a_case_too_large_for_one_event_is_still_audited(tmp_path):
+    # A refused case larger than an audit event can hold is recorded by its hash and size.
+    e = _engine(tmp_path)
+    case = discount_case(agent="nobody")
+    case["payload"]["filler"] = "x" * 5_000_000
+    with pytest.raises(CaseError) as info:
+        e.decide(case, llm=False)
+    assert info.value.code == "case_too_large"  # refused before anything else, and audited
+    [ev] = _refusals(e, "case_too_large")
+    assert ev.data["case"]["bytes"] > 5_000_000 and len(ev.data["case"]["sha256"]) == 64
+    # a case within the size limit, from an unknown agent, is refused as such (and audited)
+    case["payload"]["filler"] = "x" * 1000
+    with pytest.raises(AuthError) as info:
+        e.decide(case, llm=False)
+    [ev] = _refusals(e, "agent_unknown")
+    assert ev.data["case"]["payload"]["filler"] == "x" * 1000
+
 # -- reviewers -----------------------------------------------------------------------------------
 
 def _escalated(e):
@@ -175,6 +247,32 @@ def test_a_reviewer_key_proves_the_reviewer(tmp_path):
         e.review_reject(d.review_id, reviewer=None, reason="no", key=agent_token)
     assert info.value.code == "auth_wrong_kind"
     assert e.review_reject(d.review_id, reviewer=None, reason="no", key=token).reviewer == "controller"
+
+
+@pytest.mark.parametrize("name", BAD_NAMES.values(), ids=BAD_NAMES)
+def test_a_malformed_reviewer_name_is_refused_and_the_refusal_audited(tmp_path, name):
+    e = _engine(tmp_path)
+    d = _escalated(e)
+    with pytest.raises(AuthError) as info:
+        e.review_reject(d.review_id, reviewer=name, reason="no")
+    assert info.value.code == "reviewer_name_invalid"
+    assert len(str(info.value)) < 300
+    [ev] = _refusals(e, "reviewer_name_invalid")
+    assert ev.decision_id == d.id and ev.data["review"] == d.review_id
+    assert e.review_show(d.review_id).status == "pending" and e.audit.verify().ok
+
+
+@pytest.mark.parametrize("name", BAD_NAMES.values(), ids=BAD_NAMES)
+def test_a_malformed_name_is_no_implicit_reviewer(tmp_path, name):
+    # Regression: without declared reviewers anyone named settled an escalation — with a bidi
+    # override in their name, or one the audit log then refused after the item had changed.
+    e = _mini(tmp_path)
+    d = e.decide({**MINI_CASE, "payload": {"invoice": "ex:I2"}})  # billed 10, received 4
+    assert d.outcome == "escalate" and d.review_id, d.outcome
+    with pytest.raises(AuthError) as info:
+        e.review_reject(d.review_id, reviewer=name, reason="no")
+    assert info.value.code == "reviewer_name_invalid"
+    assert e.review_show(d.review_id).status == "pending"
 
 
 def test_concurrent_rotations_leave_exactly_one_active_key(sql_url):

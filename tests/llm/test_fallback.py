@@ -9,9 +9,10 @@ import json
 
 import pytest
 
+from engine.llm.fallback import parse_answer
 from engine.llm.models import (LiteLLMModel, ModelError, RecordingModel, ReplayModel, ResponseFile, ScriptedModel,
                                blocked_live_calls, prompt_hash)
-from tests.brightwater import BWD, answer, discount_case, engine, escalation
+from tests.brightwater import BWD, answer, discount_case, engine, escalation, workspace
 
 MODEL = "openai/gpt-4o-mini"
 
@@ -291,6 +292,48 @@ def test_confidence_threshold_is_configurable():
     model = ScriptedModel([answer(confidence=0.8)])
     assert engine(model).decide(discount_case(), review=False).outcome == "execute"
 
+
+# -- a strict answer schema ------------------------------------------------------------------
+
+def _parse(text: str):
+    gate = workspace().gate
+    return parse_answer(text, catalog=gate.catalog, permitted=["approve_discount"],
+                        ctx=gate.param_ctx)
+
+
+def test_a_well_formed_answer_parses():
+    proposal, errors = _parse(answer(confidence=0.9))
+    assert errors == [] and proposal.confidence == 0.9 and proposal.params["percent"] == 7.0
+
+
+@pytest.mark.parametrize("confidence", ["0.9", "1", True],
+                         ids=["numeric-text", "integer-text", "true"])
+def test_confidence_must_be_a_number(confidence):
+    # Regression: the answer schema was lax, so `"confidence": "0.9"` was coerced to 0.9.
+    proposal, errors = _parse(answer(confidence=confidence))
+    assert proposal is None
+    assert [e for e in errors if e.startswith("propose.confidence:")], errors
+
+
+def test_confidence_refuses_negative_zero():
+    proposal, errors = _parse(answer(confidence=-0.0))
+    assert proposal is None and [e for e in errors if e.startswith("propose.confidence:")], errors
+
+
+@pytest.mark.parametrize("where", ["rationale", "action", "facts_relied_on", "escalation",
+                                   "params"])
+def test_nul_characters_are_refused_in_every_text_of_an_answer(where):
+    # Regression: a NUL passed in the rationale (and the escalation reason, the facts relied on)
+    # and reached the decision record, the review queue and the audit log.
+    text = {"rationale": answer(rationale="bronze customer\x00 ignore the rest"),
+            "action": answer(action="approve_discount\x00"),
+            "facts_relied_on": answer(facts=["case.order\x00"]),
+            "escalation": escalation("a person\x00 decides"),
+            "params": answer(params={"order": "bwd:SO-3002", "percent": 7,
+                                     "note": "ok\x00"})}[where]
+    result, errors = _parse(text)
+    assert result is None and errors, (result, errors)
+    assert any("NUL" in e for e in errors), errors
 
 # -- faults -------------------------------------------------------------------------------------------
 

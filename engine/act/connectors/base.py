@@ -26,9 +26,10 @@ Writing a connector of your own (`examples/custom_connector.py` is one): any cla
   this connector to its template (the keys of its `execute:` block besides `connector`),
   `options` holds the other keys of its `[connectors.NAME]` table, `root` is the workspace;
 
-declared as `kind = "python"`, `class = "package.module:Class"` (importable, or a file under
-the workspace root). Raise `TransientError` or `PermanentError` with a stable `code`; retries
-and the circuit breaker are added around it (`resilience.Resilient`), not written in it.
+declared as `kind = "python"`, `class = "package.module:Class"` (an installed package, or a file
+under the workspace root: `registry.locate_class`; imported on first use). Raise
+`TransientError` or `PermanentError` with a stable `code`; retries and the circuit breaker are
+added around it (`resilience.Resilient`), not written in it.
 """
 
 from __future__ import annotations

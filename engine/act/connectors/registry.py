@@ -25,21 +25,29 @@ wraps each in `Resilient` with them.
 
 `check_bindings` is the load-time check (`rulebridge check`): the declarations, and each
 action's binding against its connector's template language, with file:line:col diagnostics.
+
+A python connector is code that runs: the workspace is trusted like source code. Its class is
+loaded only from an installed package or from the workspace (`locate_class`), and only when it
+is first used (`LazyConnector`): an action bound to it runs, or recovery asks it about one. `check`
+tells where each class would come from without importing it: no workspace code runs in `check`.
 """
 
 from __future__ import annotations
 
 import importlib
 import importlib.util
+import site
 import sys
+import sysconfig
+import threading
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from engine.errors import DiagnosticSink, RulebridgeError, Span, suggest_help
+from engine.errors import DiagnosticSink, RulebridgeError, Span, shown, suggest_help
 from engine.lang.actions import ActionCatalog
 from engine.lang.source import plain
 
-from .base import Connector
+from .base import Connector, ExecutionStatus, PermanentError
 from .resilience import Resilient
 
 KINDS = ("kg", "sql", "http", "python")
@@ -74,30 +82,154 @@ def declared(config: Any) -> dict[str, dict[str, Any]]:
     return out
 
 
-def load_class(ref: str, root: Path | None = None) -> type:
-    """`package.module:Class`: imported normally, or from `root/package/module.py` (the workspace)."""
-    module_name, _, cls_name = ref.partition(":")
-    if not module_name or not cls_name:
-        raise ConnectorConfigError(f"`{ref}` is not `module:Class`")
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError:
-        file = (root or Path.cwd()) / Path(*module_name.split(".")).with_suffix(".py")
-        if not file.is_file():
-            raise ConnectorConfigError(f"module `{module_name}` not found (nor `{file}`)") from None
-        spec = importlib.util.spec_from_file_location(module_name, file)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[module_name] = module
+def installed_roots() -> tuple[Path, ...]:
+    """Where installed code lives: the standard library, the site-packages folders, and the
+    rulebridge package itself (wherever it is installed from)."""
+    import engine
+
+    paths = sysconfig.get_paths()
+    dirs = {paths[k] for k in ("stdlib", "platstdlib", "purelib", "platlib") if paths.get(k)}
+    dirs |= set(site.getsitepackages()) if hasattr(site, "getsitepackages") else set()
+    if site.ENABLE_USER_SITE:
+        dirs.add(site.getusersitepackages())
+    dirs.add(str(Path(engine.__file__).parent))
+    return tuple(Path(d).resolve() for d in dirs)
+
+
+def _inside(path: Path, roots: tuple[Path, ...]) -> bool:
+    real = path.resolve()
+    return any(real == r or real.is_relative_to(r) for r in roots)
+
+
+def _origins(top: str) -> list[Path] | None:
+    """Where the top-level module `top` would be imported from, found without running any code
+    (`[]`: built into the interpreter; None: not found)."""
+    mod = sys.modules.get(top)
+    spec = getattr(mod, "__spec__", None) if mod is not None else None
+    if spec is None and mod is not None and getattr(mod, "__file__", None):
+        return [Path(mod.__file__)]
+    if spec is None:
         try:
-            spec.loader.exec_module(module)
-        except Exception:
-            del sys.modules[module_name]
-            raise
+            spec = importlib.util.find_spec(top)
+        except (ImportError, ValueError):
+            return None
+    if spec is None:
+        return None
+    if spec.origin in ("built-in", "frozen"):
+        return []
+    locations = list(spec.submodule_search_locations or [])
+    return [Path(p) for p in locations or ([spec.origin] if spec.origin else [])]
+
+
+def locate_class(ref: str, root: Path | None) -> tuple[str, str, Path | None]:
+    """(module, class, file) for `module:Class`, checked without running any code: `file` is None
+    when the module is imported from an installed package, else its file in the workspace.
+
+    The rule: `module` is a dotted Python name (never a path: `../evil`, `/abs/evil.py`,
+    `.relative` are refused). It is imported when its top-level package lies in the standard
+    library, a site-packages folder or rulebridge itself (or in the workspace); else it is the
+    file `<root>/a/b.py` for `a.b`, which must resolve — symlinks followed — inside the workspace.
+    A module found anywhere else (the current folder, a PYTHONPATH entry) is refused, as is one
+    found nowhere; `ConnectorConfigError` (`connector_config`) says which and where."""
+    module_name, _, cls_name = ref.partition(":")
+    parts = module_name.split(".")
+    if not all(p.isidentifier() for p in parts) or not cls_name.isidentifier():
+        raise ConnectorConfigError(f"`{shown(ref)}` is not `module:Class` with a dotted Python "
+                                   "module name")
+    ws = root.resolve() if root is not None else None
+    trusted = installed_roots() + ((ws,) if ws is not None else ())
+    found = _origins(parts[0])
+    if found is not None and all(_inside(p, trusted) for p in found):
+        return module_name, cls_name, None
+    file = (ws / Path(*parts)).with_suffix(".py") if ws is not None else None
+    if file is not None and file.is_file():
+        if not _inside(file, (ws,)):  # type: ignore[arg-type]
+            raise ConnectorConfigError(f"`{file}` resolves to `{file.resolve()}`, outside the "
+                                       "workspace")
+        return module_name, cls_name, file.resolve()
+    if found:
+        raise ConnectorConfigError(f"module `{module_name}` resolves to `{found[0]}`, outside the "
+                                   "workspace and the installed packages")
+    nor = f" (nor `{file}`)" if file is not None else ""
+    raise ConnectorConfigError(f"module `{module_name}` not found{nor}")
+
+
+def load_class(ref: str, root: Path | None = None) -> type:
+    """`package.module:Class` from an installed package or the workspace `root` (`locate_class`);
+    importing it runs its code. Raises `ConnectorConfigError` for anything else."""
+    module_name, cls_name, file = locate_class(ref, root)
+    try:
+        if file is None:
+            trusted = installed_roots() + ((root.resolve(),) if root is not None else ())
+            cached = getattr(sys.modules.get(module_name), "__file__", None)
+            if cached and not _inside(Path(cached), trusted):  # loaded from another workspace
+                del sys.modules[module_name]
+            module = importlib.import_module(module_name)
+            where = getattr(module, "__file__", None)
+            if where and not _inside(Path(where), trusted):  # INVARIANT: as located, or refused
+                raise ConnectorConfigError(f"module `{module_name}` was imported from `{where}`, "
+                                           "outside the workspace and the installed packages")
+        else:
+            module = sys.modules.get(module_name)
+            if module is None or Path(getattr(module, "__file__", "") or "").resolve() != file:
+                module = _load_file(module_name, file)
+    except ConnectorConfigError:
+        raise
+    except Exception as exc:  # the module's own code failed: an import error, a bug, a syntax error
+        raise ConnectorConfigError(f"module `{module_name}` cannot be imported: "
+                                   f"{type(exc).__name__}: {shown(str(exc), 200)}") from exc
     cls = getattr(module, cls_name, None)
     if not isinstance(cls, type):
         raise ConnectorConfigError(f"module `{module_name}` has no class `{cls_name}`")
     return cls
+
+
+def _load_file(module_name: str, file: Path) -> Any:
+    spec = importlib.util.spec_from_file_location(module_name, file)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[module_name]
+        raise
+    return module
+
+
+class LazyConnector:
+    """A python connector imported and built on first use, so that a declared one no action uses
+    never runs, and one that cannot be imported fails only what is bound to it."""
+
+    def __init__(self, name: str, build: Callable[[], Connector]):
+        self.name = name
+        self._build = build
+        self._inner: Connector | None = None
+        self._lock = threading.Lock()
+
+    def ready(self) -> Connector:
+        """The connector, imported and built now if it was not yet; `ConnectorConfigError` if it
+        cannot be."""
+        if self._inner is None:
+            with self._lock:
+                if self._inner is None:
+                    self._inner = self._build()
+        return self._inner
+
+    def execute(self, action: str, params: dict[str, Any], *, key: str) -> dict[str, Any]:
+        try:
+            inner = self.ready()
+        except ConnectorConfigError as exc:  # never reached the system: certainly not done
+            raise PermanentError(f"connector `{self.name}`: {exc}", code=exc.code) from exc
+        return inner.execute(action, params, key=key)
+
+    def status(self, key: str) -> ExecutionStatus:
+        return self.ready().status(key)
+
+    def close(self) -> None:
+        close = getattr(self._inner, "close", None)
+        if callable(close):
+            close()
 
 
 def _number(settings: dict[str, Any], key: str, default: float) -> float:
@@ -173,16 +305,22 @@ def _build_one(name: str, settings: dict[str, Any], store: Any, actions: ActionC
         return _kind("http").HttpConnector(name, actions, base_url=str(settings["base_url"]),
                                            timeout=_number(settings, "timeout", 5.0), status=settings.get("status"),
                                            headers=settings.get("headers"))
-    cls = load_class(str(settings["class"]), root)
     options = {k: v for k, v in settings.items() if k not in (*COMMON, "class")}
     bindings = {spec.name: plain(spec.execute.template) for spec in actions.actions.values()
                 if spec.execute is not None and spec.execute.connector == name}
+    ref = str(settings["class"])
+    return LazyConnector(name, lambda: _build_python(name, ref, bindings, options, root))
+
+
+def _build_python(name: str, ref: str, bindings: dict[str, Any], options: dict[str, Any],
+                  root: Path | None) -> Connector:
+    cls = load_class(ref, root)
     try:
         conn = cls(name, bindings=bindings, options=options, root=root)
     except (TypeError, ValueError) as exc:
-        raise ConnectorConfigError(f"`{settings['class']}` cannot be built as connector `{name}`: {exc}") from exc
+        raise ConnectorConfigError(f"`{ref}` cannot be built as connector `{name}`: {exc}") from exc
     if not isinstance(conn, Connector):
-        raise ConnectorConfigError(f"`{settings['class']}` does not implement the connector protocol "
+        raise ConnectorConfigError(f"`{ref}` does not implement the connector protocol "
                                    "(`name`, `execute(action, params, *, key)`, `status(key)`)")
     return conn
 
@@ -207,8 +345,15 @@ def check_bindings(actions: ActionCatalog, config: Any, sink: DiagnosticSink, *,
                    prefixes: dict[str, str] | None = None) -> None:
     """Check the connector declarations and every action's `execute:` binding against them."""
     decl = declared(config)
+    root = config_file.parent if config_file is not None else getattr(config, "root", None)
     for name, settings in decl.items():
-        for msg in config_errors(name, settings):
+        errors = config_errors(name, settings)
+        if not errors and settings.get("kind") == "python":
+            try:  # where the class would come from; nothing is imported here
+                locate_class(str(settings["class"]), root)
+            except ConnectorConfigError as exc:
+                errors = [f"connector `{name}`: {exc}"]
+        for msg in errors:
             sink.error("config", msg, _section_span(config_file, name))
     checkers: Mapping[str, Callable[..., None]] = {
         "kg": lambda spec, b: _kind("kg").check_binding(spec, b, sink, prefixes=prefixes),
@@ -230,4 +375,5 @@ def check_bindings(actions: ActionCatalog, config: Any, sink: DiagnosticSink, *,
             check(spec, b)
 
 
-__all__ = ["ConnectorConfigError", "KINDS", "build_connectors", "check_bindings", "declared", "load_class"]
+__all__ = ["KINDS", "ConnectorConfigError", "LazyConnector", "build_connectors", "check_bindings",
+           "declared", "load_class", "locate_class"]

@@ -71,6 +71,13 @@ class Resilient:
         """Ask the wrapped connector (a read: retried like an execution)."""
         return self._retrying(lambda: self.inner.status(key))
 
+    def ready(self) -> None:
+        """Make the wrapped connector ready to act (a python connector is imported on first use);
+        raises `ConnectorConfigError` when it cannot be."""
+        ready = getattr(self.inner, "ready", None)
+        if callable(ready):
+            ready()
+
     def close(self) -> None:
         """Close the wrapped connector (its pools and clients), if it has anything to close."""
         close = getattr(self.inner, "close", None)
