@@ -14,7 +14,8 @@ from __future__ import annotations
 import datetime as dt
 import math
 import sys
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from engine.model import Entity
 
@@ -31,7 +32,7 @@ def kind_of(v: Any) -> str | None:
     t = type(v)
     if t is bool:
         return "boolean"
-    if t is int or (t is float and v == v):
+    if t is int or (t is float and v == v):  # noqa: PLR0124 - NaN alone is unequal to itself
         return "number"
     if t is str:
         return "string"
@@ -48,7 +49,7 @@ def kind_of(v: Any) -> str | None:
 
 def is_unknown(v: Any) -> bool:
     """Whether a value is unknown: null, or a NaN number (it orders and equals nothing)."""
-    return v is None or (type(v) is float and v != v)
+    return v is None or (type(v) is float and v != v)  # noqa: PLR0124 - NaN alone is unequal to itself
 
 
 def _norm(v: Any) -> Any:

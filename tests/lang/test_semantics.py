@@ -18,7 +18,17 @@ from engine.errors import DiagnosticSink, Span
 from engine.lang import semantics as S
 from engine.lang.checker import Checker, Scope
 from engine.lang.expr import parse_expr
-from engine.lang.semantics import TODAY, and_, arith, compare, compile_node, equal, or_, order, truth
+from engine.lang.semantics import (
+    TODAY,
+    and_,
+    arith,
+    compare,
+    compile_node,
+    equal,
+    or_,
+    order,
+    truth,
+)
 from engine.lang.types import Schema, Type
 from engine.model import Entity
 
@@ -50,7 +60,10 @@ def compiled(text: str):
     return compile_node(node)
 
 
-def ev(text: str, *, today: dt.date = D(2026, 11, 1), **case):
+DECISION_DATE = D(2026, 11, 1)
+
+
+def ev(text: str, *, today: dt.date = DECISION_DATE, **case):
     return compiled(text)({"case": case, TODAY: today})
 
 
