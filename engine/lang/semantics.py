@@ -32,7 +32,7 @@ def kind_of(v: Any) -> str | None:
     t = type(v)
     if t is bool:
         return "boolean"
-    if t is int or (t is float and v == v):  # noqa: PLR0124 - NaN alone is unequal to itself
+    if t is int or (t is float and v == v):  # noqa: PLR0124 - NaN alone is unequal
         return "number"
     if t is str:
         return "string"
@@ -49,7 +49,7 @@ def kind_of(v: Any) -> str | None:
 
 def is_unknown(v: Any) -> bool:
     """Whether a value is unknown: null, or a NaN number (it orders and equals nothing)."""
-    return v is None or (type(v) is float and v != v)  # noqa: PLR0124 - NaN alone is unequal to itself
+    return v is None or (type(v) is float and v != v)  # noqa: PLR0124 - NaN alone is unequal
 
 
 def _norm(v: Any) -> Any:
@@ -152,11 +152,14 @@ def _too_big(x: Any) -> bool:
 
 
 def _in_range(r: Any, *operands: Any) -> Any:
-    """`r`, or None when it is an integer beyond the range of numbers, or a float that overflowed
-    to infinity from finite operands (an infinite operand, from the graph, stays a number)."""
+    """A number result `r`, or None when it is no number (NaN), an integer beyond the range of
+    numbers, or a float that overflowed to infinity from finite operands (an infinite operand,
+    from the graph, stays a number)."""
     if type(r) is int:
-        return None if _too_big(r) else r
-    if (r == _INF or r == -_INF) and not any(x == _INF or x == -_INF for x in operands):
+        return r if -_MAX_INT <= r <= _MAX_INT else None
+    if -MAX_NUMBER <= r <= MAX_NUMBER:
+        return r
+    if math.isnan(r) or not any(x == _INF or x == -_INF for x in operands):
         return None
     return r
 
@@ -168,13 +171,14 @@ def arith(op: str, a: Any, b: Any) -> Any:
         if op == "+" and type(a) is str and type(b) is str:
             return a + b
         return None
-    if _too_big(a) or _too_big(b):
+    if ((type(a) is int and not -_MAX_INT <= a <= _MAX_INT)
+            or (type(b) is int and not -_MAX_INT <= b <= _MAX_INT)):
         return None  # an integer beyond the range (the graph can hold one): not computed with
     try:
         r = _arith(op, a, b)
     except OverflowError:  # an integer too large to meet a float
         return None
-    return None if is_unknown(r) else _in_range(r, a, b)
+    return None if r is None else _in_range(r, a, b)
 
 
 def _arith(op: str, a: Any, b: Any) -> Any:
@@ -264,7 +268,7 @@ def _agg_sum(xs: Any) -> Any:
         r = sum(xs) if xs else 0
     except OverflowError:
         return None
-    return None if is_unknown(r) else _in_range(r, *xs)
+    return _in_range(r, *xs)
 
 
 def _count(xs: Any) -> Any:

@@ -192,9 +192,9 @@ class _Builder:
             return
         self.alias_chars += len(node.value)
         if self.alias_chars > self.max_alias_chars:
-            raise _Problem(f"aliases expand to more than {self.max_alias_chars} characters", self._where(node),
-                           help="an alias (`*name`) repeats its anchor's whole value; use fewer of them, "
-                           "or shorter ones")
+            raise _Problem(f"aliases expand to more than {self.max_alias_chars} characters",
+                           self._where(node), help="an alias (`*name`) repeats its anchor's whole "
+                           "value; use fewer of them, or shorter ones")
 
     def _where(self, node: yaml.Node) -> Span:
         """The alias being expanded, else `node` itself."""
@@ -252,8 +252,10 @@ def _alias_span(file: str, text: str, parent: yaml.Node, index: int) -> Span | N
     loader = _FastLoader or _Loader
     starts = (yaml.MappingStartEvent, yaml.SequenceStartEvent)
     ends = (yaml.MappingEndEvent, yaml.SequenceEndEvent)
-    kind = yaml.MappingStartEvent if isinstance(parent, yaml.MappingNode) else yaml.SequenceStartEvent
-    stack: list[tuple[yaml.Event, list[yaml.Event]]] = []  # open collections, the first event of each item
+    mapping = isinstance(parent, yaml.MappingNode)
+    kind = yaml.MappingStartEvent if mapping else yaml.SequenceStartEvent
+    # the open collections, each with the first event of each of its items so far
+    stack: list[tuple[yaml.Event, list[yaml.Event]]] = []
     try:
         for event in yaml.parse(text, Loader=loader):
             if stack and not isinstance(event, ends):

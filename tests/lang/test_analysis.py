@@ -86,7 +86,8 @@ def _one_shape(n: int) -> list:
 def test_shadow_analysis_of_many_rules_of_one_shape_is_near_linear(monkeypatch):
     """Regression: a decision table of 8,000 rows took 46 s to check, every row compared with
     every row above it. Each rule is now compared with a bounded number of higher rules."""
-    work = {n: _comparisons(monkeypatch, lambda n=n: shadowed_rules(_one_shape(n))) for n in (500, 1000, 2000)}
+    work = {n: _comparisons(monkeypatch, lambda n=n: shadowed_rules(_one_shape(n)))
+            for n in (500, 1000, 2000)}
     assert work[2000] <= 2.2 * work[1000] and work[1000] <= 2.2 * work[500], work
     assert work[2000] <= 2000 * analysis.MAX_SHADOW_CANDIDATES, work
 
@@ -97,10 +98,11 @@ def _table(tmp_path, n: int):
     tiers = ["platinum", "gold", "silver", "bronze"]
     rows = [f"r.{i},{tiers[i % 4]},<= {i % 40 + 1},>= {(n - i) * 10},deny,no {i}" for i in range(n)]
     rows.append(f"r.narrow,platinum,<= 1,>= {n * 10 + 100},deny,narrow")
-    (tmp_path / "t.csv").write_text("# hit_policy: first\nid,case.tier,case.percent,case.invoice.amount,then,message\n"
-                                    + "\n".join(rows) + "\n", encoding="utf-8")
+    header = "# hit_policy: first\nid,case.tier,case.percent,case.invoice.amount,then,message\n"
+    (tmp_path / "t.csv").write_text(header + "\n".join(rows) + "\n", encoding="utf-8")
     path = tmp_path / "t.yaml"
-    path.write_text("ruleset: t.big\non: invoice.received\ncase: {invoice: Invoice, tier: string, percent: number}\n"
+    path.write_text("ruleset: t.big\non: invoice.received\n"
+                    "case: {invoice: Invoice, tier: string, percent: number}\n"
                     "decision_table: t.csv\n", encoding="utf-8")
     return compile_ruleset(None, path)
 
@@ -110,17 +112,21 @@ def test_checking_a_large_decision_table_is_near_linear(tmp_path, monkeypatch):
     for n in (400, 800):
         (tmp_path / str(n)).mkdir()
         sinks = []
-        work = _comparisons(monkeypatch, lambda n=n, sinks=sinks: sinks.append(_table(tmp_path / str(n), n)[1]))
+        work = _comparisons(monkeypatch,
+                            lambda n=n, sinks=sinks: sinks.append(_table(tmp_path / str(n), n)[1]))
         assert work <= n * analysis.MAX_SHADOW_CANDIDATES, (n, work)
         [d] = sinks[0].items
-        assert (d.code, d.message) == (
-            "shadowed", "rule `r.narrow` can never win: `r.0` ranks higher and matches whenever it does")
+        assert d.code == "shadowed"
+        assert d.message == ("rule `r.narrow` can never win: `r.0` ranks higher and matches "
+                             "whenever it does")
 
 
 def test_an_equality_is_implied_by_an_equal_value_of_another_type():
-    # `implies` takes `x == 1.0` and `x == true` to imply `x == 1`: the index must file them together
+    # `implies` takes `x == 1.0` and `x == true` to imply `x == 1`: the index files them together
     def rule(name, lit):
-        return NS(id=name, conditions=[NS(text=f"case.amount == {lit!r}", atom=(("case", "amount"), "==", lit))])
+        atom = (("case", "amount"), "==", lit)
+        return NS(id=name, conditions=[NS(text=f"case.amount == {lit!r}", atom=atom)])
 
     ranked = [rule("h", 1), rule("f", 1.0), rule("t", True), rule("other", 2)]
-    assert [(r.id, h.id) for r, h in shadowed_rules(ranked)] == pairwise(ranked) == [("f", "h"), ("t", "h")]
+    want = [("f", "h"), ("t", "h")]
+    assert [(r.id, h.id) for r, h in shadowed_rules(ranked)] == pairwise(ranked) == want

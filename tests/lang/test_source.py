@@ -58,8 +58,10 @@ def test_aliases_are_bounded_by_the_text_they_expand_to(tmp_path):
         tracemalloc.stop()
     [d] = sink.items
     assert d.code == "yaml_syntax"
-    assert d.message == f"invalid YAML: aliases expand to more than {source.MAX_ALIAS_CHARS} characters"
-    assert d.help == "an alias (`*name`) repeats its anchor's whole value; use fewer of them, or shorter ones"
+    limit = source.MAX_ALIAS_CHARS
+    assert d.message == f"invalid YAML: aliases expand to more than {limit} characters"
+    assert d.help == ("an alias (`*name`) repeats its anchor's whole value; use fewer of them, "
+                      "or shorter ones")
     n = source.MAX_ALIAS_CHARS // len(big) + 1  # the alias that passes the bound
     assert (d.span.line, d.span.col, d.span.end_col) == (2 + n, 5, 9)
     assert peak < 4 * source.MAX_ALIAS_CHARS
