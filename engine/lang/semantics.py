@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from typing import Any, Callable
+import sys
+from collections.abc import Callable
+from typing import Any
 
 from engine.model import Entity
 
@@ -30,7 +32,7 @@ def kind_of(v: Any) -> str | None:
     t = type(v)
     if t is bool:
         return "boolean"
-    if t is int or (t is float and v == v):
+    if t is int or (t is float and v == v):  # noqa: PLR0124 - NaN alone is unequal
         return "number"
     if t is str:
         return "string"
@@ -47,7 +49,7 @@ def kind_of(v: Any) -> str | None:
 
 def is_unknown(v: Any) -> bool:
     """Whether a value is unknown: null, or a NaN number (it orders and equals nothing)."""
-    return v is None or (type(v) is float and v != v)
+    return v is None or (type(v) is float and v != v)  # noqa: PLR0124 - NaN alone is unequal
 
 
 def _norm(v: Any) -> Any:
@@ -135,17 +137,48 @@ def or_(values) -> bool | None:
     return None if unknown else False
 
 
+# Numbers lie within ±MAX_NUMBER: literals and case numbers are checked against it, and an
+# arithmetic result beyond it is unknown. Python's integers are exact and unbounded, so without
+# the bound chained squares (`d1: d0 * d0`, `d2: d1 * d1`, ...) double their digits at each step:
+# minutes of work, then an integer too long to write. Within the bound each step is cheap.
+MAX_NUMBER = sys.float_info.max
+_MAX_INT = int(MAX_NUMBER)
+_INF = math.inf
+
+
+def _too_big(x: Any) -> bool:
+    """Whether `x` is an integer beyond the range of numbers."""
+    return type(x) is int and not -_MAX_INT <= x <= _MAX_INT
+
+
+def _in_range(r: Any, *operands: Any) -> Any:
+    """A number result `r`, or None when it is no number (NaN), an integer beyond the range of
+    numbers, or a float that overflowed to infinity from finite operands (an infinite operand,
+    from the graph, stays a number)."""
+    if type(r) is int:
+        return r if -_MAX_INT <= r <= _MAX_INT else None
+    if -MAX_NUMBER <= r <= MAX_NUMBER:
+        return r
+    if math.isnan(r) or not any(x == _INF or x == -_INF for x in operands):
+        return None
+    return r
+
+
 def arith(op: str, a: Any, b: Any) -> Any:
-    """`+ - * / %` in three-valued logic; a result that is no number (NaN, overflow) is unknown."""
+    """`+ - * / %` in three-valued logic; a result that is no number (NaN) or beyond the range of
+    numbers (±MAX_NUMBER) is unknown."""
     if a is None or b is None or kind_of(a) != "number" or kind_of(b) != "number":
         if op == "+" and type(a) is str and type(b) is str:
             return a + b
         return None
+    if ((type(a) is int and not -_MAX_INT <= a <= _MAX_INT)
+            or (type(b) is int and not -_MAX_INT <= b <= _MAX_INT)):
+        return None  # an integer beyond the range (the graph can hold one): not computed with
     try:
         r = _arith(op, a, b)
     except OverflowError:  # an integer too large to meet a float
         return None
-    return None if is_unknown(r) else r
+    return None if r is None else _in_range(r, a, b)
 
 
 def _arith(op: str, a: Any, b: Any) -> Any:
@@ -229,11 +262,13 @@ def _agg_sum(xs: Any) -> Any:
     xs = _nonnull(xs)
     if any(kind_of(x) != "number" for x in xs):
         return None
+    if any(_too_big(x) for x in xs):
+        return None
     try:
         r = sum(xs) if xs else 0
     except OverflowError:
         return None
-    return None if is_unknown(r) else r
+    return _in_range(r, *xs)
 
 
 def _count(xs: Any) -> Any:
@@ -275,7 +310,10 @@ def _str_fn(f: Callable[..., Any]) -> Callable[..., Any]:
 def _round(x: Any, digits: Any = 0) -> Any:
     if kind_of(x) != "number" or kind_of(digits) != "number" or not -400 <= digits <= 400:
         return None
-    return round(x, int(digits))
+    try:
+        return _in_range(round(x, int(digits)), x)
+    except OverflowError:  # `round(1.7e308, -308)`: beyond the range of numbers
+        return None
 
 
 def _abs(x: Any) -> Any:

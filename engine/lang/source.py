@@ -122,6 +122,11 @@ _CONSTRUCTOR = yaml.SafeLoader("")
 # values, is a mistake or an attack, reported instead of exhausting the stack or the memory.
 MAX_DEPTH = 100
 MAX_VALUES = 500_000
+# An alias repeats its anchor's whole value, so a few values can stand for gigabytes of text (3,000
+# aliases of a 1 MB string: 3 GB). The characters that aliases add are bounded as well: by this,
+# or by a few times the file's own length when that is more.
+MAX_ALIAS_CHARS = 4_000_000
+ALIAS_CHARS_PER_CHAR = 4
 
 
 class _Problem(Exception):
@@ -133,7 +138,12 @@ class _Problem(Exception):
 
 
 class _Builder:
-    """Composed YAML nodes to located values; duplicate keys go to the sink, cycles raise."""
+    """Composed YAML nodes to located values; duplicate keys go to the sink, cycles raise.
+
+    An alias is the same node as its anchor, built once more each time it is used. The first
+    node built again outside any other alias is an alias written in the file (`alias`: its
+    parent and its place there); what it expands to is counted against the alias budget.
+    """
 
     def __init__(self, file: str, sink: DiagnosticSink, text: str = ""):
         self.text = text
@@ -141,14 +151,19 @@ class _Builder:
         self.sink = sink
         self.active: set[int] = set()  # ids of the nodes being built: an alias back to one is a cycle
         self.count = 0
+        self.built: set[int] = set()  # ids of the nodes built once: built again, they are an alias
+        self.alias: tuple[yaml.Node, int] | None = None  # the alias being expanded: (parent, index)
+        self.alias_chars = 0
+        self.max_alias_chars = max(MAX_ALIAS_CHARS, ALIAS_CHARS_PER_CHAR * len(text))
 
     def value(self, node: yaml.Node, depth: int = 0) -> Any:
         self.count += 1
         if self.count > MAX_VALUES:
-            raise _Problem(f"the file expands to more than {MAX_VALUES} values", _span(self.file, node),
+            raise _Problem(f"the file expands to more than {MAX_VALUES} values", self._where(node),
                            help="aliases (`*name`) repeat their anchor's whole value; use fewer of them")
         if depth > MAX_DEPTH:
             raise _Problem(f"values are nested more than {MAX_DEPTH} levels deep", _span(self.file, node))
+        self.built.add(id(node))
         if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)):
             if id(node) in self.active:
                 raise _Problem("an alias refers to a value that contains it", _span(self.file, node),
@@ -158,20 +173,50 @@ class _Builder:
                 return self._collection(node, depth)
             finally:
                 self.active.discard(id(node))
+        self._spend(node)
         return _scalar(node, self.file, self.text)
+
+    def _child(self, parent: yaml.Node, index: int, node: yaml.Node, depth: int) -> Any:
+        """Item `index` of `parent` (a mapping's key 2i and value 2i+1), noting an alias."""
+        if self.alias is not None or id(node) not in self.built:
+            return self.value(node, depth + 1)
+        self.alias = (parent, index)
+        try:
+            return self.value(node, depth + 1)
+        finally:
+            self.alias = None
+
+    def _spend(self, node: yaml.Node) -> None:
+        """Count a scalar an alias repeats against the budget."""
+        if self.alias is None:
+            return
+        self.alias_chars += len(node.value)
+        if self.alias_chars > self.max_alias_chars:
+            raise _Problem(f"aliases expand to more than {self.max_alias_chars} characters",
+                           self._where(node), help="an alias (`*name`) repeats its anchor's whole "
+                           "value; use fewer of them, or shorter ones")
+
+    def _where(self, node: yaml.Node) -> Span:
+        """The alias being expanded, else `node` itself."""
+        if self.alias is None:
+            return _span(self.file, node)
+        return _alias_span(self.file, self.text, *self.alias) or _span(self.file, node)
 
     def _collection(self, node: yaml.Node, depth: int) -> Any:
         file = self.file
         if isinstance(node, yaml.SequenceNode):
-            lst = LList(self.value(v, depth + 1) for v in node.value)
+            lst = LList(self._child(node, i, v, depth) for i, v in enumerate(node.value))
             lst.span = _span(file, node)
             return lst
         out = LDict()
         out.span = _span(file, node)
         out.key_spans = {}
-        for k, v in node.value:
+        for i, (k, v) in enumerate(node.value):
             # Keys are text: YAML 1.1 would read `on:` as `true:` and `1:` as an integer.
-            key = LStr(k.value if isinstance(k, yaml.ScalarNode) else str(self.value(k, depth + 1)))
+            if isinstance(k, yaml.ScalarNode):
+                key = LStr(self._key(node, 2 * i, k))
+            else:
+                key = LStr(str(self._child(node, 2 * i, k, depth)))
             key.span = _span(file, k)
             if key in out:
                 first = out.key_spans[key]
@@ -179,9 +224,57 @@ class _Builder:
                                 help=f"`{key}` is already set at line {first.line}; a key may appear once "
                                 "in a mapping")
                 continue
-            out[key] = self.value(v, depth + 1)
+            out[key] = self._child(node, 2 * i + 1, v, depth)
             out.key_spans[key] = key.span
         return out
+
+    def _key(self, parent: yaml.Node, index: int, k: yaml.ScalarNode) -> str:
+        """A scalar key's text, as written (an alias as a key is counted like any other)."""
+        if self.alias is not None or id(k) not in self.built:
+            self.built.add(id(k))
+            self._spend(k)
+            return k.value
+        self.alias = (parent, index)
+        try:
+            self._spend(k)
+        finally:
+            self.alias = None
+        return k.value
+
+
+def _alias_span(file: str, text: str, parent: yaml.Node, index: int) -> Span | None:
+    """Where item `index` of `parent` is written: the alias there (`*name`).
+
+    Composed nodes do not keep where an alias was written (it is its anchor's node), so the
+    file's events are read again, on this error path only: item `index` of the collection that
+    starts and ends where `parent` does.
+    """
+    loader = _FastLoader or _Loader
+    starts = (yaml.MappingStartEvent, yaml.SequenceStartEvent)
+    ends = (yaml.MappingEndEvent, yaml.SequenceEndEvent)
+    mapping = isinstance(parent, yaml.MappingNode)
+    kind = yaml.MappingStartEvent if mapping else yaml.SequenceStartEvent
+    # the open collections, each with the first event of each of its items so far
+    stack: list[tuple[yaml.Event, list[yaml.Event]]] = []
+    try:
+        for event in yaml.parse(text, Loader=loader):
+            if stack and not isinstance(event, ends):
+                stack[-1][1].append(event)
+            if isinstance(event, starts):
+                stack.append((event, []))
+            elif isinstance(event, ends) and stack:
+                start, items = stack.pop()
+                if (isinstance(start, kind) and start.start_mark.index == parent.start_mark.index
+                        and event.end_mark.index == parent.end_mark.index):
+                    return _event_span(file, items[index]) if index < len(items) else None
+    except yaml.YAMLError:
+        return None
+    return None
+
+
+def _event_span(file: str, event: yaml.Event) -> Span:
+    s, e = event.start_mark, event.end_mark
+    return Span(file, s.line + 1, s.column + 1, e.line + 1, e.column + 1)
 
 
 def _scalar(node: yaml.Node, file: str, text: str) -> Any:
@@ -221,9 +314,9 @@ def _compose(text: str) -> yaml.Node | None:
         return yaml.compose(text, Loader=_Loader)
     try:
         return yaml.compose(text, Loader=_FastLoader)
-    except yaml.YAMLError as fast_error:
+    except yaml.YAMLError:
         yaml.compose(text, Loader=_Loader)  # raises with the message we report
-        raise fast_error  # only libyaml rejects it: its own message
+        raise  # only libyaml rejects it: its own message
 
 
 def read_source(path: Path | str) -> tuple[str | None, str]:

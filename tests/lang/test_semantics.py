@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import sys
 
 import pytest
 
@@ -17,7 +18,17 @@ from engine.errors import DiagnosticSink, Span
 from engine.lang import semantics as S
 from engine.lang.checker import Checker, Scope
 from engine.lang.expr import parse_expr
-from engine.lang.semantics import TODAY, and_, arith, compare, compile_node, equal, or_, order, truth
+from engine.lang.semantics import (
+    TODAY,
+    and_,
+    arith,
+    compare,
+    compile_node,
+    equal,
+    or_,
+    order,
+    truth,
+)
 from engine.lang.types import Schema, Type
 from engine.model import Entity
 
@@ -49,7 +60,10 @@ def compiled(text: str):
     return compile_node(node)
 
 
-def ev(text: str, *, today: dt.date = D(2026, 11, 1), **case):
+DECISION_DATE = D(2026, 11, 1)
+
+
+def ev(text: str, *, today: dt.date = DECISION_DATE, **case):
     return compiled(text)({"case": case, TODAY: today})
 
 
@@ -256,6 +270,41 @@ def test_arithmetic_that_is_no_number_is_unknown():
     assert arith("*", 10**400, 1.5) is None  # OverflowError: int too large to convert to float
     assert arith("+", INF, 1) == INF
     assert S.PURE_BUILTINS["round"](1.5, INF) is None
+
+
+def test_chained_squares_are_unknown_beyond_the_range_of_numbers():
+    """Regression: `d1: d0 * d0`, `d2: d1 * d1`, ... doubled an integer's digits at each step (42 s,
+    then an error writing the audit). Past ±1.797e308 an arithmetic result is unknown."""
+    square = compiled("case.n * case.n")
+    x, got = 3, []
+    for _ in range(12):
+        x = square({"case": {"n": x}})
+        got.append(x)
+    assert got[:9] == [3 ** 2 ** k for k in range(1, 10)]  # up to 3**512 ~ 1.9e244
+    assert type(got[8]) is int
+    assert got[9:] == [None, None, None]  # 3**1024 ~ 3.7e488 is beyond
+
+
+def test_arithmetic_beyond_the_range_of_numbers_is_unknown():
+    big = int(sys.float_info.max)
+    assert arith("+", big, 0) == big and arith("-", -big, 0) == -big
+    assert arith("+", big, 1) is None and arith("-", -big, 1) is None
+    assert arith("*", 10 ** 400, 0) is None  # an integer beyond the range (from the graph): unused
+    assert arith("%", 5, 10 ** 400) is None
+    # a float that overflows
+    assert arith("*", 1e200, 1e200) is None and arith("/", 1e300, 1e-300) is None
+    assert arith("*", INF, 2) == INF  # infinity itself is a number (the graph may hold one)
+    assert S.PURE_BUILTINS["sum"]([big, big]) is None
+    assert S.PURE_BUILTINS["sum"]([1e308, 1e308]) is None
+    assert S.PURE_BUILTINS["sum"]([INF, 1]) == INF
+    # literals are not folded when compiled: a product of two in range is computed, and unknown
+    assert ev(f"{10 ** 300} * {10 ** 300} > 0") is None
+
+
+def test_round_beyond_the_range_of_numbers_is_unknown():
+    # Python raises OverflowError: rounded value too large to represent
+    assert ev("round(case.n, -308) > 0", n=1.7e308) is None
+    assert ev("round(case.n, -300) > 0", n=1.7e308) is True
 
 
 # -- aggregates ------------------------------------------------------------------------------------
