@@ -320,3 +320,17 @@ def test_an_approver_outside_the_requesters_line_is_denied():
     v = eng.verify(d.case.to_json(), Proposal("approve_invoice", {**params, "approver": outsider}, "human"))
     assert isinstance(v, Deny) and [r.id for r in v.reasons] == ["ap.guard.approver_in_chain"]
     assert isinstance(eng.verify(d.case.to_json(), Proposal("approve_invoice", params, "human")), Accept)
+
+
+def test_a_chain_with_one_step_on_another_entity_runs_no_step():
+    """A chain is verified as a whole before its first step: one step that changes another
+    entity than the case's refuses the chain, and the steps on the case's own entity do not run."""
+    eng = engine()
+    d = eng.decide(discount_case("bwd:SO-3005", 3, agent="ops-console"), llm=False)
+    own = {"action": "approve_discount", "params": {"order": BWD + "SO-3005", "percent": 3}, "source": "rule"}
+    other = {"action": "approve_discount", "params": {"order": BWD + "SO-3174", "percent": 4}, "source": "rule"}
+    eng.decisions.record(id="chain", agent="ops-console", ruleset=d.ruleset, outcome="execute", source="rule",
+                         case=d.case.to_json(), proposals=[own, other])
+    res = eng.execute("chain")
+    assert res.outcome == "refused" and [(r["step"], r["code"]) for r in res.refused] == [(1, "target_not_case")]
+    assert discount_of(eng, "SO-3005") == [] and discount_of(eng, "SO-3174") == []
