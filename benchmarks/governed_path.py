@@ -233,9 +233,11 @@ class Wrappers:
         self.events = 0
         self.undo: list[tuple[Any, str]] = []
         self.class_undo: list[tuple[Any, str, Any]] = []
-        self._wrap(e, "_record", "record")
-        self._wrap(e, "execute", "execute")
-        self._wrap(e, "verify", "execute.reverify")
+        import engine.pipeline as pipeline
+
+        self._wrap(pipeline, "record", "record")  # the pipeline's RECORD stage
+        self._wrap(pipeline, "act", "execute")  # its ACT stages
+        self._wrap(pipeline, "verify_against", "execute.reverify")
         self._wrap(e.decisions, "record", "record.decision_store")
         self._wrap(e.decisions, "finish", "execute.decision_store")
         self._wrap(e.queue, "enqueue", "review_queue")
@@ -331,7 +333,10 @@ class Wrappers:
                     me.in_execute = False
 
         setattr(obj, attr, wrapper)
-        self.undo.append((obj, attr))
+        if type(obj).__name__ == "module":
+            self.class_undo.append((obj, attr, original))
+        else:
+            self.undo.append((obj, attr))
 
     def reset(self) -> None:
         self.acc.clear()
@@ -380,7 +385,9 @@ def breakdown(state_dir: Path, cases: list[dict[str, Any]], warmup: int) -> dict
         if i < warmup:
             continue
         row = {s: 0.0 for s in STAGES}
-        row.update({k: v for k, v in d.timings_us.items() if k in row})
+        t = d.timings_us  # the pipeline's DECIDE stages, in the rows this breakdown has always had
+        row.update({"resolve": t.get("authenticate", 0.0) + t.get("resolve", 0.0), "match": t.get("match", 0.0),
+                    "decide": t.get("consequence", 0.0) + t.get("fallback", 0.0) + t.get("verify", 0.0)})
         row.update({k: v for k, v in w.acc.items() if k in row})
         row["execute.reverify"] = w.acc.get("execute.reverify", 0.0)
         for k in LEAVES:  # a unit's begin or commit inside a call is in the commit rows, not in the call

@@ -505,8 +505,10 @@ def run_config(n_rules: int, triples: int, *, cache: Path, n_cases: int, seconds
 
         as_cases = [Case.from_json(c) for c in cases]
 
+        deciding = eng.deciding
+
         def in_memory(c: Any) -> Any:
-            return pipeline_decide(ws, c, matcher_for=eng.matcher_for, clock=eng.clock, new_id=eng.new_id)
+            return pipeline_decide(deciding, c, llm=False)
 
         timings["decide_no_io"] = measure("decide_no_io", in_memory, as_cases, **kw)
         # And once more with the graph's read cache off: every look-up and named query goes to the

@@ -13,7 +13,7 @@ _NAMES = {
     "Engine": "engine.api", "Explanation": "engine.api",
     "AuthError": "engine.errors", "CaseError": "engine.errors", "Diagnostic": "engine.errors",
     "LoadError": "engine.errors", "RulebridgeError": "engine.errors", "Span": "engine.errors",
-    "Case": "engine.model", "Decision": "engine.pipeline", "Proposal": "engine.pipeline",
+    "Case": "engine.model", "Decision": "engine.decision", "Proposal": "engine.proposals",
 }
 __all__ = sorted(_NAMES)
 __version__ = "0.1.0"

@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime as dt
 import threading
 import uuid
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -15,8 +14,8 @@ from engine.errors import AuthError, CaseError, Diagnostic, LoadError
 from engine.lang.compiler import CompiledRuleset
 from engine.match import make_matcher
 from engine.match.reference import RuleTrace, explain_rules
-from engine.model import MAX_CASE_BYTES, MAX_CASE_BYTES_LIMIT, Case, check_case_size
-from engine.pipeline import Decision, decide
+from engine.model import MAX_CASE_BYTES, MAX_CASE_BYTES_LIMIT, Case
+from engine.pipeline import Deciding, Decision, ExecutionOutcome, act, govern, verify_against
 from engine.proposals import Proposal
 from engine.storage import state_url
 from engine.workspace import Workspace, load_workspace
@@ -69,28 +68,6 @@ def make_fallback(cfg: Any, model: Any = None) -> Any:
     return Fallback(cfg, model)
 
 
-@dataclass
-class ExecutionOutcome:
-    """How a decision's actions ran: `done`, `refused` (re-verification failed: nothing ran),
-    `failed_compensated`, `failed_needs_review`, `needs_review`, `in_progress` or `pending`."""
-
-    decision_id: str
-    outcome: str
-    steps: list[dict[str, Any]]
-    refused: list[dict[str, Any]]
-    chain: Any = None  # the executor's `ChainResult`
-
-    @property
-    def executed(self) -> bool:
-        return self.outcome == "done"
-
-    def to_json(self) -> dict[str, Any]:
-        c = self.chain
-        return {"decision_id": self.decision_id, "outcome": self.outcome, "steps": self.steps,
-                "refused": self.refused, "chain_id": getattr(c, "chain_id", None),
-                "error_code": getattr(c, "error_code", None), "error_message": getattr(c, "error_message", None)}
-
-
 def _max_case_bytes(security: dict[str, Any]) -> int:
     """`[security] max_case_bytes`, checked: a whole number from 1 to `MAX_CASE_BYTES_LIMIT`."""
     value = security.get("max_case_bytes", MAX_CASE_BYTES)
@@ -135,6 +112,7 @@ class Engine:
         self._decisions: Any = None
         self._executor: Any = None
         self._one_db: bool | None = None
+        self._deciding: Deciding | None = None
         self.recovery: Any = None  # what opening the executor reconciled (`engine.act.execute.RecoveryReport`)
         security = ws.config.section("security")
         self.require_keys = bool(security.get("require_keys", False))
@@ -226,7 +204,7 @@ class Engine:
             self._one_db = url == self.state_url and not memory
         return self._one_db
 
-    def _units(self, *, review: bool, execute: bool) -> Any:
+    def units(self, *, review: bool, execute: bool) -> Any:
         """The audit log, with the stores a decision writes joined to its units of work. Every
         store is opened (its tables created) here, before a unit takes the write lock."""
         log = self.audit
@@ -235,7 +213,7 @@ class Engine:
                 store.share(log)
         if execute:
             _ = self.executor
-            self._identities_if_used()
+            self.identities_if_used()
         return log
 
     def _audit_execution(self, decision_id: str, event: str, data: dict[str, Any]) -> None:
@@ -260,6 +238,16 @@ class Engine:
                                 code="auth_required")
             return None
         return self.identities.authenticate(key, kind)
+
+    @property
+    def deciding(self) -> Deciding:
+        """What the pipeline's decide stages read: this workspace's rules, graph and gate, this
+        engine's matchers, clock, ids and model (rebuilt when one of those is replaced)."""
+        d = self._deciding
+        if d is None or d.fallback is not self.fallback or d.clock is not self.clock or d.new_id is not self.new_id:
+            d = self._deciding = Deciding.of(self.ws, matcher_for=self.matcher_for, clock=self.clock,
+                                             new_id=self.new_id, fallback=self.fallback)
+        return d
 
     def matcher_for(self, rs: CompiledRuleset) -> Any:
         m = self._matchers.get(rs.name)
@@ -290,79 +278,10 @@ class Engine:
         `review`, an escalation is persisted in the review queue (`decision.review_id`).
         Every decision is appended to the audit log; an `execute` decision is kept for
         `execute(decision.id)`, and with `execute=True` it runs at once (`decision.execution`)."""
-        case = self._case(case)
-        one = self.one_database
-        try:
-            check_case_size(case, self.max_case_bytes)  # before anything is decided or written: refused
-            caller = self.authenticate(key)
-            # The review item is written by `_record`, with the decision's events (not by the pipeline).
-            d = decide(self.ws, case, matcher_for=self.matcher_for, clock=self.clock,
-                       new_id=self.new_id, fallback=self.fallback if llm else None, queue=None,
-                       caller=caller, identities=self._identities_if_used())
-        except (AuthError, CaseError) as exc:
-            if isinstance(exc, AuthError) or exc.code == "case_too_large":  # refusals, audited (by size if large)
-                self._audit_refusal(self.new_id(), case.agent or "anonymous", exc, case=case.to_json())
-            raise
-        acts = execute and d.outcome == "execute"
-        if not one:
-            self._record(d, enqueue=review)
-            if acts:
-                d.execution = self.execute(d.id, key=key, decided=d).to_json()
-            return d
-        # One database: the review item, the events and the decision record commit together; with
-        # `execute`, the chain's claim too (the unit is committed before the connector acts).
-        with self._units(review=review, execute=acts).unit():
-            self._record(d, enqueue=review)
-            if acts:
-                d.execution = self.execute(d.id, key=key, decided=d).to_json()
-        return d
+        return govern(self.deciding, self, self._case(case), key=key, llm=llm, review=review, execute=execute,
+                      max_case_bytes=self.max_case_bytes)
 
-    def _record(self, d: Decision, *, enqueue: bool = False) -> None:
-        """The decision's audit events (one transaction) and, if it acts, its record for `execute`;
-        with `enqueue`, an escalation's review item, written with its events (`_enqueue`)."""
-        from engine.audit.trail import decision_events
-
-        rs = self.ws.rulesets[d.ruleset]
-        review = None
-        if enqueue and d.outcome == "escalate":
-            from engine.govern.review import new_item_id
-            from engine.pipeline import review_item
-
-            review = review_item(d, rs)  # its context is the decision before it waits in the queue
-            d.review_id = new_item_id()
-        items = decision_events(d, rs, checked=True)
-        if review is not None:
-            self._enqueue(d, rs, review, items)
-        else:  # the log first: a decision that can be executed always has its audit record
-            self.audit.append_many(items)
-        if d.outcome == "execute":
-            self.decisions.record(id=d.id, agent=d.agent, ruleset=d.ruleset, outcome=d.outcome, source=d.source,
-                                  case=d.case.to_json(), proposals=[p.to_json() for p in d.proposals])
-
-    def _enqueue(self, d: Decision, rs: CompiledRuleset, review: dict[str, Any], items: list[Any]) -> None:
-        """An escalation's review item and its decision's events: both, or neither.
-
-        INVARIANT: no review item waits without its decision's events (a person could approve, and
-        execute, what the audit log never recorded). One database: both are written in one
-        savepoint of the unit of work, rolled back together when either fails. A separate audit
-        database: the item is removed again when the events cannot be appended."""
-        from engine.audit.trail import decided_event
-
-        unit = self.audit.current_unit() if self.one_database else None
-        with unit.atomic() if unit is not None else nullcontext():
-            item = self.queue.enqueue(**review, item_id=d.review_id)
-            created = item.id == d.review_id
-            if not created:  # the case was pending already: it waits in that item (which has its events)
-                d.review_id = item.id
-                items[-1] = decided_event(d, rs, checked=True)
-            try:
-                self.audit.append_many(items)
-            except BaseException:
-                if created and unit is None:
-                    self.queue.discard(item.id, decision_id=d.id)
-                raise
-
-    def _audit_refusal(self, decision_id: str, who: str, exc: Exception, **context: Any) -> None:
+    def audit_refusal(self, decision_id: str, who: str, exc: Exception, **context: Any) -> None:
         """A `refused` event: who was refused, the error's code and message, and what they asked.
 
         INVARIANT: a refusal is always recorded. A name no identity may have is recorded as shown
@@ -388,7 +307,7 @@ class Engine:
         self.audit.append(decision_id, "refused", who, jsonable({
             **context, "code": getattr(exc, "code", "auth_error"), "message": str(exc)}))
 
-    def _identities_if_used(self) -> Any:
+    def identities_if_used(self) -> Any:
         """The identity store when keys are in play (required, or the state DB already exists);
         a workspace that never issued a key decides without touching the database."""
         if self._identities is not None or self.require_keys:
@@ -421,7 +340,7 @@ class Engine:
         try:
             return self._check_reviewer(item, reviewer, key)
         except AuthError as exc:
-            self._audit_refusal(item.decision_id, reviewer or "unknown", exc, review=item.id)
+            self.audit_refusal(item.decision_id, reviewer or "unknown", exc, review=item.id)
             raise
 
     def _check_reviewer(self, item: Any, reviewer: str | None, key: str | None) -> str:
@@ -445,7 +364,7 @@ class Engine:
         if found is None:
             help_, _ = suggest_help(reviewer, self.ws.agents.reviewers, "reviewers")
             raise AuthError([Diagnostic("reviewer_unknown", f"unknown reviewer `{reviewer}`", help=help_)])
-        if self._identities_if_used() is not None:
+        if self.identities_if_used() is not None:
             self.identities.check_not_revoked(reviewer)
         if not found.may_review(item.ruleset):
             raise AuthError([Diagnostic("reviewer_not_permitted",
@@ -530,124 +449,8 @@ class Engine:
         `decided` is the decision just made in this process (`decide(..., execute=True)`): when the
         graph has not changed since (same revision), its proposals were verified against exactly
         these facts a moment ago and are not verified a second time."""
-        from engine.act.execute import ExecutionError
-
-        fresh = False
-        if decided is not None:
-            decision_id, agent, case, proposals, source = decided.id, decided.agent, decided.case.to_json(), \
-                [p.to_json() for p in decided.proposals], decided.source
-            fresh = self.ws.store is not None and decided.graph_revision == self.ws.store.revision
-        elif ident.startswith("R-"):
-            item = self.queue.get(ident)
-            if item.status not in ("approved", "applied") or not item.approved:
-                raise ExecutionError(f"review item `{ident}` is {item.status}: only an approved item executes",
-                                     code="not_executable")
-            decision_id, agent = item.decision_id, item.agent
-            case, proposals, source = item.context["case"], [item.approved], "human"
-        else:
-            stored = self.decisions.get(ident)
-            if stored.outcome != "execute":
-                raise ExecutionError(f"decision `{ident}` is {stored.outcome}: nothing to execute",
-                                     code="not_executable")
-            decision_id, agent, case, proposals, source = stored.id, stored.agent, stored.case, stored.proposals, \
-                stored.source
-        proved: str | None = None
-        try:
-            proved = self.authenticate(key)
-            if proved is not None and proved != agent:
-                raise AuthError(f"the key belongs to `{proved}`, but decision `{decision_id}` was asked by `{agent}`",
-                                code="auth_identity_mismatch")
-            if self._identities_if_used() is not None:
-                self.identities.check_not_revoked(agent)
-        except AuthError as exc:
-            self._audit_refusal(decision_id, proved or agent, exc, execute=ident)
-            raise
-        try:
-            steps, refused, done_before = self._chain(decision_id, decided.case if decided is not None else
-                                                      Case.from_json(case), proposals, source, verified=fresh)
-        except (AuthError, CaseError, ExecutionError) as exc:
-            self._audit_refusal(decision_id, agent, exc, execute=ident)
-            raise
-        if refused and done_before:
-            # Part of the chain already took effect (a run interrupted by a crash) and the rest no
-            # longer passes: nothing more runs, and a person decides about the done steps.
-            self.executor.ledger.move_chain(decision_id, from_=("running", "compensating"), to="needs_review",
-                                            now=dt.datetime.now(dt.timezone.utc), error_code="reverify_refused",
-                                            error_message="; ".join(f"{r['action']}: {r['message']}"
-                                                                    for r in refused)[:500])
-            outcome = ExecutionOutcome(decision_id, "needs_review", [], refused)
-        elif refused:
-            outcome = ExecutionOutcome(decision_id, "refused", [], refused)
-        else:
-            with self._units(review=False, execute=True).unit() if self.one_database and not \
-                    ident.startswith("R-") else nullcontext():  # the outcome, its events and the record: one commit
-                result = self.executor.run(decision_id, agent, steps)
-                outcome = ExecutionOutcome(decision_id, result.outcome, [st.__dict__ for st in result.steps], [],
-                                           result)
-                self._after_execution(ident, decision_id, agent, outcome)
-            return outcome
-        self._after_execution(ident, decision_id, agent, outcome)
-        return outcome
-
-    def _chain(self, decision_id: str, case: Case, proposals: list[dict[str, Any]], source: str, *,
-               verified: bool = False) -> tuple[list[Any], list[dict[str, Any]], int]:
-        """The chain of steps (with their inverses), why it is refused (empty: it may run), and how
-        many of its steps the ledger already has as done.
-
-        A reviewer's approval (`source == "human"`) settled the review reasons: only a deny refuses
-        it at execution, as at approval. Anyone else's proposal must be accepted outright."""
-        from engine.act.execute import ExecutionError, Step
-        from engine.act.ledger import idempotency_key
-        from engine.govern.verify import Accept, Deny
-
-        steps, refused, done_before = [], [], 0
-        for i, p in enumerate(proposals):
-            spec = self.ws.actions.actions.get(p["action"])
-            if spec is None or spec.execute is None:
-                raise ExecutionError(f"action `{p['action']}` is bound to no connector", code="no_connector")
-            params = p["params"]
-            done = None if verified else self.executor.ledger.get(idempotency_key(decision_id, i, p["action"],
-                                                                                   params))
-            done_before += done is not None and done.status == "done"
-            if not verified and (done is None or done.status != "done"):
-                # The proposal as it was decided (an LLM's keeps its confidence and rationale), from `source`.
-                verdict = self.verify(case, Proposal.from_json({**p, "params": dict(params), "source": source}))
-                if isinstance(verdict, Deny) or (not isinstance(verdict, Accept) and source != "human"):
-                    refused += [{"step": i, "action": p["action"], "code": r.code, "id": r.id, "message": r.message}
-                                for r in verdict.reasons]
-                    continue
-                if verdict.proposal is not None:  # type: ignore[union-attr]
-                    params = verdict.proposal.params  # type: ignore[union-attr]
-            inverse = None
-            if spec.inverse is not None:
-                inv_spec = self.ws.actions.actions[spec.inverse.action]
-                inverse = Step(spec.inverse.action, spec.inverse.derive(params),
-                               inv_spec.execute.connector if inv_spec.execute else "")
-            steps.append(Step(p["action"], params, spec.execute.connector, inverse))
-        return steps, refused, done_before
-
-    def _after_execution(self, ident: str, decision_id: str, agent: str, outcome: "ExecutionOutcome") -> None:
-        from engine.act.decisions import DecisionNotFound
-        from engine.audit.canonical import native
-
-        self.audit.append(decision_id, "executed", agent, native(outcome.to_json()))
-        if outcome.outcome in ("in_progress", "pending"):
-            return  # another caller holds the chain; its outcome is the one to record
-        status = {"done": "executed", "refused": "refused"}.get(outcome.outcome, outcome.outcome)
-        if ident.startswith("R-"):
-            if outcome.outcome == "done":
-                item = self.queue.get(ident)
-                self.queue.consume(ident, item.approved_hash)
-            return
-        try:
-            self.decisions.finish(decision_id, status, outcome.to_json())
-        except DecisionNotFound:  # pragma: no cover - recorded by `decide` before it can execute
-            pass
+        return act(self.deciding, self, ident, key=key, decided=decided)
 
     def verify(self, case: Case | dict[str, Any], proposal: Proposal) -> Any:
         """Verify a proposal (from anyone) against the facts of a case, now: the gate's verdict."""
-        from engine.govern.verify import verify
-        from engine.pipeline import prepare
-
-        rs, agent, env, reads, _as_of = prepare(self.ws, self._case(case), self.clock)
-        return verify(proposal, gate=self.ws.gate, rs=rs, env=env, agent=agent, reads=reads)
+        return verify_against(self.deciding, self._case(case), proposal)

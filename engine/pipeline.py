@@ -1,145 +1,592 @@
-"""THE decision flow, in one function: authenticate → resolve facts → match → (LLM fallback)
-→ verify → (review queue).
+"""THE governed flow: every step a case goes through, from arrival to audited execution, in order.
 
-Each stage is a call into the package that owns it; this file only orders them. Execution
-and the audit trail join here in the governed-execution issue.
+    DECIDE   authenticate → resolve → match → consequence → fallback → verify
+    RECORD   the decision, its review item and its audit events: one unit of work
+    ACT      load → authorize → reverify → run → settle
+
+Each stage is a short function over one context (`Flow` for a case, `Run` for an execution)
+and the things it needs, passed in: what the rules and the graph say (`Deciding`) and where
+side effects go (`engine.ports.Ports`). The tables below are the order; `run_stages` times
+every stage (a decision's `timings_us`). Each stage calls into the package that owns the work:
+`lang` (payloads), `kg` (facts), `match` (rules, hit policy), `llm` (the fallback), `govern`
+(the gate), `act` (the ledger and connectors), `audit` (the events).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Generic, Mapping, Sequence, TypeVar
 
-from engine.act.catalog import proposal_hash
-from engine.errors import AuthError, CaseError, Diagnostic, shown
+from engine.decision import OUTCOMES, Decision, GuardResult, Outcome, Source, case_key, facts_of, review_item
+from engine.errors import AuthError, CaseError, Diagnostic, shown, suggest_help
 from engine.govern.agents import Agent, check_name
 from engine.govern.verify import Accept, Deny, Reason, Review, Verdict, verify
 from engine.kg.resolver import Reads, case_entity_problems, resolve_facts
 from engine.lang.compiler import CompiledRuleset, Rule
 from engine.lang.payload import validate_payload
-from engine.lang.semantics import get_path, to_json_value
-from engine.match.hit import apply_hit_policy
+from engine.lang.semantics import to_json_value
+from engine.match.hit import HitResult, apply_hit_policy
 from engine.model import Case
+from engine.ports import Ports
 from engine.proposals import Proposal
-from engine.workspace import Workspace
 
-OUTCOMES = ("execute", "deny", "escalate", "no_action")
+Ctx = TypeVar("Ctx")
+Deps = TypeVar("Deps")
+
+
+@dataclass(frozen=True)
+class Stage(Generic[Ctx, Deps]):
+    """One named step of the flow: a function of the context and what it needs."""
+
+    name: str
+    run: Callable[[Ctx, Deps], None]
+
+
+def run_stages(stages: Sequence[Stage[Ctx, Deps]], ctx: Ctx, deps: Deps, timings: dict[str, float]) -> None:
+    """Run `stages` in order on `ctx`, each one's wall time (µs) into `timings`; a stage that
+    raises stops the flow (a refusal: nothing after it runs)."""
+    clock = time.perf_counter
+    for stage in stages:
+        t0 = clock()
+        stage.run(ctx, deps)
+        timings[stage.name] = (clock() - t0) * 1e6
+
+
+# -- what the decide stages read ------------------------------------------------------------------
+
+@dataclass
+class Deciding:
+    """What deciding a case reads: the compiled rulesets and gate, the agents, the graph (all
+    fixed once the workspace is loaded), the model, and the injected clock and ids."""
+
+    rulesets: Mapping[str, CompiledRuleset]  # by case type
+    agents: Any  # engine.govern.agents.AgentRegistry
+    gate: Any  # engine.govern.verify.Gate
+    graph: Any  # engine.kg.derived.GraphContext
+    schema: Any  # engine.lang.types.Schema
+    prefixes: Mapping[str, str]
+    actions: Any  # engine.lang.actions.ActionCatalog: where each action runs, and its inverse
+    graph_revision: Callable[[], str]
+    matcher_for: Callable[[CompiledRuleset], Any]
+    clock: Callable[[], dt.date]
+    new_id: Callable[[], str]
+    fallback: Any = None  # engine.llm.fallback.Fallback; None: no model
+
+    @classmethod
+    def of(cls, ws: Any, *, matcher_for: Callable[[CompiledRuleset], Any], clock: Callable[[], dt.date],
+           new_id: Callable[[], str], fallback: Any = None) -> "Deciding":
+        """From a loaded `engine.workspace.Workspace`."""
+        store = ws.store
+        return cls(ws.by_case_type, ws.agents, ws.gate, ws.graph, ws.schema, ws.prefixes, ws.actions,
+                   (lambda: store.revision) if store is not None else (lambda: ""), matcher_for, clock, new_id,
+                   fallback)
 
 
 @dataclass
-class GuardResult:
-    """A guard that fired against a proposal (`deny` or `review`), or failed to evaluate."""
+class Flow:
+    """One case on its way through the decide stages: what each stage reads and adds."""
 
-    id: str
-    kind: str
-    message: str
-    action: str | None = None
-
-
-@dataclass
-class Decision:
-    """The outcome of one case, with everything needed to explain and replay it (DecisionV1)."""
-
-    id: str
     case: Case
-    ruleset: str
-    outcome: str  # execute | deny | escalate | no_action
-    source: str  # rule | llm | human | none
-    reason: str  # a stable code: rule | llm | no_rule_matched | unique_conflict | guard_deny | guard_review | ...
-    message: str
-    proposals: list[Proposal]
-    matched: list[str]
-    deciding: list[str]
-    guards: list[GuardResult]
-    rule_revision: str
-    graph_revision: str
-    as_of: str
-    env: dict[str, Any] = field(repr=False, default_factory=dict)
-    reads: Reads | None = field(repr=False, default=None)
-    timings_us: dict[str, float] = field(default_factory=dict)
+    caller: str | None = None  # the agent a key proved (None: no key)
+    identities: Any = None  # refuses revoked identities (None: no keys in play)
+    use_model: bool = True
+    # authenticate
+    rs: CompiledRuleset = field(default=None)  # type: ignore[assignment]
+    agent: Agent = field(default=None)  # type: ignore[assignment]
+    # resolve
+    env: dict[str, Any] = field(default_factory=dict)
+    reads: Reads = field(default_factory=Reads)
+    as_of: dt.date | None = None
+    # match
     matcher: str = "durable"
-    checks: list[Reason] = field(default_factory=list)  # every reason the verification gate gave
-    llm: dict[str, Any] | None = None  # the LLM's part: model, attempts, repairs (None: not asked)
-    review_id: str | None = None  # the review item an escalation is waiting in
-    agent: str = "anonymous"
-    execution: dict[str, Any] | None = None  # how the accepted actions ran (`decide(..., execute=True)`)
-
-    def facts(self, rs: CompiledRuleset) -> dict[str, Any]:
-        """The value of every scalar path and derived fact the rules read."""
-        return facts_of(rs, self.env)
-
-    def to_json(self, rs: CompiledRuleset | None = None, *, provenance: bool = True) -> dict[str, Any]:
-        d: dict[str, Any] = {
-            "version": "DecisionV1",
-            "id": self.id,
-            "case": self.case.to_json(),
-            "ruleset": self.ruleset,
-            "outcome": self.outcome,
-            "source": self.source,
-            "reason": self.reason,
-            "message": self.message,
-            "proposals": [p.to_json() for p in self.proposals],
-            "rules_matched": self.matched,
-            "rules_deciding": self.deciding,
-            "guards": [g.__dict__ for g in self.guards],
-            "checks": [c.to_json() for c in self.checks],
-            "agent": self.agent,
-            "llm": self.llm,
-            "review_id": self.review_id,
-            "execution": self.execution,
-            "rule_revision": self.rule_revision,
-            "graph_revision": self.graph_revision,
-            "as_of": self.as_of,
-            "matcher": self.matcher,
-        }
-        if rs is not None:
-            d["facts"] = self.facts(rs)
-        if provenance and self.reads is not None:
-            d["provenance"] = [p.to_json() for p in self.reads.provenance()]
-            d["queries"] = to_json_value(self.reads.queries)
-        return d
+    matched: list[str] = field(default_factory=list)
+    hit: HitResult = field(default_factory=lambda: HitResult([]))
+    # consequence, fallback, verify
+    proposals: list[Proposal] = field(default_factory=list)
+    source: Source = Source.NONE
+    outcome: Outcome = Outcome.ESCALATE
+    reason: str = "no_rule_matched"
+    message: str = "no rule decides this case"
+    session: Any = None  # the model's session, when it was asked
+    llm: dict[str, Any] | None = None
+    checks: list[Reason] = field(default_factory=list)
+    timings_us: dict[str, float] = field(default_factory=dict)
 
 
-def facts_of(rs: CompiledRuleset, env: dict[str, Any]) -> dict[str, Any]:
-    """The value of every scalar path and derived fact the rules read."""
-    out: dict[str, Any] = {}
-    for path in rs.network:
-        kinds = rs.network_info[path][0]
-        root = env.get(path[0])
-        out[".".join(path)] = to_json_value(get_path(root, path[1:], kinds) if len(path) > 1 else root)
-    for d in rs.derived:
-        out[d.name] = to_json_value(env.get(d.name))
-    return out
+# -- DECIDE ---------------------------------------------------------------------------------------
+
+def authenticate(flow: Flow, d: Deciding) -> None:
+    """Which ruleset decides the case type, who asks, and may they ask it.
+
+    `flow.caller` is the agent a key proved (None: no key was given, the case's `agent` names
+    the identity — allowed unless the engine requires keys)."""
+    case = flow.case
+    rs = d.rulesets.get(case.type)
+    if rs is None:
+        help_, _ = suggest_help(case.type, d.rulesets, "case types")
+        raise CaseError([Diagnostic("no_ruleset", f"no ruleset decides case type `{shown(case.type)}`",
+                                    help=help_)])
+    named = case.agent if case.agent and case.agent != "anonymous" else None
+    if named is not None:
+        check_name(named, "agent")
+    if flow.caller is not None:
+        if named is not None and named != flow.caller:
+            raise AuthError(f"the key belongs to `{flow.caller}`, but the case says it comes from `{named}`",
+                            code="auth_identity_mismatch")
+        named = flow.caller
+    agent = d.agents.get(named)
+    if agent is None:
+        help_, _ = suggest_help(named or "", d.agents.agents, "agents")
+        raise AuthError([Diagnostic("agent_unknown", f"unknown agent `{named or d.agents.default}`", help=help_)])
+    if flow.identities is not None:
+        flow.identities.check_not_revoked(agent.id)
+    if not agent.may_ask(rs.name):
+        raise AuthError([Diagnostic("agent_not_permitted", f"agent `{agent.id}` may not ask ruleset `{rs.name}`",
+                                    help=f"its rulesets: {', '.join(agent.rulesets)}")])
+    flow.rs, flow.agent = rs, agent
 
 
-def ruleset_actions(rs: CompiledRuleset) -> list[str]:
-    """The actions a ruleset is about: those its rules propose and its guards name."""
-    names = {r.then.action for r in rs.rules if r.then.kind == "action" and r.then.action}
-    names |= {a for g in rs.guards for a in g.applies_to}
-    return sorted(names)
+def resolve(flow: Flow, d: Deciding) -> None:
+    """The payload against the case schema, every entity it names against the graph, then the
+    planned facts (exactly the paths the rules read, with the triples they came from)."""
+    rs, case = flow.rs, flow.case
+    payload, problems = validate_payload(rs.case_schema, case.payload, d.prefixes)
+    if problems:
+        raise CaseError(problems)
+    flow.as_of = dt.date.fromisoformat(case.as_of[:10]) if case.as_of else d.clock()
+    assert d.graph is not None, "the workspace graph is not loaded"
+    problems = case_entity_problems(rs.case_schema, payload, d.graph.store, d.schema)
+    if problems:
+        raise CaseError(problems)
+    flow.env, flow.reads = resolve_facts(rs, payload, d.graph, as_of=flow.as_of)
 
 
-def _consequence_outcome(rule: Rule, env: dict[str, Any]) -> tuple[str, str, Proposal | None]:
+def match(flow: Flow, d: Deciding) -> None:
+    """Every rule that matches, then the ruleset's hit policy picks the deciding rule(s)."""
+    matcher = d.matcher_for(flow.rs)
+    flow.matcher = getattr(matcher, "name", "durable")
+    flow.matched = matcher.match(flow.env)
+    flow.hit = apply_hit_policy(flow.rs, flow.matched)
+
+
+def consequence(flow: Flow, d: Deciding) -> None:
+    """What the deciding rule(s) say: proposals to verify, or an escalation, denial or no action.
+    Under `collect`, one escalation or denial decides for the whole case (fail closed)."""
+    hit = flow.hit
+    if hit.conflict:
+        flow.reason = "unique_conflict"
+        flow.message = ("more than one rule matches under hit policy `unique`: "
+                        + ", ".join(r.id for r in hit.conflict))
+        return
+    if not hit.deciding:
+        return
+    flow.source = Source.RULE
+    said: list[tuple[Outcome, str]] = []
+    for rule in hit.deciding:
+        outcome, message, proposal = _consequence_of(rule, flow.env)
+        said.append((outcome, message))
+        if proposal is not None:
+            flow.proposals.append(proposal)
+    for severity in (Outcome.DENY, Outcome.ESCALATE, Outcome.EXECUTE, Outcome.NO_ACTION):
+        messages = [m for o, m in said if o == severity]
+        if messages:
+            flow.outcome, flow.reason, flow.message = severity, "rule", "; ".join(m for m in messages if m)
+            break
+    if flow.outcome != Outcome.EXECUTE:
+        flow.proposals = []
+
+
+def fallback(flow: Flow, d: Deciding) -> None:
+    """No rule decides: the model may propose, among the actions this agent may take, from the
+    case and facts as quoted data; its answer must fit the action's schema (bounded repair)."""
+    if flow.hit.deciding or d.fallback is None or not flow.use_model:
+        return
+    from engine.llm.prompt import build_messages
+
+    rs, agent = flow.rs, flow.agent
+    permitted = [a for a in rs.actions if agent.may_take(a)]
+    flow.llm = {"model": d.fallback.model.name, "replayed": d.fallback.replaying, "attempts": [],
+                "permitted_actions": permitted, "asked_because": {"reason": flow.reason, "message": flow.message}}
+    if not permitted:
+        flow.reason = "no_permitted_action"
+        flow.message = f"agent `{agent.id}` may take none of this ruleset's actions"
+        return
+    messages = build_messages(
+        rs=rs, case=flow.case.to_json(), facts=facts_of(rs, flow.env), env=flow.env, agent=agent.id,
+        why=flow.message, provenance=[p.to_json() for p in flow.reads.provenance()],
+        actions={a: d.gate.catalog.json_schema(a) for a in permitted})
+    flow.session = d.fallback.session(messages, catalog=d.gate.catalog, permitted=permitted, ctx=d.gate.param_ctx)
+    answer = flow.session.ask()
+    flow.llm["answer"] = _answer_json(answer)
+    if answer.proposal is not None:
+        flow.source, flow.proposals = Source.LLM, [answer.proposal]
+    elif answer.escalation is not None:
+        flow.reason, flow.message = "llm_escalated", f"the model escalated: {answer.escalation}"
+    else:
+        flow.reason = f"llm_{answer.failure}"
+        flow.message = f"LLM fallback failed ({answer.failure}): {answer.message}"
+
+
+def verify_proposals(flow: Flow, d: Deciding) -> None:
+    """Every proposal, whoever made it, through the gate: schema, scope, the entities it changes,
+    preconditions, guards, limits. A model's denied proposal gets one repair round. Deny wins
+    over review; only when every proposal is accepted does the case execute."""
+    verdicts: list[Verdict] = []
+    for i, p in enumerate(flow.proposals):
+        verdict = _verify(p, flow, d)
+        while isinstance(verdict, Deny) and flow.session is not None:  # the model's one repair round
+            repaired = flow.session.repair_guards(p, [f"{r.id or r.code}: {r.message}" for r in verdict.reasons])
+            if repaired is None:
+                break
+            if repaired.proposal is None:  # the model escalated, or failed, on its repair round
+                code = "llm_escalated" if repaired.escalation is not None else f"llm_{repaired.failure}"
+                verdict = Review((Reason(code, repaired.message),))
+                break
+            p = flow.proposals[i] = repaired.proposal
+            if flow.llm is not None:
+                flow.llm["answer"] = _answer_json(repaired)
+            verdict = _verify(p, flow, d)
+        verdicts.append(verdict)
+    for v in verdicts:
+        flow.checks += _verdict_outcome(v)[2] + list(v.also if isinstance(v, Deny) else ())
+    blocking = [v for v in verdicts if isinstance(v, Deny)] or [v for v in verdicts if isinstance(v, Review)]
+    if blocking:  # the proposals stay on the decision, for the record
+        flow.outcome, flow.reason, _ = _verdict_outcome(blocking[0])
+        flow.message = "; ".join(f"{r.id}: {r.message}" if r.id else r.message
+                                 for v in blocking for r in _verdict_outcome(v)[2])
+    elif verdicts:
+        flow.proposals = [v.proposal for v in verdicts if isinstance(v, Accept)]
+        flow.outcome, flow.reason = Outcome.EXECUTE, flow.source.value
+        if flow.source == Source.LLM:
+            flow.message = flow.proposals[0].rationale
+    if flow.session is not None and flow.llm is not None:
+        s = flow.session
+        flow.llm.update(attempts=[a.to_json() for a in s.attempts], calls=sum(a.calls for a in s.attempts),
+                        schema_repairs=s.schema_repairs, guard_repairs=s.guard_repairs,
+                        verdict={"outcome": flow.outcome.value, "reason": flow.reason})
+
+
+DECIDE: tuple[Stage[Flow, Deciding], ...] = (
+    Stage("authenticate", authenticate),  # which ruleset, who asks, may they
+    Stage("resolve", resolve),  # the payload, its entities, the facts the rules read
+    Stage("match", match),  # every matching rule, then the hit policy
+    Stage("consequence", consequence),  # what the deciding rule(s) propose
+    Stage("fallback", fallback),  # no rule decides: the model may propose
+    Stage("verify", verify_proposals),  # every proposal through the gate
+)
+
+
+def prepare(d: Deciding, case: Case, *, caller: str | None = None, identities: Any = None) -> Flow:
+    """The first two stages: the ruleset, the asking agent and the resolved facts of a case
+    (what verifying a proposal against a case needs)."""
+    flow = Flow(case, caller, identities)
+    run_stages(DECIDE[:2], flow, d, flow.timings_us)
+    return flow
+
+
+def decide(d: Deciding, case: Case, *, caller: str | None = None, identities: Any = None,
+           llm: bool = True) -> Decision:
+    """Decide one case: the DECIDE stages, in order. Writes nothing (the graph is read, the model
+    may be asked); `record` writes the decision."""
+    flow = Flow(case, caller, identities, use_model=llm)
+    run_stages(DECIDE, flow, d, flow.timings_us)
+    return _decision_of(flow, d)
+
+
+# -- RECORD ---------------------------------------------------------------------------------------
+
+def record(ports: Ports, decision: Decision, rs: CompiledRuleset, *, enqueue: bool = True) -> None:
+    """The decision's audit events, its review item when it escalates (both, or neither), and
+    its record when it acts (so `execute` can find it): in the caller's unit of work.
+
+    INVARIANT: a decision that can be executed always has its audit events; no review item waits
+    without them (a person could approve, and execute, what the audit log never recorded)."""
+    from engine.audit.trail import decided_event, decision_events
+
+    review = None
+    if enqueue and decision.outcome == Outcome.ESCALATE:
+        from engine.govern.review import new_item_id
+
+        review = review_item(decision, rs)  # its context is the decision before it waits in the queue
+        decision.review_id = new_item_id()
+    items = decision_events(decision, rs, checked=True)
+    if review is None:
+        ports.audit.append_many(items)  # the log first
+    else:
+        # One database: item and events in one savepoint of the unit. A separate audit database:
+        # the item is removed again when its events cannot be appended.
+        unit = ports.audit.current_unit() if ports.one_database else None
+        with unit.atomic() if unit is not None else nullcontext():
+            item = ports.queue.enqueue(**review, item_id=decision.review_id)
+            created = item.id == decision.review_id
+            if not created:  # the same request is pending already: it waits in that item
+                decision.review_id = item.id
+                items[-1] = decided_event(decision, rs, checked=True)
+            try:
+                ports.audit.append_many(items)
+            except BaseException:
+                if created and unit is None:
+                    ports.queue.discard(item.id, decision_id=decision.id)
+                raise
+    if decision.outcome == Outcome.EXECUTE:
+        ports.decisions.record(id=decision.id, agent=decision.agent, ruleset=decision.ruleset,
+                               outcome=decision.outcome.value, source=decision.source.value,
+                               case=decision.case.to_json(), proposals=[p.to_json() for p in decision.proposals])
+
+
+def govern(d: Deciding, ports: Ports, case: Case, *, key: str | None = None, llm: bool = True,
+           review: bool = True, execute: bool = False, max_case_bytes: int | None = None) -> Decision:
+    """The whole flow for one case: DECIDE, then RECORD, then (with `execute`) ACT. A refusal — an
+    identity, a case too large to audit — is audited and raised before anything is decided."""
+    from engine.model import check_case_size
+
+    try:
+        if max_case_bytes is not None:
+            check_case_size(case, max_case_bytes)
+        caller = ports.authenticate(key)
+        decision = decide(d, case, caller=caller, identities=ports.identities_if_used(), llm=llm)
+    except (AuthError, CaseError) as exc:
+        if isinstance(exc, AuthError) or exc.code == "case_too_large":  # a large case: audited by its hash
+            ports.audit_refusal(d.new_id(), case.agent or "anonymous", exc, case=case.to_json())
+        raise
+    rs = d.rulesets[case.type]
+    acts = execute and decision.outcome == Outcome.EXECUTE
+    # One database: the review item, the events and the decision record commit together; with
+    # `execute`, the chain's claim too (the unit is committed before the connector acts).
+    with ports.units(review=review, execute=acts).unit() if ports.one_database else nullcontext():
+        record(ports, decision, rs, enqueue=review)
+        if acts:
+            decision.execution = act(d, ports, decision.id, key=key, decided=decision).to_json()
+    return decision
+
+
+# -- ACT ------------------------------------------------------------------------------------------
+
+@dataclass
+class ExecutionOutcome:
+    """How a decision's actions ran: `done`, `refused` (re-verification failed: nothing ran),
+    `failed_compensated`, `failed_needs_review`, `needs_review`, `in_progress` or `pending`."""
+
+    decision_id: str
+    outcome: str
+    steps: list[dict[str, Any]]
+    refused: list[dict[str, Any]]
+    chain: Any = None  # the executor's `ChainResult`
+
+    @property
+    def executed(self) -> bool:
+        return self.outcome == "done"
+
+    def to_json(self) -> dict[str, Any]:
+        c = self.chain
+        return {"decision_id": self.decision_id, "outcome": self.outcome, "steps": self.steps,
+                "refused": self.refused, "chain_id": getattr(c, "chain_id", None),
+                "error_code": getattr(c, "error_code", None), "error_message": getattr(c, "error_message", None)}
+
+
+@dataclass
+class Acting:
+    """What executing reads: deciding (to verify again, the actions), the ports, the key that asks."""
+
+    deciding: Deciding
+    ports: Ports
+    key: str | None = None
+
+
+@dataclass
+class Run:
+    """One execution on its way through the act stages."""
+
+    ident: str  # a decision id, or an approved review item `R-...`
+    decided: Decision | None = None  # the decision just made in this process
+    decision_id: str = ""
+    agent: str = ""
+    case: Case | None = None
+    proposals: list[dict[str, Any]] = field(default_factory=list)
+    source: str = ""
+    fresh: bool = False  # decided on this very graph revision a moment ago: verified already
+    steps: list[Any] = field(default_factory=list)
+    refused: list[dict[str, Any]] = field(default_factory=list)
+    done_before: int = 0
+    outcome: ExecutionOutcome | None = None
+    timings_us: dict[str, float] = field(default_factory=dict)
+
+
+def load(run: Run, a: Acting) -> None:
+    """What to run: the decision just made, a stored `execute` decision, or an approved review item."""
+    from engine.act.execute import ExecutionError
+
+    if run.decided is not None:
+        dec = run.decided
+        run.decision_id, run.agent, run.case, run.source = dec.id, dec.agent, dec.case, dec.source.value
+        run.proposals = [p.to_json() for p in dec.proposals]
+        run.fresh = dec.graph_revision == a.deciding.graph_revision()
+    elif run.ident.startswith("R-"):
+        item = a.ports.queue.get(run.ident)
+        if item.status not in ("approved", "applied") or not item.approved:
+            raise ExecutionError(f"review item `{run.ident}` is {item.status}: only an approved item executes",
+                                 code="not_executable")
+        run.decision_id, run.agent, run.case = item.decision_id, item.agent, Case.from_json(item.context["case"])
+        run.proposals, run.source = [item.approved], "human"
+    else:
+        stored = a.ports.decisions.get(run.ident)
+        if stored.outcome != "execute":
+            raise ExecutionError(f"decision `{run.ident}` is {stored.outcome}: nothing to execute",
+                                 code="not_executable")
+        run.decision_id, run.agent, run.case = stored.id, stored.agent, Case.from_json(stored.case)
+        run.proposals, run.source = stored.proposals, stored.source
+
+
+def authorize(run: Run, a: Acting) -> None:
+    """A key, when given, must be the agent's who asked; that identity must not be revoked."""
+    proved: str | None = None
+    try:
+        proved = a.ports.authenticate(a.key)
+        if proved is not None and proved != run.agent:
+            raise AuthError(f"the key belongs to `{proved}`, but decision `{run.decision_id}` was asked by "
+                            f"`{run.agent}`", code="auth_identity_mismatch")
+        identities = a.ports.identities_if_used()
+        if identities is not None:
+            identities.check_not_revoked(run.agent)
+    except AuthError as exc:
+        a.ports.audit_refusal(run.decision_id, proved or run.agent, exc, execute=run.ident)
+        raise
+
+
+def reverify(run: Run, a: Acting) -> None:
+    """The chain as a whole, against the graph as it is now: each step not done yet is verified
+    again (a reviewer's approval settled the review reasons: only a deny refuses it), with its
+    inverse for compensation. One step that does not pass refuses the chain before anything runs."""
+    from engine.act.execute import ExecutionError, Step
+    from engine.act.ledger import idempotency_key
+
+    try:
+        for i, p in enumerate(run.proposals):
+            spec = a.deciding.actions.actions.get(p["action"])
+            if spec is None or spec.execute is None:
+                raise ExecutionError(f"action `{p['action']}` is bound to no connector", code="no_connector")
+            params = p["params"]
+            done = None if run.fresh else a.ports.executor.ledger.get(
+                idempotency_key(run.decision_id, i, p["action"], params))
+            run.done_before += done is not None and done.status == "done"
+            if not run.fresh and (done is None or done.status != "done"):
+                # the proposal as it was decided (a model's keeps its confidence and rationale)
+                assert run.case is not None
+                verdict = verify_against(a.deciding, run.case,
+                                         Proposal.from_json({**p, "params": dict(params), "source": run.source}))
+                if isinstance(verdict, Deny) or (not isinstance(verdict, Accept) and run.source != "human"):
+                    run.refused += [{"step": i, "action": p["action"], "code": r.code, "id": r.id,
+                                     "message": r.message} for r in verdict.reasons]
+                    continue
+                if verdict.proposal is not None:
+                    params = verdict.proposal.params
+            inverse = None
+            if spec.inverse is not None:
+                inv_spec = a.deciding.actions.actions[spec.inverse.action]
+                inverse = Step(spec.inverse.action, spec.inverse.derive(params),
+                               inv_spec.execute.connector if inv_spec.execute else "")
+            run.steps.append(Step(p["action"], params, spec.execute.connector, inverse))
+    except (AuthError, CaseError, ExecutionError) as exc:
+        a.ports.audit_refusal(run.decision_id, run.agent, exc, execute=run.ident)
+        raise
+
+
+def execute_chain(run: Run, a: Acting) -> None:
+    """Refused: nothing runs (if part of the chain took effect before a crash, a person decides
+    about it). Otherwise every step runs exactly once through its connector, the outcome, its
+    events and the decision's status in one commit (`settle`, inside the same unit)."""
+    ports = a.ports
+    if run.refused:
+        if run.done_before:
+            ports.executor.ledger.move_chain(
+                run.decision_id, from_=("running", "compensating"), to="needs_review",
+                now=dt.datetime.now(dt.timezone.utc), error_code="reverify_refused",
+                error_message="; ".join(f"{r['action']}: {r['message']}" for r in run.refused)[:500])
+        run.outcome = ExecutionOutcome(run.decision_id, "needs_review" if run.done_before else "refused", [],
+                                       run.refused)
+        settle(run, a)
+        return
+    one = ports.one_database and not run.ident.startswith("R-")
+    with ports.units(review=False, execute=True).unit() if one else nullcontext():
+        result = ports.executor.run(run.decision_id, run.agent, run.steps)
+        run.outcome = ExecutionOutcome(run.decision_id, result.outcome, [st.__dict__ for st in result.steps], [],
+                                       result)
+        settle(run, a)
+
+
+def settle(run: Run, a: Acting) -> None:
+    """The `executed` event, then the decision's status (or the review item consumed, once)."""
+    from engine.act.decisions import DecisionNotFound
+    from engine.audit.canonical import native
+
+    outcome = run.outcome
+    assert outcome is not None
+    a.ports.audit.append(run.decision_id, "executed", run.agent, native(outcome.to_json()))
+    if outcome.outcome in ("in_progress", "pending"):
+        return  # another caller holds the chain; its outcome is the one to record
+    if run.ident.startswith("R-"):
+        if outcome.outcome == "done":
+            item = a.ports.queue.get(run.ident)
+            a.ports.queue.consume(run.ident, item.approved_hash)
+        return
+    status = {"done": "executed", "refused": "refused"}.get(outcome.outcome, outcome.outcome)
+    try:
+        a.ports.decisions.finish(run.decision_id, status, outcome.to_json())
+    except DecisionNotFound:  # pragma: no cover - recorded by `record` before it can execute
+        pass
+
+
+ACT: tuple[Stage[Run, Acting], ...] = (
+    Stage("load", load),  # the decision or approved review item to run
+    Stage("authorize", authorize),  # the key is the asking agent's; not revoked
+    Stage("reverify", reverify),  # the whole chain, against the graph as it is now
+    Stage("run", execute_chain),  # each step exactly once; then `settle`: events, status
+)
+
+
+def act(d: Deciding, ports: Ports, ident: str, *, key: str | None = None,
+        decided: Decision | None = None) -> ExecutionOutcome:
+    """Execute a decision (its id) or an approved review item (`R-...`): the ACT stages, in order.
+    Running it again returns the recorded outcome; nothing runs twice."""
+    run = Run(ident, decided)
+    run_stages(ACT, run, Acting(d, ports, key), run.timings_us)
+    assert run.outcome is not None
+    return run.outcome
+
+
+def verify_against(d: Deciding, case: Case, proposal: Proposal) -> Verdict:
+    """The gate's verdict on a proposal (from anyone) against the facts of a case, now."""
+    flow = prepare(d, case)
+    return _verify(proposal, flow, d)
+
+
+# -- small helpers of the stages ------------------------------------------------------------------
+
+def _verify(p: Proposal, flow: Flow, d: Deciding) -> Verdict:
+    return verify(p, gate=d.gate, rs=flow.rs, env=flow.env, agent=flow.agent, reads=flow.reads)
+
+
+def _consequence_of(rule: Rule, env: dict[str, Any]) -> tuple[Outcome, str, Proposal | None]:
     then = rule.then
     if then.kind == "action":
         params = {name: to_json_value(fn(env)) for name, (_node, fn) in then.params.items()}
         params = {k: v for k, v in params.items() if v is not None}  # unknown → absent: the schema decides
-        return "execute", "", Proposal(then.action or "", params, "rule", rule.id)
-    return {"escalate": "escalate", "deny": "deny", "no_action": "no_action"}[then.kind], then.message, None
+        return Outcome.EXECUTE, "", Proposal(then.action or "", params, "rule", rule.id)
+    return Outcome(then.kind), then.message, None
 
 
-def _verdict_outcome(verdict: Verdict) -> tuple[str, str, list[Reason]]:
+def _verdict_outcome(verdict: Verdict) -> tuple[Outcome, str, list[Reason]]:
     """(outcome, reason code, reasons) for a verdict; every verdict type is handled here."""
     if isinstance(verdict, Accept):
-        return "execute", "", []
+        return Outcome.EXECUTE, "", []
+    codes = [r.code for r in verdict.reasons]
     if isinstance(verdict, Deny):
-        codes = [r.code for r in verdict.reasons]
-        return "deny", "guard_deny" if "guard_deny" in codes else codes[0], list(verdict.reasons)
+        return Outcome.DENY, "guard_deny" if "guard_deny" in codes else codes[0], list(verdict.reasons)
     if isinstance(verdict, Review):
-        codes = [r.code for r in verdict.reasons]
-        return "escalate", "guard_review" if "guard_review" in codes else codes[0], list(verdict.reasons)
+        return Outcome.ESCALATE, "guard_review" if "guard_review" in codes else codes[0], list(verdict.reasons)
     raise AssertionError(f"unhandled verdict {verdict!r}")  # pragma: no cover
 
 
@@ -154,203 +601,24 @@ def _answer_json(answer: Any) -> dict[str, Any]:
     return {"kind": "failure", "failure": answer.failure, "message": answer.message}
 
 
-def _authenticate(ws: Workspace, case: Case, rs_name: str, caller: str | None, identities: Any) -> Agent:
-    """Who asks, and may they ask this ruleset.
-
-    `caller` is the agent a key proved (None: no key was given, the case's `agent` names the
-    identity — allowed unless the engine requires keys). `identities` (an
-    `engine.govern.identity.IdentityStore`, or None) refuses revoked identities."""
-    named = case.agent if case.agent and case.agent != "anonymous" else None
-    if named is not None:
-        check_name(named, "agent")
-    if caller is not None:
-        if named is not None and named != caller:
-            raise AuthError(f"the key belongs to `{caller}`, but the case says it comes from `{named}`",
-                            code="auth_identity_mismatch")
-        named = caller
-    agent = ws.agents.get(named)
-    if agent is None:
-        from engine.errors import suggest_help
-
-        help_, _ = suggest_help(named or "", ws.agents.agents, "agents")
-        raise AuthError([Diagnostic("agent_unknown", f"unknown agent `{named or ws.agents.default}`", help=help_)])
-    if identities is not None:
-        identities.check_not_revoked(agent.id)
-    if not agent.may_ask(rs_name):
-        raise AuthError([Diagnostic("agent_not_permitted", f"agent `{agent.id}` may not ask ruleset `{rs_name}`",
-                                    help=f"its rulesets: {', '.join(agent.rulesets)}")])
-    return agent
-
-
-def prepare(ws: Workspace, case: Case, clock: Callable[[], dt.date], *, caller: str | None = None,
-            identities: Any = None) -> tuple[CompiledRuleset, Agent, dict[str, Any], Reads, dt.date]:
-    """The ruleset for the case type, the asking agent, the validated payload's facts resolved
-    from the graph (exactly the planned paths, with provenance) and the decision date."""
-    rs = ws.by_case_type.get(case.type)
-    if rs is None:
-        from engine.errors import suggest_help
-
-        help_, _ = suggest_help(case.type, ws.by_case_type, "case types")
-        raise CaseError([Diagnostic("no_ruleset", "no ruleset decides case type "
-                                    f"`{shown(case.type)}`", help=help_)])
-    agent = _authenticate(ws, case, rs.name, caller, identities)
-    payload, problems = validate_payload(rs.case_schema, case.payload, ws.prefixes)
-    if problems:
-        raise CaseError(problems)
-    as_of = dt.date.fromisoformat(case.as_of[:10]) if case.as_of else clock()
-    assert ws.graph is not None, "the workspace graph is not loaded"
-    problems = case_entity_problems(rs.case_schema, payload, ws.graph.store, ws.schema)
-    if problems:
-        raise CaseError(problems)
-    env, reads = resolve_facts(rs, payload, ws.graph, as_of=as_of)
-    return rs, agent, env, reads, as_of
-
-
-def decide(ws: Workspace, case: Case, *, matcher_for: Callable[[CompiledRuleset], Any],
-           clock: Callable[[], dt.date], new_id: Callable[[], str], fallback: Any = None,
-           queue: Any = None, caller: str | None = None, identities: Any = None) -> Decision:
-    """Decide one case. Pure apart from the graph reads, the model and the review queue; the
-    clock and ids are injected. `fallback` is an `engine.llm.fallback.Fallback` (None: no LLM),
-    `queue` an `engine.govern.review.ReviewQueue` (None: escalations are not persisted)."""
-    t0 = time.perf_counter()
-    # 1–2. which ruleset, who asks, is the payload valid; then resolve the planned facts.
-    rs, agent, env, reads, as_of = prepare(ws, case, clock, caller=caller, identities=identities)
-    t1 = time.perf_counter()
-    # 3. match every rule, then let the hit policy pick.
-    matcher = matcher_for(rs)
-    matched = matcher.match(env)
-    hit = apply_hit_policy(rs, matched)
-    t2 = time.perf_counter()
-    # 4. the consequence of the deciding rule(s).
-    proposals: list[Proposal] = []
-    source = "rule" if hit.deciding else "none"
-    outcome, reason, message = "escalate", "no_rule_matched", "no rule decides this case"
-    if hit.conflict:
-        reason = "unique_conflict"
-        message = "more than one rule matches under hit policy `unique`: " + ", ".join(r.id for r in hit.conflict)
-    elif hit.deciding:
-        outcomes = []
-        for rule in hit.deciding:
-            o, msg, prop = _consequence_outcome(rule, env)
-            outcomes.append((o, msg))
-            if prop:
-                proposals.append(prop)
-        # Under `collect`, one escalation or denial decides for the whole case (fail closed).
-        for severity in ("deny", "escalate", "execute", "no_action"):
-            hits = [m for o, m in outcomes if o == severity]
-            if hits:
-                outcome, reason = severity, "rule"
-                message = "; ".join(m for m in hits if m) or ""
-                break
-        if outcome != "execute":
-            proposals = []
-    # 5. no rule decides: the LLM may propose (and repair once after a guard denial).
-    llm_trace: dict[str, Any] | None = None
-    checks: list[Reason] = []
-    session = None
-    if not hit.deciding and fallback is not None:
-        from engine.llm.prompt import build_messages
-
-        permitted = [a for a in ruleset_actions(rs) if agent.may_take(a)]
-        llm_trace = {"model": fallback.model.name, "replayed": fallback.replaying, "attempts": [],
-                     "permitted_actions": permitted, "asked_because": {"reason": reason, "message": message}}
-        if not permitted:
-            reason, message = "no_permitted_action", f"agent `{agent.id}` may take none of this ruleset's actions"
-        else:
-            messages = build_messages(
-                rs=rs, case=case.to_json(), facts=facts_of(rs, env), env=env, agent=agent.id, why=message,
-                provenance=[p.to_json() for p in reads.provenance()],
-                actions={a: ws.gate.catalog.json_schema(a) for a in permitted})
-            session = fallback.session(messages, catalog=ws.gate.catalog, permitted=permitted,
-                                       ctx=ws.gate.param_ctx)
-            answer = session.ask()
-            llm_trace["answer"] = _answer_json(answer)
-            if answer.proposal is not None:
-                source, proposals = "llm", [answer.proposal]
-            else:
-                reason = "llm_escalated" if answer.escalation is not None else f"llm_{answer.failure}"
-                message = (f"the model escalated: {answer.escalation}" if answer.escalation is not None
-                           else f"LLM fallback failed ({answer.failure}): {answer.message}")
-    # 6. verify every proposal, whoever made it: schema, scope & limits, preconditions, guards.
-    verdicts: list[Verdict] = []
-    for i, p in enumerate(proposals):
-        verdict = verify(p, gate=ws.gate, rs=rs, env=env, agent=agent, reads=reads)
-        while isinstance(verdict, Deny) and session is not None:  # an LLM proposal: one repair round
-            repaired = session.repair_guards(p, [f"{r.id or r.code}: {r.message}" for r in verdict.reasons])
-            if repaired is None:
-                break
-            if repaired.proposal is None:  # the model escalated, or failed, on its repair round
-                code = "llm_escalated" if repaired.escalation is not None else f"llm_{repaired.failure}"
-                verdict = Review((Reason(code, repaired.message),))
-                break
-            p = proposals[i] = repaired.proposal
-            if llm_trace is not None:
-                llm_trace["answer"] = _answer_json(repaired)
-            verdict = verify(p, gate=ws.gate, rs=rs, env=env, agent=agent, reads=reads)
-        verdicts.append(verdict)
-    if verdicts:
-        for v in verdicts:
-            checks += _verdict_outcome(v)[2] + list(v.also if isinstance(v, Deny) else ())
-        blocking = [v for v in verdicts if isinstance(v, Deny)] or [v for v in verdicts if isinstance(v, Review)]
-        if blocking:  # deny wins over review; the proposals stay on the decision for the record
-            outcome, reason, _ = _verdict_outcome(blocking[0])
-            message = "; ".join(f"{r.id}: {r.message}" if r.id else r.message
-                                for v in blocking for r in _verdict_outcome(v)[2])
-        else:
-            proposals = [v.proposal for v in verdicts if isinstance(v, Accept)]
-            outcome, reason = "execute", source
-            if source == "llm":
-                message = proposals[0].rationale
-    if session is not None and llm_trace is not None:
-        llm_trace.update(attempts=[a.to_json() for a in session.attempts],
-                         calls=sum(a.calls for a in session.attempts),
-                         schema_repairs=session.schema_repairs, guard_repairs=session.guard_repairs,
-                         verdict={"outcome": outcome, "reason": reason})
-    guard_hits = [GuardResult(r.id or "", "review" if r.code == "guard_review" else "deny", r.message,
-                              proposals[0].action if proposals else None)
-                  for r in checks if r.code in ("guard_deny", "guard_review", "guard_error")]
+def _decision_of(flow: Flow, d: Deciding) -> Decision:
+    """The decision a flow came to, with the guards that fired in the ruleset's order."""
+    rs, case = flow.rs, flow.case
+    action = flow.proposals[0].action if flow.proposals else None
+    guards = [GuardResult(r.id or "", "review" if r.code == "guard_review" else "deny", r.message, action)
+              for r in flow.checks if r.code in ("guard_deny", "guard_review", "guard_error")]
     order = {g.id: i for i, g in enumerate(rs.guards)}
-    guard_hits.sort(key=lambda g: order.get(g.id, len(order)))
-    t3 = time.perf_counter()
-    decision = Decision(
-        id=new_id(), case=Case(case.type, case.payload, case.id, agent.id, case.as_of), ruleset=rs.name,
-        outcome=outcome, source=source, reason=reason, message=message,
-        proposals=proposals, matched=matched, deciding=[r.id for r in hit.deciding], guards=guard_hits,
-        rule_revision=f"{rs.name}@{rs.version}", graph_revision=ws.store.revision if ws.store is not None else "",
-        as_of=as_of.isoformat(), env=env, reads=reads,
-        timings_us={"resolve": (t1 - t0) * 1e6, "match": (t2 - t1) * 1e6, "decide": (t3 - t2) * 1e6},
-        matcher=getattr(matcher, "name", "durable"), checks=checks, llm=llm_trace, agent=agent.id)
-    # 7. an escalation waits for a person, with its full context.
-    if outcome == "escalate" and queue is not None:
-        decision.review_id = enqueue(queue, decision, rs)
-    return decision
+    guards.sort(key=lambda g: order.get(g.id, len(order)))
+    assert flow.as_of is not None
+    return Decision(
+        id=d.new_id(), case=Case(case.type, case.payload, case.id, flow.agent.id, case.as_of), ruleset=rs.name,
+        outcome=flow.outcome, source=flow.source, reason=flow.reason, message=flow.message,
+        proposals=flow.proposals, matched=flow.matched, deciding=[r.id for r in flow.hit.deciding], guards=guards,
+        rule_revision=f"{rs.name}@{rs.version}", graph_revision=d.graph_revision(), as_of=flow.as_of.isoformat(),
+        env=flow.env, reads=flow.reads, timings_us=flow.timings_us, matcher=flow.matcher, checks=flow.checks,
+        llm=flow.llm, agent=flow.agent.id)
 
 
-def case_key(rs_name: str, case: Case) -> str:
-    """Identifies a request across runs, for the review queue's one pending item per case: the
-    ruleset and a hash of who asks and everything asked (agent, id, type, payload, as_of).
-
-    INVARIANT: two requests share a pending review item only when all of these are equal. A key
-    of the `id` alone let another agent's case (or another payload under a reused id) land in an
-    item already pending, and its own escalation was never seen."""
-    import hashlib
-    import json
-
-    body = json.dumps({"agent": case.agent, "id": case.id, "type": case.type, "payload": case.payload,
-                       "as_of": case.as_of}, sort_keys=True, separators=(",", ":"), default=str)
-    return f"{rs_name}:sha256:{hashlib.sha256(body.encode()).hexdigest()[:32]}"
-
-
-def review_item(d: Decision, rs: CompiledRuleset) -> dict[str, Any]:
-    """The review item of an escalated decision: the arguments of `ReviewQueue.enqueue`."""
-    prop = d.proposals[0] if d.proposals else None
-    return dict(case_key=case_key(rs.name, d.case), decision_id=d.id, ruleset=rs.name, case_type=d.case.type,
-                agent=d.agent, reason=d.reason, message=d.message,
-                proposal=prop.to_json() if prop else None,
-                proposal_hash=proposal_hash(prop.action, prop.params) if prop else None,
-                context=d.to_json(rs))
-
-
-def enqueue(queue: Any, d: Decision, rs: CompiledRuleset) -> str:
-    """Put an escalated decision in the review queue; returns the review item id."""
-    return queue.enqueue(**review_item(d, rs)).id
+__all__ = ["ACT", "DECIDE", "OUTCOMES", "Acting", "Deciding", "Decision", "ExecutionOutcome", "Flow", "GuardResult",
+           "Outcome", "Run", "Source", "Stage", "act", "case_key", "decide", "facts_of", "govern", "prepare",
+           "record", "review_item", "run_stages", "verify_against"]

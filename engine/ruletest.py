@@ -70,8 +70,7 @@ def run_tests(engine: Any, *, rulesets: list[str] | None = None) -> TestReport:
         for t in rs.tests:
             res = TestResult(rs.name, t.name, rs.file, t.span.line if t.span else 0, True)
             try:
-                d = decide(engine.ws, Case(rs.case_type, t.payload, as_of=t.as_of), matcher_for=engine.matcher_for,
-                           clock=engine.clock, new_id=engine.new_id)
+                d = decide(engine.deciding, Case(rs.case_type, t.payload, as_of=t.as_of), llm=False)
             except CaseError as exc:
                 res.passed = False
                 res.problems.append("the case is invalid: " + "; ".join(x.message for x in exc.diagnostics))

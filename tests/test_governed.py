@@ -228,9 +228,11 @@ def test_decide_and_execute_with_required_keys(gov):
 
 def test_executing_right_after_deciding_does_not_verify_twice(gov, monkeypatch):
     n, _ = first_approved(gov)
+    import engine.pipeline as pipeline
+
     calls = []
-    original = gov.verify
-    monkeypatch.setattr(gov, "verify", lambda *a, **k: calls.append(1) or original(*a, **k))
+    original = pipeline.verify_against
+    monkeypatch.setattr(pipeline, "verify_against", lambda *a, **k: calls.append(1) or original(*a, **k))
     d = gov.decide(invoice_case(n), llm=False, execute=True)
     assert d.execution["outcome"] == "done" and calls == []  # same graph revision: verified once, by decide
     other = gov.decide(invoice_case(n + 1), llm=False)
@@ -330,11 +332,12 @@ def test_a_case_with_a_non_text_agent_is_invalid(gov):
 
 
 def test_cli_decide_execute_exits_1_when_the_action_did_not_run(tmp_path, monkeypatch):
-    from engine.api import Engine, ExecutionOutcome
+    import engine.pipeline as pipeline
     from engine.cli.main import app
+    from engine.pipeline import ExecutionOutcome
 
     monkeypatch.setenv("RULEBRIDGE_STATE_URL", f"sqlite:///{tmp_path}/state.db")
-    monkeypatch.setattr(Engine, "execute", lambda self, ident, **kw: ExecutionOutcome(
+    monkeypatch.setattr(pipeline, "act", lambda deciding, ports, ident, **kw: ExecutionOutcome(
         ident, "refused", [], [{"step": 0, "action": "hold_invoice", "code": "precondition", "id": None,
                                 "message": "the invoice changed"}]))
     case = tmp_path / "case.json"

@@ -124,7 +124,8 @@ def target_case(s: Setup, ruleset: str, case: dict[str, Any], p: Proposal) -> di
 def deny_guards_on(s: Setup, ruleset: str, case: dict[str, Any], p: Proposal) -> list[str]:
     """The deny guards that fire for `p` on the facts of `case`, evaluated directly."""
     ws = s.ws
-    rs, _agent, env, _reads, _ = prepare(ws, Case.from_json(case), s.engine.clock)
+    flow = prepare(s.engine.deciding, Case.from_json(case))
+    rs, env = flow.rs, flow.env
     from engine.lang.conditions import params_type
     from engine.lang.payload import validate_payload
 
