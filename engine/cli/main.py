@@ -278,7 +278,7 @@ def demo(workspace: Path = WorkspaceOpt,
     review queue (`rulebridge review list`)."""
     from rich.progress import Progress
 
-    from engine.demo import load_cases, sample_cases
+    from engine.demo import load_cases, run_demo, sample_cases
     from engine.llm.config import LLMConfig, load_llm_config
     from engine.workspace import load_config
     from engine.errors import DiagnosticSink
@@ -300,106 +300,54 @@ def demo(workspace: Path = WorkspaceOpt,
     except (FileNotFoundError, *JSON_ERRORS) as exc:
         why = f"the cases file `{source}` {_unreadable(exc)}"
         _fail_diagnostics([Diagnostic("case_invalid", why)], fmt, EXIT_INPUT)
-    cols = ("cases", "rule", "llm", "review", "deny", "no_action", "invalid", "reached_llm")
-    rows: dict[str, dict[str, Any]] = {}
-    times: list[float] = []
-    accepted: list[str] = []
-    llm_calls = schema_repairs = guard_repairs = 0
     with Progress(console=err, transient=True, disable=fmt == Format.json) as progress:
         task = progress.add_task("deciding", total=len(stream))
-        for case in stream:
-            t0 = time.perf_counter()
-            try:
-                d = engine.decide(case)
-                key = d.ruleset
-                col = {"execute": d.source, "escalate": "review", "deny": "deny",
-                       "no_action": "no_action"}[d.outcome]
-                if d.outcome == "execute":
-                    accepted.append(d.id)
-                if d.llm is not None:
-                    llm_calls += d.llm.get("calls", 0)
-                    schema_repairs += d.llm.get("schema_repairs", 0)
-                    guard_repairs += d.llm.get("guard_repairs", 0)
-            except CaseError:
-                key, col, d = case.get("type", "?"), "invalid", None
-            times.append(time.perf_counter() - t0)
-            row = rows.setdefault(key, dict.fromkeys(cols, 0))
-            row["cases"] += 1
-            row[col] += 1
-            row["reached_llm"] += bool(d is not None and d.llm is not None and d.llm.get("calls"))
-            progress.advance(task)
-    # Then act: every accepted decision runs through its connector (the embedded graph), each
-    # re-verified against the graph as the earlier actions left it, then the audit chain is checked.
-    executed: dict[str, int] = {}
-    revision_decided = engine.ws.store.revision
-    t_exec = time.perf_counter()
-    from engine.act.execute import ExecutionError
-
-    why_refused: dict[str, int] = {}  # the re-verification's reasons: what an earlier action changed
-    for decision_id in accepted:
-        try:
-            result = engine.execute(decision_id)
-            outcome = result.outcome
-            for r in result.refused:
-                why = f"{r.get('action')}: {r.get('message') or r.get('code')}"
-                why_refused[why] = why_refused.get(why, 0) + 1
-        except ExecutionError as exc:  # e.g. an action bound to no connector in this workspace
-            outcome = exc.code
-        executed[outcome] = executed.get(outcome, 0) + 1
-    exec_s = time.perf_counter() - t_exec
-    audit_report = engine.audit.verify()
-    total = {k: sum(r[k] for r in rows.values()) for k in cols}
-    us = sorted(t * 1e6 for t in times)
-    p50 = statistics.median(us) if us else 0.0
-    p99 = us[min(len(us) - 1, int(len(us) * 0.99))] if us else 0.0
-    share = total["reached_llm"] / total["cases"] if total["cases"] else 0.0
+        result = run_demo(engine, stream, advance=lambda: progress.advance(task))
     llm_desc = (f"live model `{cfg.model}`" if live else
                 f"answers replayed from {replay_file} — recorded for this demo, not a live model")
-    summary = {"rulesets": rows, "total": total, "llm_calls": llm_calls, "schema_repairs": schema_repairs,
-               "guard_repairs": guard_repairs, "share_reaching_llm": round(share, 4), "llm": llm_desc,
-               "p50_us": round(p50, 1), "p99_us": round(p99, 1), "open_s": round(open_s, 3),
-               "source": str(source) if source else "sampled",
-               "review_pending": len(engine.review_list("pending")),
-               "executed": executed, "execute_s": round(exec_s, 3), "refused_because": why_refused,
-               "audit": {"valid": audit_report.ok, "events": audit_report.checked,
-                         "first_broken_seq": audit_report.first_broken_seq, "reason": audit_report.reason,
-                         "graph_revision_after": engine.ws.store.revision}}
+    summary = {**result.to_json(), "llm": llm_desc, "open_s": round(open_s, 3),
+               "source": str(source) if source else "sampled"}
     if fmt == Format.json:
         out.print(json.dumps(summary, indent=2), markup=False)
         return
-    table = Table(title=f"rulebridge demo — {total['cases']} cases on the embedded defaults (no server, no API key)")
+    table = Table(title=f"rulebridge demo — {result.total['cases']} cases on the embedded defaults "
+                        "(no server, no API key)")
     heads = {"cases": "cases", "rule": "decided by rule", "llm": "decided by LLM", "review": "escalated to review",
              "deny": "denied", "no_action": "no action", "reached_llm": "reached the LLM"}
     table.add_column("ruleset")
     for c in heads.values():
         table.add_column(c, justify="right")
-    for name in sorted(rows):
-        table.add_row(name, *(str(rows[name][k]) for k in heads))
-    table.add_row("[bold]total[/]", *(f"[bold]{total[k]}[/]" for k in heads))
+    for name in sorted(result.rows):
+        table.add_row(name, *(str(result.rows[name][k]) for k in heads))
+    table.add_row("[bold]total[/]", *(f"[bold]{result.total[k]}[/]" for k in heads))
     out.print(table)
     out.print(f"LLM: {llm_desc}", markup=False)
-    out.print(f"LLM calls {llm_calls} (schema repairs {schema_repairs}, guard repairs {guard_repairs}); "
-              f"{share:.0%} of cases reached the LLM — only those no rule decided.")
-    out.print(f"time per case: p50 {p50:.0f} µs, p99 {p99:.0f} µs, mean {statistics.fmean(us) if us else 0:.0f} µs "
-              f"(workspace opened and compiled in {open_s:.2f} s; graph revision {revision_decided})")
+    out.print(f"LLM calls {result.llm_calls} (schema repairs {result.schema_repairs}, guard repairs "
+              f"{result.guard_repairs}); {result.share_reaching_llm:.0%} of cases reached the LLM — only those no rule "
+              "decided.")
+    mean = statistics.fmean(result.times_us) if result.times_us else 0
+    out.print(f"time per case: p50 {result.percentile_us(0.5):.0f} µs, p99 {result.percentile_us(0.99):.0f} µs, "
+              f"mean {mean:.0f} µs (workspace opened and compiled in {open_s:.2f} s; graph revision "
+              f"{result.revision_decided})")
     out.print(f"{summary['review_pending']} escalation(s) wait in the review queue: rulebridge review list")
-    parts = ", ".join(f"{n} {k}" for k, n in sorted(executed.items())) or "none"
+    parts = ", ".join(f"{n} {k}" for k, n in sorted(result.executed.items())) or "none"
     where = "the embedded graph" if engine.ws.store.backend != "sparql" else "the SPARQL endpoint"
-    out.print(f"executed the {len(accepted)} accepted decisions against {where}, each exactly once "
-              f"after re-verification: {parts} ({exec_s:.2f} s; graph revision now {engine.ws.store.revision})",
+    out.print(f"executed the {result.accepted} accepted decisions against {where}, each exactly once "
+              f"after re-verification: {parts} ({result.execute_s:.2f} s; graph revision now {result.revision_after})",
               markup=False)
-    if why_refused:  # the stream names some entities twice: the first decision acted, the second sees it
-        top = sorted(why_refused.items(), key=lambda kv: (-kv[1], kv[0]))
+    if result.refused_because:  # the stream names some entities twice: the second decision sees the first's change
+        top = sorted(result.refused_because.items(), key=lambda kv: (-kv[1], kv[0]))
         out.print("refused at re-verification, the graph having changed since the decision: "
                   + "; ".join(f"{n}× {why}" for why, n in top[:4]) + ("; ..." if len(top) > 4 else ""), markup=False)
+    audit_report = result.audit
     if audit_report.ok:
         out.print(f"[green]audit chain valid[/]: {audit_report.checked} events, head {audit_report.head.seq}:"
                   f"{audit_report.head.hash[:16]}… (rulebridge audit verify | show DECISION | stats)")
     else:
         out.print(f"[red]audit chain BROKEN[/] at event {audit_report.first_broken_seq}: {audit_report.reason}")
         raise typer.Exit(EXIT_FINDINGS)
-    if total["invalid"]:
-        out.print(f"[yellow]{total['invalid']} case(s) were invalid[/]")
+    if result.total["invalid"]:
+        out.print(f"[yellow]{result.total['invalid']} case(s) were invalid[/]")
 
 
 review_app = typer.Typer(no_args_is_help=True, help="The review queue: escalations waiting for a person.")
