@@ -10,16 +10,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from engine.errors import AuthError, CaseError, Diagnostic, LoadError
+from engine.errors import Diagnostic, LoadError
 from engine.lang.compiler import CompiledRuleset
 from engine.match import make_matcher
 from engine.match.reference import RuleTrace, explain_rules
 from engine.model import MAX_CASE_BYTES, MAX_CASE_BYTES_LIMIT, Case
-from engine.pipeline import Deciding, Decision, ExecutionOutcome, act, govern, verify_against
+from engine.pipeline import Deciding, Decision, act, approve, govern, reject, verify_against
 from engine.proposals import Proposal
 from engine.storage import state_url
 from engine.workspace import Workspace, load_workspace
-
 
 MAX_REFUSED_CASE = 64 * 1024  # characters of a refused case kept in full (larger: its hash)
 
@@ -335,106 +334,24 @@ class Engine:
     def review_show(self, item_id: str) -> Any:
         return self.queue.get(item_id)
 
-    def _reviewer(self, item: Any, reviewer: str | None, key: str | None) -> str:
-        """`_check_reviewer`, with a refusal audited on the item's decision."""
-        try:
-            return self._check_reviewer(item, reviewer, key)
-        except AuthError as exc:
-            self.audit_refusal(item.decision_id, reviewer or "unknown", exc, review=item.id)
-            raise
-
-    def _check_reviewer(self, item: Any, reviewer: str | None, key: str | None) -> str:
-        """The reviewer who settles `item`: declared, permitted for its ruleset, and proved by
-        their key when one is given (or required)."""
-        from engine.errors import AuthError, suggest_help
-        from engine.govern.agents import check_name
-        from engine.govern.review import ReviewError
-
-        proved = self.authenticate(key, "reviewer")
-        if reviewer:
-            check_name(reviewer, "reviewer")
-        if proved is not None:
-            if reviewer and reviewer != proved:
-                raise AuthError(f"the key belongs to reviewer `{proved}`, not `{reviewer}`",
-                                code="auth_identity_mismatch")
-            reviewer = proved
-        if not reviewer or not reviewer.strip():
-            raise ReviewError("a review names its reviewer (--reviewer)", code="review_incomplete")
-        found = self.ws.agents.reviewer(reviewer)
-        if found is None:
-            help_, _ = suggest_help(reviewer, self.ws.agents.reviewers, "reviewers")
-            raise AuthError([Diagnostic("reviewer_unknown", f"unknown reviewer `{reviewer}`", help=help_)])
-        if self.identities_if_used() is not None:
-            self.identities.check_not_revoked(reviewer)
-        if not found.may_review(item.ruleset):
-            raise AuthError([Diagnostic("reviewer_not_permitted",
-                                        f"reviewer `{reviewer}` may not settle `{item.ruleset}` escalations",
-                                        help=f"their rulesets: {', '.join(found.rulesets)}")])
-        return reviewer
-
     def review_reject(self, item_id: str, *, reviewer: str | None, reason: str, key: str | None = None) -> Any:
-        from engine.govern.review import ReviewError
+        """Reject a pending item, with a reason (`engine.pipeline.reject`)."""
+        return reject(self.deciding, self, item_id, reviewer=reviewer, reason=reason, key=key)
 
-        if not reason.strip():
-            raise ReviewError("a rejection gives a reason", code="review_incomplete")
-        reviewer = self._reviewer(self.queue.get(item_id), reviewer, key)
-        return self._audit_review(self.queue.reject(item_id, reviewer=reviewer, reason=reason))
+    def review_approve(self, item_id: str, *, reviewer: str | None, action: str | None = None,
+                       params: dict[str, Any] | None = None, expect_hash: str | None = None,
+                       note: str = "", key: str | None = None) -> Any:
+        """Approve a pending item: the proposal waiting in it, or one the reviewer gives
+        (`engine.pipeline.approve`: verified again now, bound to the hash of the exact proposal).
+        `expect_hash` (at least 12 hex characters) must start the hash of the proposal waiting."""
+        return approve(self.deciding, self, item_id, reviewer=reviewer, action=action, params=params,
+                       expect_hash=expect_hash, note=note, key=key)
 
     def _audit_expired(self, items: list[Any]) -> None:
         """Items nobody decided in time: each expires as denied, on the record of its decision."""
         from engine.audit.trail import review_events
 
         self.audit.append_many([ev for item in items for ev in review_events(item)])
-
-    def _audit_review(self, item: Any) -> Any:
-        """The reviewer's verdict and the decision it makes (source `human`), in one transaction."""
-        from engine.audit.trail import review_events
-
-        self.audit.append_many(review_events(item))
-        return item
-
-    def review_approve(self, item_id: str, *, reviewer: str | None, action: str | None = None,
-                       params: dict[str, Any] | None = None, expect_hash: str | None = None,
-                       note: str = "", key: str | None = None) -> Any:
-        """Approve a pending item: the proposal waiting in it, or one the reviewer gives.
-
-        The approval is re-verified now, against the current graph, as a `human` proposal: any
-        `deny` reason (schema, precondition, deny guard) refuses it; `review` reasons are what
-        the reviewer settles. It is bound to the hash of the exact action and parameters.
-        `expect_hash` (at least 12 hex characters) must start the hash of the proposal waiting in
-        the item: else the approval is refused (`review_hash_mismatch`)."""
-        from engine.act.catalog import proposal_hash
-        from engine.govern.review import ReviewError, expected_hash
-        from engine.govern.verify import Deny
-
-        if expect_hash is not None:
-            expect_hash = expected_hash(expect_hash)
-        item = self.queue.get(item_id)
-        reviewer = self._reviewer(item, reviewer, key)
-        if item.status != "pending":
-            raise ReviewError(f"review item `{item_id}` is {item.status}, not pending", code="review_not_pending")
-        if action is None:
-            if item.proposal is None:
-                raise ReviewError(f"review item `{item_id}` has no proposal; give the action and its parameters",
-                                  code="review_needs_action")
-            action, params = item.proposal["action"], item.proposal["params"]
-        if expect_hash is not None:
-            if item.proposal_hash is None:
-                raise ReviewError(f"review item `{item_id}` has no proposal, so no hash to compare `{expect_hash}` "
-                                  "with: approve without --hash", code="review_hash_mismatch")
-            if not item.proposal_hash.startswith(expect_hash):
-                raise ReviewError(f"the proposal of `{item_id}` is {item.proposal_hash[:12]}, not {expect_hash}: "
-                                  "it is not what you reviewed", code="review_hash_mismatch")
-        case = Case.from_json(item.context["case"])
-        proposal = Proposal(action, dict(params or {}), "human")
-        verdict = self.verify(case, proposal)
-        if isinstance(verdict, Deny):
-            raise ReviewError("the approval is refused by the verification gate: " + "; ".join(
-                f"{r.id or r.code}: {r.message}" for r in verdict.reasons), code="review_denied")
-        approved = verdict.proposal  # type: ignore[union-attr]
-        return self._audit_review(self.queue.approve(item_id, reviewer=reviewer, proposal=approved.to_json(),
-                                                     proposal_hash=proposal_hash(approved.action, approved.params),
-                                                     note=note))
 
     # -- execution --------------------------------------------------------------------------------
     def execute(self, ident: str, *, key: str | None = None, decided: Decision | None = None) -> Any:

@@ -2,6 +2,7 @@
 
     DECIDE   authenticate → resolve → match → consequence → fallback → verify
     RECORD   the decision, its review item and its audit events: one unit of work
+    (an escalation waits for a person: SETTLE — the reviewer, verified again, approve / reject)
     ACT      load → authorize → reverify → run → settle
 
 Each stage is a short function over one context (`Flow` for a case, `Run` for an execution)
@@ -15,106 +16,22 @@ every stage (a decision's `timings_us`). Each stage calls into the package that 
 from __future__ import annotations
 
 import datetime as dt
-import time
 from contextlib import nullcontext
-from dataclasses import dataclass, field
-from typing import Any, Callable, Generic, Mapping, Sequence, TypeVar
+from typing import Any
 
 from engine.decision import OUTCOMES, Decision, GuardResult, Outcome, Source, case_key, facts_of, review_item
 from engine.errors import AuthError, CaseError, Diagnostic, shown, suggest_help
-from engine.govern.agents import Agent, check_name
+from engine.flow import Acting, Deciding, ExecutionOutcome, Flow, Run, Stage, run_stages
+from engine.govern.agents import check_name
 from engine.govern.verify import Accept, Deny, Reason, Review, Verdict, verify
-from engine.kg.resolver import Reads, case_entity_problems, resolve_facts
+from engine.kg.resolver import case_entity_problems, resolve_facts
 from engine.lang.compiler import CompiledRuleset, Rule
 from engine.lang.payload import validate_payload
 from engine.lang.semantics import to_json_value
-from engine.match.hit import HitResult, apply_hit_policy
+from engine.match.hit import apply_hit_policy
 from engine.model import Case
 from engine.ports import Ports
 from engine.proposals import Proposal
-
-Ctx = TypeVar("Ctx")
-Deps = TypeVar("Deps")
-
-
-@dataclass(frozen=True)
-class Stage(Generic[Ctx, Deps]):
-    """One named step of the flow: a function of the context and what it needs."""
-
-    name: str
-    run: Callable[[Ctx, Deps], None]
-
-
-def run_stages(stages: Sequence[Stage[Ctx, Deps]], ctx: Ctx, deps: Deps, timings: dict[str, float]) -> None:
-    """Run `stages` in order on `ctx`, each one's wall time (µs) into `timings`; a stage that
-    raises stops the flow (a refusal: nothing after it runs)."""
-    clock = time.perf_counter
-    for stage in stages:
-        t0 = clock()
-        stage.run(ctx, deps)
-        timings[stage.name] = (clock() - t0) * 1e6
-
-
-# -- what the decide stages read ------------------------------------------------------------------
-
-@dataclass
-class Deciding:
-    """What deciding a case reads: the compiled rulesets and gate, the agents, the graph (all
-    fixed once the workspace is loaded), the model, and the injected clock and ids."""
-
-    rulesets: Mapping[str, CompiledRuleset]  # by case type
-    agents: Any  # engine.govern.agents.AgentRegistry
-    gate: Any  # engine.govern.verify.Gate
-    graph: Any  # engine.kg.derived.GraphContext
-    schema: Any  # engine.lang.types.Schema
-    prefixes: Mapping[str, str]
-    actions: Any  # engine.lang.actions.ActionCatalog: where each action runs, and its inverse
-    graph_revision: Callable[[], str]
-    matcher_for: Callable[[CompiledRuleset], Any]
-    clock: Callable[[], dt.date]
-    new_id: Callable[[], str]
-    fallback: Any = None  # engine.llm.fallback.Fallback; None: no model
-
-    @classmethod
-    def of(cls, ws: Any, *, matcher_for: Callable[[CompiledRuleset], Any], clock: Callable[[], dt.date],
-           new_id: Callable[[], str], fallback: Any = None) -> "Deciding":
-        """From a loaded `engine.workspace.Workspace`."""
-        store = ws.store
-        return cls(ws.by_case_type, ws.agents, ws.gate, ws.graph, ws.schema, ws.prefixes, ws.actions,
-                   (lambda: store.revision) if store is not None else (lambda: ""), matcher_for, clock, new_id,
-                   fallback)
-
-
-@dataclass
-class Flow:
-    """One case on its way through the decide stages: what each stage reads and adds."""
-
-    case: Case
-    caller: str | None = None  # the agent a key proved (None: no key)
-    identities: Any = None  # refuses revoked identities (None: no keys in play)
-    use_model: bool = True
-    # authenticate
-    rs: CompiledRuleset = field(default=None)  # type: ignore[assignment]
-    agent: Agent = field(default=None)  # type: ignore[assignment]
-    # resolve
-    env: dict[str, Any] = field(default_factory=dict)
-    reads: Reads = field(default_factory=Reads)
-    as_of: dt.date | None = None
-    # match
-    matcher: str = "durable"
-    matched: list[str] = field(default_factory=list)
-    hit: HitResult = field(default_factory=lambda: HitResult([]))
-    # consequence, fallback, verify
-    proposals: list[Proposal] = field(default_factory=list)
-    source: Source = Source.NONE
-    outcome: Outcome = Outcome.ESCALATE
-    reason: str = "no_rule_matched"
-    message: str = "no rule decides this case"
-    session: Any = None  # the model's session, when it was asked
-    llm: dict[str, Any] | None = None
-    checks: list[Reason] = field(default_factory=list)
-    timings_us: dict[str, float] = field(default_factory=dict)
-
 
 # -- DECIDE ---------------------------------------------------------------------------------------
 
@@ -365,56 +282,6 @@ def govern(d: Deciding, ports: Ports, case: Case, *, key: str | None = None, llm
 
 # -- ACT ------------------------------------------------------------------------------------------
 
-@dataclass
-class ExecutionOutcome:
-    """How a decision's actions ran: `done`, `refused` (re-verification failed: nothing ran),
-    `failed_compensated`, `failed_needs_review`, `needs_review`, `in_progress` or `pending`."""
-
-    decision_id: str
-    outcome: str
-    steps: list[dict[str, Any]]
-    refused: list[dict[str, Any]]
-    chain: Any = None  # the executor's `ChainResult`
-
-    @property
-    def executed(self) -> bool:
-        return self.outcome == "done"
-
-    def to_json(self) -> dict[str, Any]:
-        c = self.chain
-        return {"decision_id": self.decision_id, "outcome": self.outcome, "steps": self.steps,
-                "refused": self.refused, "chain_id": getattr(c, "chain_id", None),
-                "error_code": getattr(c, "error_code", None), "error_message": getattr(c, "error_message", None)}
-
-
-@dataclass
-class Acting:
-    """What executing reads: deciding (to verify again, the actions), the ports, the key that asks."""
-
-    deciding: Deciding
-    ports: Ports
-    key: str | None = None
-
-
-@dataclass
-class Run:
-    """One execution on its way through the act stages."""
-
-    ident: str  # a decision id, or an approved review item `R-...`
-    decided: Decision | None = None  # the decision just made in this process
-    decision_id: str = ""
-    agent: str = ""
-    case: Case | None = None
-    proposals: list[dict[str, Any]] = field(default_factory=list)
-    source: str = ""
-    fresh: bool = False  # decided on this very graph revision a moment ago: verified already
-    steps: list[Any] = field(default_factory=list)
-    refused: list[dict[str, Any]] = field(default_factory=list)
-    done_before: int = 0
-    outcome: ExecutionOutcome | None = None
-    timings_us: dict[str, float] = field(default_factory=dict)
-
-
 def load(run: Run, a: Acting) -> None:
     """What to run: the decision just made, a stored `execute` decision, or an approved review item."""
     from engine.act.execute import ExecutionError
@@ -557,6 +424,95 @@ def act(d: Deciding, ports: Ports, ident: str, *, key: str | None = None,
     return run.outcome
 
 
+# -- SETTLE: a person decides an escalation ------------------------------------------------------
+
+def reviewer_of(d: Deciding, ports: Ports, item: Any, reviewer: str | None, key: str | None) -> str:
+    """The reviewer who settles `item`: declared, permitted for its ruleset, not revoked, and proved
+    by their key when one is given (or required). A refusal is audited on the item's decision."""
+    from engine.govern.review import ReviewError
+
+    try:
+        proved = ports.authenticate(key, "reviewer")
+        if reviewer:
+            check_name(reviewer, "reviewer")
+        if proved is not None:
+            if reviewer and reviewer != proved:
+                raise AuthError(f"the key belongs to reviewer `{proved}`, not `{reviewer}`",
+                                code="auth_identity_mismatch")
+            reviewer = proved
+        if not reviewer or not reviewer.strip():
+            raise ReviewError("a review names its reviewer (--reviewer)", code="review_incomplete")
+        found = d.agents.reviewer(reviewer)
+        if found is None:
+            help_, _ = suggest_help(reviewer, d.agents.reviewers, "reviewers")
+            raise AuthError([Diagnostic("reviewer_unknown", f"unknown reviewer `{reviewer}`", help=help_)])
+        identities = ports.identities_if_used()
+        if identities is not None:
+            identities.check_not_revoked(reviewer)
+        if not found.may_review(item.ruleset):
+            raise AuthError([Diagnostic("reviewer_not_permitted",
+                                        f"reviewer `{reviewer}` may not settle `{item.ruleset}` escalations",
+                                        help=f"their rulesets: {', '.join(found.rulesets)}")])
+        return reviewer
+    except AuthError as exc:
+        ports.audit_refusal(item.decision_id, reviewer or "unknown", exc, review=item.id)
+        raise
+
+
+def approve(d: Deciding, ports: Ports, item_id: str, *, reviewer: str | None, action: str | None = None,
+            params: dict[str, Any] | None = None, expect_hash: str | None = None, note: str = "",
+            key: str | None = None) -> Any:
+    """A reviewer approves a pending item: the proposal waiting in it, or one they give. It is
+    verified again now as a `human` proposal (any deny refuses it; review reasons are what the
+    reviewer settles), bound to the hash of the exact action and parameters, and audited with the
+    decision it makes (source `human`)."""
+    from engine.act.catalog import proposal_hash
+    from engine.audit.trail import review_events
+    from engine.govern.review import ReviewError, expected_hash
+
+    if expect_hash is not None:
+        expect_hash = expected_hash(expect_hash)
+    item = ports.queue.get(item_id)
+    who = reviewer_of(d, ports, item, reviewer, key)
+    if item.status != "pending":
+        raise ReviewError(f"review item `{item_id}` is {item.status}, not pending", code="review_not_pending")
+    if action is None:
+        if item.proposal is None:
+            raise ReviewError(f"review item `{item_id}` has no proposal; give the action and its parameters",
+                              code="review_needs_action")
+        action, params = item.proposal["action"], item.proposal["params"]
+    if expect_hash is not None:
+        if item.proposal_hash is None:
+            raise ReviewError(f"review item `{item_id}` has no proposal, so no hash to compare `{expect_hash}` "
+                              "with: approve without --hash", code="review_hash_mismatch")
+        if not item.proposal_hash.startswith(expect_hash):
+            raise ReviewError(f"the proposal of `{item_id}` is {item.proposal_hash[:12]}, not {expect_hash}: "
+                              "it is not what you reviewed", code="review_hash_mismatch")
+    verdict = verify_against(d, Case.from_json(item.context["case"]), Proposal(action, dict(params or {}), "human"))
+    if isinstance(verdict, Deny):
+        raise ReviewError("the approval is refused by the verification gate: " + "; ".join(
+            f"{r.id or r.code}: {r.message}" for r in verdict.reasons), code="review_denied")
+    approved = verdict.proposal
+    settled = ports.queue.approve(item_id, reviewer=who, proposal=approved.to_json(),
+                                  proposal_hash=proposal_hash(approved.action, approved.params), note=note)
+    ports.audit.append_many(review_events(settled))
+    return settled
+
+
+def reject(d: Deciding, ports: Ports, item_id: str, *, reviewer: str | None, reason: str,
+           key: str | None = None) -> Any:
+    """A reviewer rejects a pending item, with a reason; audited with the decision it makes."""
+    from engine.audit.trail import review_events
+    from engine.govern.review import ReviewError
+
+    if not reason.strip():
+        raise ReviewError("a rejection gives a reason", code="review_incomplete")
+    who = reviewer_of(d, ports, ports.queue.get(item_id), reviewer, key)
+    settled = ports.queue.reject(item_id, reviewer=who, reason=reason)
+    ports.audit.append_many(review_events(settled))
+    return settled
+
+
 def verify_against(d: Deciding, case: Case, proposal: Proposal) -> Verdict:
     """The gate's verdict on a proposal (from anyone) against the facts of a case, now."""
     flow = prepare(d, case)
@@ -621,4 +577,4 @@ def _decision_of(flow: Flow, d: Deciding) -> Decision:
 
 __all__ = ["ACT", "DECIDE", "OUTCOMES", "Acting", "Deciding", "Decision", "ExecutionOutcome", "Flow", "GuardResult",
            "Outcome", "Run", "Source", "Stage", "act", "case_key", "decide", "facts_of", "govern", "prepare",
-           "record", "review_item", "run_stages", "verify_against"]
+           "record", "review_item", "run_stages", "verify_against", "approve", "reject", "reviewer_of"]

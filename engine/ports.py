@@ -80,6 +80,15 @@ class ReviewQueuePort(Protocol):
         """Mark an approved item applied (once)."""
         ...
 
+    def approve(self, item_id: str, *, reviewer: str, proposal: dict[str, Any], proposal_hash: str,
+                note: str = "") -> Any:
+        """Settle a pending item with the approved proposal."""
+        ...
+
+    def reject(self, item_id: str, *, reviewer: str, reason: str) -> Any:
+        """Settle a pending item as rejected."""
+        ...
+
 
 class LedgerPort(Protocol):
     """The execution ledger: which step of which chain ran, under which idempotency key."""
