@@ -56,7 +56,7 @@ def _pg_schema_url(base: str, schema: str) -> str:
     return f"{base}{sep}options=-csearch_path%3D{schema}"
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.slow)])
 def sql_url(request, tmp_path):
     """A fresh, empty database URL: a SQLite file, or a new schema in the test PostgreSQL."""
     if request.param == "sqlite":

@@ -22,6 +22,8 @@ from engine.model import IRI
 from engine.workspace import load_workspace
 from tests.brightwater import BWD, ROOT, engine, workspace
 
+pytestmark = pytest.mark.slow
+
 BW = "https://brightwater.example/ontology#"
 DATA = ROOT / "knowledge_graph" / "data" / "brightwater.ttl"
 

@@ -47,6 +47,8 @@ from engine.proposals import Proposal
 from engine.workspace import load_workspace
 from tests.brightwater import ROOT, engine, workspace
 
+pytestmark = pytest.mark.slow
+
 EXAMPLES = int(os.environ.get("RULEBRIDGE_ADVERSARY_EXAMPLES", "300"))  # per ruleset; 4 rulesets
 MIN_ANSWERS = 250  # per ruleset: at least 1,000 generated answers in all
 REPORT = Path(os.environ.get("RULEBRIDGE_ADVERSARY_REPORT",
