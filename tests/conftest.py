@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from tests import model_guard
+
 # No test may reach a real model (engine/llm/models.py refuses and counts such calls) or write
 # state into a workspace of the repository: the review queue goes to a temporary database.
 os.environ["RULEBRIDGE_FORBID_LIVE_LLM"] = "1"
@@ -34,14 +36,56 @@ def mini_reference_engine():
     return Engine.open(MINI, matcher="reference")
 
 
-@pytest.fixture(autouse=True)
-def _no_live_model_calls():
-    """Fail any test that tried to call a live model, even if the engine escalated cleanly."""
+# --- model calls ------------------------------------------------------------------------------
+# Any model call a test did not plan fails it (tests/model_guard.py): a live `LiteLLMModel`, a
+# direct `litellm.completion`, a `ScriptedModel` past the end of its script. A test marked
+# `@pytest.mark.allow_model_requests` may call a live model.
+model_guard.install()
+_GUARD_SINCE = pytest.StashKey[tuple[int, int]]()
+
+
+def _unplanned_calls(item: pytest.Item) -> list[str]:
+    """The unplanned model calls made since the test's guard started, taken off the records."""
     from engine.llm.models import blocked_live_calls
 
-    before = len(blocked_live_calls)
-    yield
-    assert len(blocked_live_calls) == before, f"a test tried to call a live model: {blocked_live_calls[before:]}"
+    refused, recorded = item.stash[_GUARD_SINCE]
+    calls = [f"a live `LiteLLMModel` for `{name}` (the engine refused it)"
+             for name in blocked_live_calls[refused:]]
+    item.stash[_GUARD_SINCE] = (len(blocked_live_calls), recorded)
+    return calls + model_guard.GUARD.taken(recorded)
+
+
+def _fail_unplanned(calls: list[str]) -> None:
+    if calls:
+        pytest.fail(f"{len(calls)} unplanned model call(s), even if the engine escalated cleanly: "
+                    + "; ".join(calls) + f"\n{model_guard.HELP}", pytrace=False)
+
+
+@pytest.fixture(autouse=True)
+def _model_requests_guard(request, monkeypatch):
+    """Refuse live model calls unless the test is marked `allow_model_requests`; fail the test
+    for every unplanned call made in its fixtures (the call itself is checked by the hook below)."""
+    from engine.llm.models import NO_LIVE_ENV, blocked_live_calls
+
+    allowed = request.node.get_closest_marker(model_guard.MARKER) is not None
+    if allowed:
+        monkeypatch.delenv(NO_LIVE_ENV, raising=False)
+    request.node.stash[_GUARD_SINCE] = (len(blocked_live_calls), len(model_guard.GUARD.unplanned))
+    model_guard.GUARD.allowed = allowed
+    try:
+        yield
+    finally:
+        model_guard.GUARD.allowed = False
+    _fail_unplanned(_unplanned_calls(request.node))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item):
+    """Fail the test itself (not its teardown) when its body made an unplanned model call."""
+    result = yield  # a test that failed already keeps its calls for the teardown's report
+    if _GUARD_SINCE in item.stash:
+        _fail_unplanned(_unplanned_calls(item))
+    return result
 
 
 # --- SQL backends -----------------------------------------------------------------------------
@@ -56,7 +100,7 @@ def _pg_schema_url(base: str, schema: str) -> str:
     return f"{base}{sep}options=-csearch_path%3D{schema}"
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.slow)])
 def sql_url(request, tmp_path):
     """A fresh, empty database URL: a SQLite file, or a new schema in the test PostgreSQL."""
     if request.param == "sqlite":

@@ -97,8 +97,9 @@ def test_a_stale_decision_is_re_verified_and_refused(gov):
 
 
 def test_a_refused_agent_is_audited(gov):
-    with pytest.raises(AuthError):
+    with pytest.raises(AuthError) as info:
         gov.decide(discount_case(agent="intruder"), llm=False)
+    assert info.value.code == "agent_unknown"
     refused = [ev for ev in gov.audit.events() if ev.step == "refused"]
     assert len(refused) == 1 and refused[0].data["code"] == "agent_unknown" and refused[0].agent == "intruder"
 
@@ -303,8 +304,9 @@ def test_a_refusal_found_at_re_verification_is_audited(gov):
 
 def test_a_reviewer_refusal_is_audited(gov):
     d = gov.decide(discount_case("bwd:SO-3002", 7), llm=False)
-    with pytest.raises(AuthError):
+    with pytest.raises(AuthError) as info:
         gov.review_reject(d.review_id, reviewer="ap-lead", reason="not mine")
+    assert info.value.code == "reviewer_not_permitted"
     refused = [ev for ev in gov.audit.trace(d.id) if ev.step == "refused"]
     assert len(refused) == 1 and refused[0].data["code"] == "reviewer_not_permitted"
 
@@ -316,11 +318,12 @@ def test_the_audit_record_comes_before_the_decision_can_be_executed(gov, monkeyp
         raise RuntimeError("audit database down")
 
     monkeypatch.setattr(gov.audit, "append_many", down)
-    with pytest.raises(RuntimeError):
+    with pytest.raises(RuntimeError, match="audit database down"):
         first_approved(gov)
     monkeypatch.undo()
-    with pytest.raises(DecisionNotFound):
+    with pytest.raises(DecisionNotFound) as info:
         gov.execute("dec-1")
+    assert info.value.code == "decision_not_found" and "no decision `dec-1`" in str(info.value)
 
 
 def test_a_case_with_a_non_text_agent_is_invalid(gov):
@@ -344,6 +347,7 @@ def test_cli_decide_execute_exits_1_when_the_action_did_not_run(tmp_path, monkey
     case.write_text(json.dumps(invoice_case(10004)))
     r = CliRunner().invoke(app, ["decide", str(case), "-w", str(ROOT), "--execute"])
     assert r.exit_code == 1 and "refused" in r.output
+    assert "refused step 1 hold_invoice: precondition: the invoice changed" in r.output
 
 
 def test_an_llm_decision_executes_later_with_the_confidence_it_was_decided_on(sql_url):
@@ -420,14 +424,15 @@ def test_one_database_a_failing_write_leaves_no_half_decision(gov, monkeypatch):
         raise RuntimeError("decision store down")
 
     monkeypatch.setattr(gov.decisions, "record", down)
-    with pytest.raises(RuntimeError):
+    with pytest.raises(RuntimeError, match="decision store down"):
         first_approved(gov)
     monkeypatch.undo()
     ids = {ev.decision_id for ev in gov.audit.events()}
     assert ids and gov.audit.verify().ok
     for i in ids:
-        with pytest.raises(DecisionNotFound):
+        with pytest.raises(DecisionNotFound) as info:
             gov.decisions.get(i)
+        assert info.value.code == "decision_not_found"
 
 
 def test_a_separate_audit_database_commits_each_store_on_its_own(tmp_path, monkeypatch):

@@ -199,11 +199,13 @@ def test_building_refuses_a_declaration_that_cannot_work():
     with pytest.raises(ConnectorConfigError) as info:
         build_connectors({"connectors": {"crm": {"kind": "http"}}}, None, workspace().actions)
     assert info.value.code == "connector_config" and "base_url" in str(info.value)
-    with pytest.raises(ConnectorConfigError, match="needs the workspace graph"):
+    with pytest.raises(ConnectorConfigError, match="needs the workspace graph") as info:
         build_connectors({}, None, workspace().actions)
-    with pytest.raises(ConnectorConfigError, match="`retries` must be a number"):
+    assert info.value.code == "connector_config"
+    with pytest.raises(ConnectorConfigError, match="`retries` must be a number") as info:
         build_connectors({"connectors": {"kg": {"kind": "kg", "retries": "many"}}}, workspace().store,
                          workspace().actions)
+    assert info.value.code == "connector_config"
 
 
 def test_the_old_string_inverse_takes_parameters_by_name(tmp_path):
@@ -253,5 +255,6 @@ actions:
     check_bindings(actions, {}, sink, prefixes=workspace().prefixes)
     [d] = sink.errors
     assert d.code == "query" and "`insert` of the binding of `sneaky` must be one pattern" in d.message
-    with pytest.raises(ConnectorConfigError, match="closes more than it opened"):
+    with pytest.raises(ConnectorConfigError, match="closes more than it opened") as info:
         build_connectors({}, workspace().store, actions)
+    assert info.value.code == "connector_config"

@@ -104,8 +104,9 @@ def test_a_class_is_found_in_the_workspace_when_it_is_not_installed(tmp_path):
 ])
 def test_a_class_that_cannot_be_loaded_is_a_config_error(tmp_path, actions, ref, message):
     conn = build(tickets_config(ref), actions, tmp_path)["tickets"]
-    with pytest.raises(ConnectorConfigError, match=message):
+    with pytest.raises(ConnectorConfigError, match=message) as info:
         conn.ready()  # loaded on first use
+    assert info.value.code == "connector_config"
 
 
 def test_a_class_that_is_no_connector_is_refused(tmp_path, actions):
@@ -114,8 +115,9 @@ def test_a_class_that_is_no_connector_is_refused(tmp_path, actions):
     for ref, message in (("not_a_connector:Nope", "does not implement the connector protocol"),
                          ("pathlib:PurePath", "cannot be built")):
         conn = build(tickets_config(ref), actions, tmp_path)
-        with pytest.raises(ConnectorConfigError, match=message):
+        with pytest.raises(ConnectorConfigError, match=message) as info:
             conn["tickets"].ready()
+        assert info.value.code == "connector_config"
 
 
 # -- a workspace is trusted like source code: where a class may come from -------------------------
@@ -164,8 +166,9 @@ def test_a_module_found_only_on_the_current_directory_is_refused(tmp_path, monke
     _module_that_tells(here / "cwd_only_connector.py", marker)
     monkeypatch.chdir(here)
     monkeypatch.syspath_prepend(str(here))
-    with pytest.raises(ConnectorConfigError, match="outside the workspace and the installed"):
+    with pytest.raises(ConnectorConfigError, match="outside the workspace and the installed") as info:
         load_class("cwd_only_connector:Thing", ws)
+    assert info.value.code == "connector_config"
     assert not marker.exists()
 
 

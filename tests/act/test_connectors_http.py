@@ -239,8 +239,9 @@ def test_4xx_is_permanent_and_not_retried(crm, connect, status):
 
 def test_a_redirect_is_not_followed(crm, connect):
     crm.script = [("redirect", 0)]
-    with pytest.raises(PermanentError):
+    with pytest.raises(PermanentError) as info:
         fast(connect(crm.url)).execute("assign_lead", ASSIGN, key="k1")
+    assert info.value.code == "connector_http_rejected" and "HTTP 302" in str(info.value)
     assert crm.requests_for("k1") == 1 and crm.applied == []
 
 

@@ -273,10 +273,12 @@ def test_the_store_refuses_a_value_that_is_no_rdf_term(store):
     with pytest.raises(GraphUpdateError) as info:
         store.update("INSERT { ?s <urn:p> <urn:o> } WHERE {}", {"s": IRI("urn:x> <urn:y")}, key="k")
     assert info.value.code == "graph_bad_value"
-    with pytest.raises(GraphUpdateError):
+    with pytest.raises(GraphUpdateError) as info:
         store.update("INSERT { <urn:s> <urn:p> ?o } WHERE {}", {"o": float("nan")}, key="k")
-    with pytest.raises(GraphUpdateError):
+    assert info.value.code == "graph_bad_value" and "`nan` is not a finite number" in str(info.value)
+    with pytest.raises(GraphUpdateError) as info:
         store.update("INSERT { <urn:s> <urn:p> ?o } WHERE {}", {"o} ; DROP ALL": "x"}, key="k")
+    assert info.value.code == "graph_bad_value" and "is not a variable name" in str(info.value)
     assert quads(store) == snapshot and store.executed("k") is None
 
 
@@ -313,8 +315,9 @@ def test_rdflib_refuses_a_request_of_several_operations(tmp_path):
     store = make_store("rdflib", tmp_path)
     assert isinstance(store, RdflibStore)
     snapshot = quads(store)
-    with pytest.raises(GraphUpdateError, match="one update operation"):
+    with pytest.raises(GraphUpdateError, match="one update operation") as info:
         store.update("INSERT DATA { <urn:x> <urn:y> <urn:z> } ; INSERT DATA { <urn:a> <urn:b> <urn:c> }", {})
+    assert info.value.code == "graph_update_syntax"
     assert quads(store) == snapshot
 
 

@@ -83,7 +83,7 @@ def test_a_permanent_fault_is_not_retried_and_does_not_count(kg):
 def test_an_unexpected_exception_is_not_retried_and_does_not_open_the_circuit(kg):
     conn = Interfering(kg, fail_first=1, error=KeyError("a bug"))
     wrapped = Resilient(conn, retries=3, breaker_failures=1, sleep=lambda s: None)
-    with pytest.raises(KeyError):
+    with pytest.raises(KeyError, match="a bug"):
         wrapped.execute("approve_invoice", PARAMS, key="k1")
     assert conn.calls == 1 and wrapped.circuit == "closed"
     assert kg.status("k1") == "not_done"

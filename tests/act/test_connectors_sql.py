@@ -254,8 +254,9 @@ def test_a_refused_connection_is_transient(actions, conn_factory, unused_port):
     with pytest.raises(TransientError) as info:
         c.execute("approve_invoice", {"invoice": INV1, "approver": EMP}, key="k1")
     assert info.value.code == "connector_unavailable"
-    with pytest.raises(TransientError):
+    with pytest.raises(TransientError) as info:
         c.status("k1")
+    assert info.value.code == "connector_unavailable"
 
 
 @pytest.fixture

@@ -229,7 +229,8 @@ def test_stats_text_and_json(log_url):
     for title in ("decisions by source", "decisions by rule", "decisions by ruleset", "decisions by agent",
                   "events by step"):
         assert title in r.stdout, title
-    assert run("stats", "--url", log_url, "--until", "2026-13-01").exit_code == 2
+    r = run("stats", "--url", log_url, "--until", "2026-13-01")
+    assert r.exit_code == 2 and "error[audit_bad_time]: until `2026-13-01` is not an ISO 8601 date" in r.output
 
 
 def test_bad_input_exit_codes(tmp_path, log_url):

@@ -129,8 +129,9 @@ def test_hmac_key_from_env():
         with pytest.raises(AuditError) as exc:
             hmac_key_from_env({"RULEBRIDGE_AUDIT_HMAC_KEY": bad})
         assert exc.value.code == "audit_bad_key"
-    with pytest.raises(AuditError):
+    with pytest.raises(AuditError) as exc:
         AuditLog("sqlite://", hmac_key=b"short")
+    assert exc.value.code == "audit_bad_key" and "the HMAC key has 5 bytes" in str(exc.value)
 
 
 def test_from_env_signs(sql_url, make_log, monkeypatch):
@@ -378,7 +379,7 @@ def test_an_atomic_block_of_a_unit_rolls_back_its_own_writes_only(make_log):
     """`Unit.atomic`: what the block appended is undone when it fails (the head too); what the unit
     wrote before it commits as usual, and the next append continues the chain from there."""
     log = make_log(hmac_key=KEY)
-    with pytest.raises(RuntimeError):
+    with pytest.raises(RuntimeError, match="the block fails after its writes"):
         with log.unit() as u:
             log.append("D-1", "received", "ops", {"n": 1})
             with u.atomic():

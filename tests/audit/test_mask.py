@@ -255,6 +255,8 @@ def test_open_audit_log_applies_the_workspace_rules(tmp_path, sql_url, monkeypat
         open_audit_log(ws)
     d = exc.value.diagnostics[0]
     assert (d.span.file, d.span.line, d.span.col) == (str((ws / "rules" / "audit.yaml").resolve()), 2, 20)
+    assert d.code == "schema" and exc.value.code == "schema"
     (ws / "rulebridge.toml").write_text(f'[audit]\nurl = "{sql_url}"\nmask = "rules/missing.yaml"\n')
-    with pytest.raises(LoadError):  # a file the configuration names must exist
+    with pytest.raises(LoadError) as exc:  # a file the configuration names must exist
         open_audit_log(ws)
+    assert exc.value.code == "yaml_syntax"

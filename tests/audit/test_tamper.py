@@ -43,6 +43,8 @@ from engine.audit.chain import GENESIS, event_hash, hashed_text, sign, sign_head
 from engine.audit.log import audit_events, audit_head
 from tests.audit.helpers import KEY, clock, decision, ids
 
+pytestmark = pytest.mark.slow
+
 EV = audit_events.c
 TRIALS = {"sqlite": 1200, "postgresql": 240}
 DECISIONS = 10  # x 4 events each

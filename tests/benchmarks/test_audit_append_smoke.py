@@ -12,6 +12,8 @@ from benchmarks import audit_append as bench
 from engine.audit import Masker
 from engine.audit.trail import STEPS
 
+pytestmark = pytest.mark.slow
+
 
 def test_the_generated_decision_is_realistic_and_maskable():
     events = bench.decision_events(3)

@@ -18,6 +18,8 @@ import pytest
 
 from benchmarks import governed_path as gp
 
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[2]
 
 

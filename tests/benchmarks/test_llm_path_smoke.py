@@ -19,6 +19,8 @@ import pytest
 
 from benchmarks import llm_path as lp
 
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[2]
 
 

@@ -18,6 +18,8 @@ from engine.kg.resolver import resolve_facts
 from engine.lang.payload import validate_payload
 from engine.match.reference import match_reference
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def bench_engine(tmp_path_factory):

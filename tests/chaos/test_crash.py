@@ -40,6 +40,8 @@ from engine.act.ledger import Ledger
 from tests.chaos.scenario import AGENT, KILL_POINTS, check, decisions, records
 from tests.conftest import PG_URL, _pg_schema_url
 
+pytestmark = pytest.mark.slow
+
 CHILD = Path(__file__).with_name("child.py")
 ROOT = Path(__file__).resolve().parents[2]
 RUNS = int(os.environ.get("RULEBRIDGE_CRASH_RUNS", "120"))

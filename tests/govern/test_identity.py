@@ -71,8 +71,9 @@ def test_revoking_an_identity_refuses_it_until_reinstated(sql_url):
     with pytest.raises(AuthError) as info:
         store.check_not_revoked("ap-assistant")
     assert info.value.code == "auth_identity_revoked" and "leaked" in str(info.value)
-    with pytest.raises(AuthError):
+    with pytest.raises(AuthError) as info:
         store.authenticate(token)
+    assert info.value.code == "auth_key_revoked"
     fresh = store.issue("ap-assistant")  # `agents add` reinstates with a new key
     assert store.authenticate(fresh.token) == "ap-assistant"
 
@@ -91,8 +92,9 @@ def test_a_revocation_by_another_process_is_seen_within_the_refresh(tmp_path):
     token = theirs.issue("ap-assistant").token
     assert mine.authenticate(token) == "ap-assistant"
     theirs.revoke("ap-assistant", "rotated out")
-    with pytest.raises(AuthError):
+    with pytest.raises(AuthError) as info:
         mine.authenticate(token)
+    assert info.value.code == "auth_key_revoked"
 
 
 # -- agents deciding cases ------------------------------------------------------------------------
@@ -213,6 +215,7 @@ def test_the_refusal_of_a_case_too_large_for_one_event_is_still_audited(tmp_path
     case["payload"]["filler"] = "x" * 1000
     with pytest.raises(AuthError) as info:
         e.decide(case, llm=False)
+    assert info.value.code == "agent_unknown"
     [ev] = _refusals(e, "agent_unknown")
     assert ev.data["case"]["payload"]["filler"] == "x" * 1000
 

@@ -39,6 +39,8 @@ from engine.proposals import Proposal
 from engine.workspace import load_workspace
 from tests.brightwater import ROOT, engine, workspace
 
+pytestmark = pytest.mark.slow
+
 EXAMPLES = int(os.environ.get("RULEBRIDGE_TARGETS_EXAMPLES", "150"))  # per ruleset and workspace
 REPORT = Path(os.environ.get("RULEBRIDGE_TARGETS_REPORT", Path(tempfile.gettempdir()) / "rulebridge-targets.json"))
 RULESETS = ["crm.discount_approval", "accounts_payable.payment_release", "accounts_payable.invoice_approval",

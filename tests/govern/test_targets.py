@@ -252,10 +252,11 @@ def test_a_ruleset_proposing_an_action_it_cannot_bind_is_an_error(tmp_path):
     errs = _errors(root)
     assert any(c == "target_unbound" and "target `invoice` of `hold_invoice` binds to no case field" in m
                for c, m in errs), errs
-    with pytest.raises(LoadError):
+    with pytest.raises(LoadError) as info:
         from engine.api import Engine
 
         Engine.open(root)
+    assert [d.code for d in info.value.diagnostics] == ["target_unbound"] == [info.value.code]
 
 
 def test_check_warns_about_an_entity_parameter_nothing_checks(tmp_path):

@@ -120,6 +120,7 @@ def test_data_folder_holds_only_the_workspace_graph():
     assert DATA.stat().st_size < 2_000_000
 
 
+@pytest.mark.slow
 def test_turtle_and_ntriples_carry_the_same_triples(tmp_path, graph):
     from rdflib import Graph
 
@@ -231,6 +232,7 @@ def test_every_triple_fits_the_ontology(graph, ontology):
     assert all(n == 1 for (s, p), n in seen.items() if p in functional)
 
 
+@pytest.mark.slow
 def test_default_data_conforms_to_the_shapes(graph, ontology):
     import pyshacl
     from rdflib import Graph

@@ -22,6 +22,8 @@ from engine.model import IRI
 from engine.workspace import load_workspace
 from tests.brightwater import BWD, ROOT, engine, workspace
 
+pytestmark = pytest.mark.slow
+
 BW = "https://brightwater.example/ontology#"
 DATA = ROOT / "knowledge_graph" / "data" / "brightwater.ttl"
 
@@ -162,6 +164,7 @@ def test_a_down_endpoint_is_a_clear_load_error_and_a_transient_fault(server, mon
         with pytest.raises(GraphUnavailable) as info:
             st.update(f"INSERT DATA {{ <{BWD}x> <{BW}note> \"y\" }}", {})
         assert isinstance(info.value, OSError)  # the graph connector retries it with back-off
+        assert info.value.code == "graph_unavailable"
     finally:
         st.close()
 

@@ -290,7 +290,8 @@ def _load(tmp_path: Path, content: str | bytes):
     return load_workspace(ws_dir, load_graph=False)
 
 
-@pytest.mark.parametrize("name", list(PATHOLOGICAL))
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n == "alias_bomb" else n
+                                  for n in PATHOLOGICAL])
 def test_malformed_rule_file_never_raises(tmp_path, name):
     ws = _load(tmp_path, PATHOLOGICAL[name])
     for d in ws.diagnostics:

@@ -47,6 +47,8 @@ from engine.proposals import Proposal
 from engine.workspace import load_workspace
 from tests.brightwater import ROOT, engine, workspace
 
+pytestmark = pytest.mark.slow
+
 EXAMPLES = int(os.environ.get("RULEBRIDGE_ADVERSARY_EXAMPLES", "300"))  # per ruleset; 4 rulesets
 MIN_ANSWERS = 250  # per ruleset: at least 1,000 generated answers in all
 REPORT = Path(os.environ.get("RULEBRIDGE_ADVERSARY_REPORT",
@@ -426,10 +428,13 @@ def test_the_adversary_can_get_a_proposal_executed(targets):
     t = targets["crm.discount_approval"]
     executed = 0
     for case in t.cases:
-        t.engine.fallback.model = ScriptedModel([json.dumps({
+        answer = json.dumps({
             "decision": "propose", "action": "approve_discount",
             "params": {"order": case["payload"]["order"], "percent": 1},
-            "rationale": "a token discount", "confidence": 0.99, "facts_relied_on": []})])
+            "rationale": "a token discount", "confidence": 0.99, "facts_relied_on": []})
+        # the same answer to a guard repair too: a one-answer script ran out on the repair prompt
+        # and the case escalated as a provider error, not as the gate's refusal
+        t.engine.fallback.model = ScriptedModel(lambda messages, answer=answer: answer)
         d = t.engine.decide(case, review=False)
         check_decision(t, case, d)
         executed += d.outcome == "execute"

@@ -130,6 +130,7 @@ def _check_scalar(tmp_path, rules, cases):
     assert matcher.stats["fallbacks"] == 0, matcher.last_fallback
 
 
+@pytest.mark.slow
 def test_durable_and_reference_agree_on_generated_rulesets(tmp_path):
     before = CHECKED["cases"]
     _check_scalar(tmp_path)

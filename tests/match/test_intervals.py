@@ -152,6 +152,7 @@ def _bands(n_rules: int, seed: int = 5) -> list[list[str]]:
     return rules
 
 
+@pytest.mark.slow
 def test_two_thousand_overlapping_bands_need_fewer_networks_and_agree(tmp_path):
     """Denser than the benchmark: every rule behind one of five values, a fifth of them open
     half-lines (`a >= lo`), so ~100 interval fields hold at once under one node and the
