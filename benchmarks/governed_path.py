@@ -57,8 +57,9 @@ import sys
 import tempfile
 import time
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # run as a script: make `engine` importable from the checkout
@@ -384,7 +385,7 @@ def breakdown(state_dir: Path, cases: list[dict[str, Any]], warmup: int) -> dict
         total = (time.perf_counter() - t0) * 1e6
         if i < warmup:
             continue
-        row = {s: 0.0 for s in STAGES}
+        row = dict.fromkeys(STAGES, 0.0)
         t = d.timings_us  # the pipeline's DECIDE stages, in the rows this breakdown has always had
         row.update({"resolve": t.get("authenticate", 0.0) + t.get("resolve", 0.0), "match": t.get("match", 0.0),
                     "decide": t.get("consequence", 0.0) + t.get("fallback", 0.0) + t.get("verify", 0.0)})

@@ -49,14 +49,16 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # run as a script: make `engine` importable from the checkout
     sys.path.insert(0, str(REPO))
 
 from benchmarks.machine import describe, load  # noqa: E402
+
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 DEMO_RESPONSES = REPO / "examples" / "llm" / "demo_responses.jsonl"
@@ -160,7 +162,7 @@ def open_engine(state_dir: Path) -> Any:
     return engine
 
 
-class forced_no_rule:  # noqa: N801 - a context manager used like a function
+class forced_no_rule:
     """The "LLM decides everything" baseline: the hit policy picks no rule, so every case goes
     through the fallback path (prompt, model, repairs) and the verification gate."""
 
@@ -291,7 +293,7 @@ class Stages:
         setattr(owner, attr, timed)
         self._undo.append((owner, attr, orig if own else None, own))
 
-    def __enter__(self) -> "Stages":
+    def __enter__(self) -> Stages:
         import engine.kg.resolver as resolver
         import engine.llm.fallback as fallback
         import engine.llm.prompt as prompt

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import os
 import platform
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 
 def describe(packages: Iterable[str]) -> dict[str, Any]:

@@ -11,10 +11,10 @@ import difflib
 import json
 import reprlib
 import unicodedata
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from enum import Enum
 from pathlib import Path
-from collections.abc import Iterable, Sequence
 from typing import Any
 
 
@@ -35,7 +35,7 @@ class Span:
     end_line: int = 0
     end_col: int = 0
 
-    def shifted(self, *, line: int = 0, col: int = 0, length: int = 0) -> "Span":
+    def shifted(self, *, line: int = 0, col: int = 0, length: int = 0) -> Span:
         """A span inside this one: `line`/`col` are 0-based offsets from its start."""
         start_col = (self.col + col) if line == 0 else col + 1
         return Span(self.file, self.line + line, start_col, self.line + line, start_col + max(length, 1))

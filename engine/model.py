@@ -127,7 +127,7 @@ class Case:
                             f"{shown_value(self.as_of)}", code="case_invalid")
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "Case":
+    def from_json(cls, data: dict[str, Any]) -> Case:
         from engine.errors import CaseError, shown
 
         if not isinstance(data, dict):

@@ -28,6 +28,6 @@ class Proposal:
         return d
 
     @classmethod
-    def from_json(cls, d: dict[str, Any]) -> "Proposal":
+    def from_json(cls, d: dict[str, Any]) -> Proposal:
         return cls(d["action"], dict(d.get("params") or {}), d.get("source", "rule"), d.get("rule"),
                    d.get("rationale", ""), d.get("confidence"), list(d.get("facts_relied_on") or []))

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import MetaData, Table, create_engine, event
 from sqlalchemy.engine import Engine as SAEngine
@@ -19,7 +20,7 @@ def utc(v: dt.datetime | None) -> dt.datetime | None:
     """A datetime with its zone (SQLite drops it; the engine stores UTC)."""
     if v is None:
         return None
-    return v if v.tzinfo else v.replace(tzinfo=dt.timezone.utc)
+    return v if v.tzinfo else v.replace(tzinfo=dt.UTC)
 
 
 def default_url(root: Path) -> str:
@@ -171,6 +172,6 @@ def row_reader(table: Table, dialect: Any, make: Callable[..., T], times: tuple[
         for i in times:
             t = v[i]
             if t is not None and t.tzinfo is None:
-                v[i] = t.replace(tzinfo=dt.timezone.utc)
+                v[i] = t.replace(tzinfo=dt.UTC)
         return make(*v)
     return read

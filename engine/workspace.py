@@ -7,7 +7,6 @@ diagnostic found, so `rulebridge check` can report them all at once.
 from __future__ import annotations
 
 import os
-
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path

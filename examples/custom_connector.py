@@ -79,7 +79,7 @@ class TicketConnector:
                 return {"ticket": done["ticket"], "duplicate": True}
             ticket = {"key": key, "ticket": f"T-{key[:12]}", "queue": template.get("queue", "default"),
                       "action": action, "title": title, "params": params,
-                      "filed_at": dt.datetime.now(dt.timezone.utc).isoformat()}
+                      "filed_at": dt.datetime.now(dt.UTC).isoformat()}
             line = (json.dumps(ticket, sort_keys=True) + "\n").encode()
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)

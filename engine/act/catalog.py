@@ -13,8 +13,9 @@ import datetime as dt
 import hashlib
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Any, Callable, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict, ValidationError, ValidationInfo, create_model
 
@@ -134,7 +135,7 @@ class Catalog:
         return obj.model_dump(mode="json", exclude_none=True)
 
 
-def literal_errors(catalog: "Catalog", action: str, name: str, value: Any, ctx: ParamContext | None) -> list[str]:
+def literal_errors(catalog: Catalog, action: str, name: str, value: Any, ctx: ParamContext | None) -> list[str]:
     """Errors of one literal parameter value (ranges, enums, types) — for load-time checks of rules."""
     model = catalog.models.get(action)
     if model is None or name not in model.model_fields:

@@ -9,8 +9,9 @@ this table only says which decision asked for what and how it ended.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from sqlalchemy import JSON, Column, DateTime, MetaData, String, Table, bindparam, insert, select, update
 
@@ -63,7 +64,7 @@ class DecisionStore(SharedStore):
     def __init__(self, url: str, *, clock: Callable[[], dt.datetime] | None = None):
         self.db = open_db(url)
         ensure_tables(metadata, self.db)
-        self.clock = clock or (lambda: dt.datetime.now(dt.timezone.utc))
+        self.clock = clock or (lambda: dt.datetime.now(dt.UTC))
         d = self.db.dialect  # statements compiled once (see `engine.storage.Compiled`)
         self._insert = Compiled(insert(decisions).values({k: bindparam(f"v_{k}") for k in _COLS}), d)
         self._get = Compiled(select(decisions).where(decisions.c.id == bindparam("w_id")), d)

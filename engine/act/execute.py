@@ -24,14 +24,14 @@ import dataclasses
 import datetime as dt
 import hashlib
 import json
+from collections.abc import Callable, Mapping
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from typing import Any, Callable, Literal, Mapping
+from typing import Any, Literal
 
 from engine.act.connectors.base import Connector, PermanentError, TransientError
 from engine.act.connectors.resilience import CIRCUIT_OPEN
-from engine.act.ledger import (CHAIN_FINAL, ChainRecord, ExecutionRecord, Ledger, canonical_json,
-                               idempotency_key)
+from engine.act.ledger import CHAIN_FINAL, ChainRecord, ExecutionRecord, Ledger, canonical_json, idempotency_key
 from engine.errors import RulebridgeError
 from engine.storage import utc as _utc
 
@@ -126,7 +126,7 @@ def _as_stored(value: Any) -> Any:
 
 
 def _utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 def plan_of(steps: list[Step]) -> tuple[list[dict[str, Any]], str]:

@@ -22,11 +22,27 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
-from typing import Any, Callable, Collection, TypeVar
+from typing import Any, TypeVar
 
-from sqlalchemy import (JSON, Boolean, Column, DateTime, Index, Integer, MetaData, String, Table, Text, bindparam,
-                        insert, or_, select, update)
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    bindparam,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError, OperationalError
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
 
@@ -310,12 +326,11 @@ class Ledger(SharedStore):
         def go() -> tuple[ChainRecord, bool]:
             found: ChainRecord | None
             try:
-                with self._tx() as c:
-                    with self._savepoint(c):
-                        self._q.open_chain.run(c, {
-                            "v_decision_id": decision_id, "v_chain_id": chain_id, "v_agent": agent,
-                            "v_status": "running", "v_plan": plan, "v_plan_hash": plan_hash, "v_started_at": now,
-                            "v_updated_at": now})
+                with self._tx() as c, self._savepoint(c):
+                    self._q.open_chain.run(c, {
+                        "v_decision_id": decision_id, "v_chain_id": chain_id, "v_agent": agent,
+                        "v_status": "running", "v_plan": plan, "v_plan_hash": plan_hash, "v_started_at": now,
+                        "v_updated_at": now})
                 # the row as written, without reading it back (JSON as stored, times as read: with a zone)
                 at = _utc(now)
                 return ChainRecord(decision_id, chain_id, agent, "running", _as_stored(plan), plan_hash, None, None,
@@ -376,13 +391,12 @@ class Ledger(SharedStore):
         """
         def go() -> Claim:
             try:
-                with self._tx() as c:
-                    with self._savepoint(c):
-                        self._q.claim.run(c, {
-                            "v_key": key, "v_decision_id": decision_id, "v_chain_id": chain_id, "v_step": step,
-                            "v_action": action, "v_params": params, "v_connector": connector,
-                            "v_compensates": compensates, "v_status": "started", "v_retryable": False,
-                            "v_reconciled": False, "v_attempts": 1, "v_agent": agent, "v_started_at": now})
+                with self._tx() as c, self._savepoint(c):
+                    self._q.claim.run(c, {
+                        "v_key": key, "v_decision_id": decision_id, "v_chain_id": chain_id, "v_step": step,
+                        "v_action": action, "v_params": params, "v_connector": connector,
+                        "v_compensates": compensates, "v_status": "started", "v_retryable": False,
+                        "v_reconciled": False, "v_attempts": 1, "v_agent": agent, "v_started_at": now})
                 # the row as written, without reading it back (JSON as stored, times as read: with a zone)
                 return Claim(True, ExecutionRecord(key, decision_id, chain_id, step, action, _as_stored(params),
                                                    connector,

@@ -150,7 +150,7 @@ def _convert(obj: Any, where: str, depth: int) -> Any:
         # An integral decimal becomes an int; any other stays exact as text (a float would round).
         return int(obj) if obj == obj.to_integral_value() else str(obj)
     if isinstance(obj, dt.datetime):
-        return (obj.astimezone(dt.timezone.utc) if obj.tzinfo else obj).isoformat()
+        return (obj.astimezone(dt.UTC) if obj.tzinfo else obj).isoformat()
     if isinstance(obj, (dt.date, dt.time)):
         return obj.isoformat()
     if isinstance(obj, (UUID, PurePath)):

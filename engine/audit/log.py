@@ -27,13 +27,30 @@ import re
 import secrets
 import threading
 import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, ContextManager, Iterable, Iterator, Sequence, TextIO
+from typing import Any, ContextManager, TextIO
 
-from sqlalchemy import (BigInteger, Column, Integer, MetaData, String, Table, Text, bindparam, create_engine, event,
-                        func, insert, inspect, select, type_coerce, update)
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    bindparam,
+    create_engine,
+    event,
+    func,
+    insert,
+    inspect,
+    select,
+    type_coerce,
+    update,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Connection
 from sqlalchemy.engine import Engine as SAEngine
@@ -44,8 +61,18 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait
 from engine.errors import shown
 
 from .canonical import AuditError, Native, canonical_json, check_json_native
-from .chain import (GENESIS, SCHEMA_VERSION, AuditEvent, ChainChecker, Head, VerifyReport, event_hash, hashed_text,
-                    sign, sign_head)
+from .chain import (
+    GENESIS,
+    SCHEMA_VERSION,
+    AuditEvent,
+    ChainChecker,
+    Head,
+    VerifyReport,
+    event_hash,
+    hashed_text,
+    sign,
+    sign_head,
+)
 
 HMAC_ENV = "RULEBRIDGE_AUDIT_HMAC_KEY"
 MIN_KEY_BYTES = 16
@@ -146,16 +173,16 @@ def utc_text(value: dt.datetime | dt.date | str, *, what: str = "time") -> str:
         value = parsed
     if isinstance(value, dt.datetime):
         if value.tzinfo is None:
-            value = value.replace(tzinfo=dt.timezone.utc)
+            value = value.replace(tzinfo=dt.UTC)
     elif isinstance(value, dt.date):
-        value = dt.datetime(value.year, value.month, value.day, tzinfo=dt.timezone.utc)
+        value = dt.datetime(value.year, value.month, value.day, tzinfo=dt.UTC)
     else:
         raise AuditError(f"{what} must be a datetime, a date or ISO text", code="audit_bad_time")
-    return value.astimezone(dt.timezone.utc).isoformat(timespec="microseconds")
+    return value.astimezone(dt.UTC).isoformat(timespec="microseconds")
 
 
 def _utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 def _new_id() -> str:
@@ -389,7 +416,7 @@ class AuditLog:
             raise
 
     @classmethod
-    def from_env(cls, url: str, **kw: Any) -> "AuditLog":
+    def from_env(cls, url: str, **kw: Any) -> AuditLog:
         """A log that signs with the key in `RULEBRIDGE_AUDIT_HMAC_KEY` (unsigned when it is unset)."""
         return cls(url, hmac_key=hmac_key_from_env(), **kw)
 
@@ -420,7 +447,7 @@ class AuditLog:
             _checkpointer.forget(self._wal_file)
         self.db.dispose()
 
-    def __enter__(self) -> "AuditLog":
+    def __enter__(self) -> AuditLog:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -514,13 +541,13 @@ class AuditLog:
         return events
 
     # -- one transaction shared with the other stores of the same database ----------------------------
-    def unit(self) -> ContextManager["Unit"]:
+    def unit(self) -> ContextManager[Unit]:
         """A unit of work on this log's database for the current thread (see `Unit`); nested
         calls join the unit already open. Leaving it commits what is still open."""
         return self._unit_scope()
 
     @contextmanager
-    def _unit_scope(self) -> Iterator["Unit"]:
+    def _unit_scope(self) -> Iterator[Unit]:
         u = getattr(self._tls, "unit", None)
         if u is not None:
             yield u
@@ -537,7 +564,7 @@ class AuditLog:
             self._tls.unit = None
             u.close()
 
-    def current_unit(self) -> "Unit | None":
+    def current_unit(self) -> Unit | None:
         """The unit of work open in this thread, or None."""
         return getattr(self._tls, "unit", None)
 
@@ -691,7 +718,7 @@ class _DriverConnection:
     times SQLite's own work on these one-row statements. Core statements (`execute`) and
     savepoints go through SQLAlchemy as usual."""
 
-    __slots__ = ("sa", "raw", "_errors")
+    __slots__ = ("_errors", "raw", "sa")
 
     def __init__(self, sa: Connection):
         import sqlite3

@@ -23,11 +23,12 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import cached_property
 from fnmatch import fnmatchcase
+from functools import cached_property
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from engine.errors import DiagnosticSink, LoadError, Span, suggest_help
 from engine.lang.source import LDict, LList, LStr, load_yaml, span_of
@@ -222,7 +223,7 @@ class Masker:
         return out
 
     @classmethod
-    def load(cls, path: Path | str, *, text: str | None = None) -> "Masker":
+    def load(cls, path: Path | str, *, text: str | None = None) -> Masker:
         """Load masking rules; every problem is a diagnostic with file:line:col (`LoadError`)."""
         sink = DiagnosticSink()
         masker = parse_masker(load_yaml(path, sink, text=text), str(path), sink)

@@ -11,7 +11,8 @@ from __future__ import annotations
 import csv
 import json
 from collections import defaultdict
-from typing import Any, Iterable, TextIO
+from collections.abc import Iterable
+from typing import Any, TextIO
 
 from sqlalchemy import func, select
 

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from engine.errors import DiagnosticSink, LoadError
 from engine.storage import state_url

@@ -12,7 +12,7 @@ import sys
 import tempfile
 from enum import Enum
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -59,7 +59,7 @@ def _fail(code: str, message: str, fmt: Format = Format.text, exit_code: int | N
     raise typer.Exit(exit_code if exit_code is not None else EXIT_INPUT if code in _INPUT_CODES else EXIT_FINDINGS)
 
 
-def _open(workspace: Path, url: Optional[str], fmt: Format, *, corrupt: list[Any] | None = None) -> Any:
+def _open(workspace: Path, url: str | None, fmt: Format, *, corrupt: list[Any] | None = None) -> Any:
     """The log, read-only (a missing log is bad input, not an empty log), with the key from the env.
 
     With `corrupt`, a database file too damaged to open is not an error here: the `AuditError`
@@ -92,7 +92,7 @@ def _call(fmt: Format, fn: Any, *args: Any, **kw: Any) -> Any:
         _fail(exc.code, str(exc), fmt)
 
 
-def _anchor(text: Optional[str], fmt: Format) -> tuple[int, str] | None:
+def _anchor(text: str | None, fmt: Format) -> tuple[int, str] | None:
     if text is None:
         return None
     seq, _, digest = text.partition(":")
@@ -105,9 +105,9 @@ def _anchor(text: Optional[str], fmt: Format) -> tuple[int, str] | None:
 
 
 @audit_app.command("verify")
-def verify(workspace: Path = WorkspaceOpt, url: Optional[str] = UrlOpt, fmt: Format = FormatOpt,
-           limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Check only the first N events."),
-           anchor: Optional[str] = typer.Option(None, "--anchor", help="SEQ:HASH recorded earlier (e.g. the "
+def verify(workspace: Path = WorkspaceOpt, url: str | None = UrlOpt, fmt: Format = FormatOpt,
+           limit: int | None = typer.Option(None, "--limit", min=1, help="Check only the first N events."),
+           anchor: str | None = typer.Option(None, "--anchor", help="SEQ:HASH recorded earlier (e.g. the "
                                                 "head a previous run printed): the event must still have it.")
            ) -> None:
     """Check the database file, walk the hash chain and name the first broken event (exit 1), or
@@ -154,7 +154,7 @@ def verify(workspace: Path = WorkspaceOpt, url: Optional[str] = UrlOpt, fmt: For
 
 @audit_app.command("show")
 def show(decision_id: str = typer.Argument(..., help="The decision id (as returned by decide)."),
-         workspace: Path = WorkspaceOpt, url: Optional[str] = UrlOpt, fmt: Format = FormatOpt) -> None:
+         workspace: Path = WorkspaceOpt, url: str | None = UrlOpt, fmt: Format = FormatOpt) -> None:
     """The full trace of one decision: who decided, then every step with its time, agent and data."""
     with _open(workspace, url, fmt) as log:
         events = _call(fmt, log.trace, decision_id)
@@ -168,10 +168,10 @@ def show(decision_id: str = typer.Argument(..., help="The decision id (as return
 
 
 @audit_app.command("export")
-def export(workspace: Path = WorkspaceOpt, url: Optional[str] = UrlOpt,
+def export(workspace: Path = WorkspaceOpt, url: str | None = UrlOpt,
            fmt: ExportFormat = typer.Option(ExportFormat.jsonl, "--format", "-f", help="jsonl or csv."),
-           since: Optional[str] = SinceOpt, until: Optional[str] = UntilOpt,
-           output: Optional[Path] = typer.Option(None, "--output", "-o", help="A file (default: stdout).")) -> None:
+           since: str | None = SinceOpt, until: str | None = UntilOpt,
+           output: Path | None = typer.Option(None, "--output", "-o", help="A file (default: stdout).")) -> None:
     """Export events with their hashes and signatures, so they can be re-verified elsewhere."""
     from engine.audit.log import utc_text
 
@@ -196,8 +196,8 @@ def export(workspace: Path = WorkspaceOpt, url: Optional[str] = UrlOpt,
 
 
 @audit_app.command("stats")
-def stats(workspace: Path = WorkspaceOpt, url: Optional[str] = UrlOpt, fmt: Format = FormatOpt,
-          since: Optional[str] = SinceOpt, until: Optional[str] = UntilOpt) -> None:
+def stats(workspace: Path = WorkspaceOpt, url: str | None = UrlOpt, fmt: Format = FormatOpt,
+          since: str | None = SinceOpt, until: str | None = UntilOpt) -> None:
     """Decisions by source and outcome, per rule, per ruleset and per agent; events by step."""
     with _open(workspace, url, fmt) as log:
         s = _call(fmt, log.stats, since, until)

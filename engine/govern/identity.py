@@ -22,8 +22,9 @@ import re
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from sqlalchemy import Column, DateTime, MetaData, String, Table, Text, insert, select, update
 
@@ -91,7 +92,7 @@ class IdentityStore:
     def __init__(self, url: str, *, clock: Callable[[], dt.datetime] | None = None, refresh: float = 1.0):
         self.db = open_db(url)
         ensure_tables(metadata, self.db)
-        self.clock = clock or (lambda: dt.datetime.now(dt.timezone.utc))
+        self.clock = clock or (lambda: dt.datetime.now(dt.UTC))
         self.refresh = refresh
         self._lock = threading.Lock()
         self._snapshot: tuple[float, dict[str, tuple[str, str, str, bool]], dict[str, str]] | None = None

@@ -13,16 +13,31 @@ from __future__ import annotations
 import datetime as dt
 import json
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
-from sqlalchemy import (JSON, Column, DateTime, Index, MetaData, String, Table, Text, bindparam, delete, func, insert,
-                        select, update)
+from sqlalchemy import (
+    JSON,
+    Column,
+    DateTime,
+    Index,
+    MetaData,
+    String,
+    Table,
+    Text,
+    bindparam,
+    delete,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 
 from engine.errors import RulebridgeError, shown
-from engine.storage import (Compiled, SharedStore, default_url, ensure_tables, open_db, row_reader,  # noqa: F401
-                            utc as _utc)  # noqa: F401  (default_url: re-exported)
+from engine.storage import Compiled, SharedStore, default_url, ensure_tables, open_db, row_reader
+from engine.storage import utc as _utc
 
 __all__ = ["ReviewError", "ReviewItem", "ReviewQueue", "default_url"]
 
@@ -127,12 +142,12 @@ class ReviewQueue(SharedStore):
 
     def __init__(self, url: str, *, expire_after: dt.timedelta = dt.timedelta(hours=72),
                  clock: Callable[[], dt.datetime] | None = None,
-                 on_expired: Callable[[list["ReviewItem"]], None] | None = None):
+                 on_expired: Callable[[list[ReviewItem]], None] | None = None):
         self.url = url
         self.db = open_db(url)
         ensure_tables(metadata, self.db)
         self.expire_after = expire_after
-        self.clock = clock or (lambda: dt.datetime.now(dt.timezone.utc))
+        self.clock = clock or (lambda: dt.datetime.now(dt.UTC))
         self.on_expired = on_expired  # told of the items this queue expired (the engine audits them)
         d = self.db.dialect  # the enqueue path's statements, compiled once (see `engine.storage.Compiled`)
         self._insert = Compiled(insert(review_items).values({k: bindparam(f"v_{k}") for k in _COLS}), d)
@@ -169,9 +184,8 @@ class ReviewQueue(SharedStore):
                    "context": context, "created_at": now, "expires_at": now + self.expire_after, "reviewer": None,
                    "note": None, "decided_at": None, "approved": None, "approved_hash": None, "applied_at": None}
             try:
-                with self._tx() as c:
-                    with self._savepoint(c):
-                        self._insert.run(c, {f"v_{k}": v for k, v in row.items()})
+                with self._tx() as c, self._savepoint(c):
+                    self._insert.run(c, {f"v_{k}": v for k, v in row.items()})
                 # the item as written, without reading it back (JSON as stored, times with their zone)
                 for k in ("created_at", "expires_at"):
                     row[k] = _utc(row[k])
@@ -263,7 +277,7 @@ class ReviewQueue(SharedStore):
 
     def counts(self) -> dict[str, int]:
         self.expire()
-        out = {s: 0 for s in STATUSES}
+        out = dict.fromkeys(STATUSES, 0)
         with self._rx() as c:
             for status, n in c.execute(select(review_items.c.status, func.count())
                                        .group_by(review_items.c.status)):

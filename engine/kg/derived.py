@@ -147,7 +147,7 @@ class GraphContext:
     reads: Any = None
     _prop_iris: dict[str, str] = field(default_factory=dict)
 
-    def for_case(self, reads: Any) -> "GraphContext":
+    def for_case(self, reads: Any) -> GraphContext:
         return GraphContext(self.store, self.queries, self.schema, self.algorithms, reads, self._prop_iris)
 
     def prop_iri(self, name: str) -> str | None:

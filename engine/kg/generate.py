@@ -24,9 +24,9 @@ import random
 import sys
 import time
 import unicodedata
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
 
 BW = "https://brightwater.example/ontology#"
 BWD = "https://brightwater.example/id/"

@@ -27,7 +27,8 @@ import datetime as dt
 import json
 import threading
 import uuid
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import httpx
 

@@ -36,7 +36,7 @@ class Reads:
 
 
 class _Walker:
-    __slots__ = ("store", "entities", "reads")
+    __slots__ = ("entities", "reads", "store")
 
     def __init__(self, store: Any, reads: Reads):
         self.store = store

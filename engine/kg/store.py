@@ -42,9 +42,10 @@ import math
 import re
 import threading
 import urllib.parse
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from engine.errors import RulebridgeError
 from engine.model import IRI
@@ -269,7 +270,7 @@ def _check_name(name: str) -> None:
 
 
 def _now(at: dt.datetime | None) -> str:
-    return (at or dt.datetime.now(dt.timezone.utc)).isoformat()
+    return (at or dt.datetime.now(dt.UTC)).isoformat()
 
 
 def _limit(max_matches: int | None) -> str:
@@ -337,7 +338,7 @@ class ReadCache:
     stale entry: it writes into the map it started with, which the update has replaced. At most
     `size` entries (then it starts over), so memory stays flat; `size = 0` turns it off."""
 
-    __slots__ = ("size", "map")
+    __slots__ = ("map", "size")
 
     def __init__(self, size: int = 100_000):
         self.size = size
@@ -384,7 +385,7 @@ class OxigraphStore:
         self._write_lock = threading.RLock()
 
     @classmethod
-    def from_files(cls, files: list[Path], *, path: Path | None = None) -> "OxigraphStore":
+    def from_files(cls, files: list[Path], *, path: Path | None = None) -> OxigraphStore:
         """Load RDF files into a new store (in memory, or a new on-disk store at `path`)."""
         import pyoxigraph as ox
 
@@ -405,7 +406,7 @@ class OxigraphStore:
         return out
 
     @classmethod
-    def open(cls, path: Path) -> "OxigraphStore":
+    def open(cls, path: Path) -> OxigraphStore:
         """Open an existing on-disk store built by `from_files(..., path=...)`."""
         import pyoxigraph as ox
 
@@ -560,7 +561,7 @@ class RdflibStore:
         self._write_lock = threading.RLock()
 
     @classmethod
-    def from_files(cls, files: list[Path]) -> "RdflibStore":
+    def from_files(cls, files: list[Path]) -> RdflibStore:
         from rdflib import Dataset
 
         ds = Dataset()

@@ -108,7 +108,7 @@ class ActionSpec:
     params: dict[str, ParamSpec]
     span: Span | None = None
     inverse: InverseSpec | None = None
-    preconditions: list["RawCondition"] = field(default_factory=list)
+    preconditions: list[RawCondition] = field(default_factory=list)
     execute: ExecBinding | None = None
     # The parameters naming the entities this action changes, each `case` (it must be the case's
     # own entity) or `any` (another entity is allowed; the gate checks it on its own facts).

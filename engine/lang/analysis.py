@@ -66,7 +66,7 @@ def implies(b: Atom, a: Atom) -> bool:
     (_, bop, bv), (_, aop, av) = b, a
     try:
         if bop == "==":
-            return _holds(aop, bv, av) and type(bv) is type(av) or (bop, bv) == (aop, av)
+            return (_holds(aop, bv, av) and type(bv) is type(av)) or (bop, bv) == (aop, av)
         if bop == aop and bv == av:
             return True
         if aop in ("<", "<=") and bop in ("<", "<="):

@@ -7,14 +7,13 @@ and per-step `kinds`) and reports problems with "did you mean" suggestions.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from engine.errors import DiagnosticSink, suggest_help
 
 from .expr import COMPREHENSIONS, Arith, BoolOp, Call, Compare, Comprehension, ListLit, Lit, Node, Path, Unary
-from .types import (ANY, BOOLEAN, DATE, NULL, NUMBER, STRING, Schema, Type, compatible, list_of,
-                    orderable)
+from .types import ANY, BOOLEAN, DATE, NULL, NUMBER, STRING, Schema, Type, compatible, list_of, orderable
 
 
 @dataclass
@@ -23,10 +22,10 @@ class Scope:
 
     roots: dict[str, Type]  # case, derived names, params, loop variables
     aliases: dict[str, Path] = field(default_factory=dict)  # fact bindings: name -> checked path
-    derived_fns: dict[str, "DerivedSignature"] = field(default_factory=dict)
+    derived_fns: dict[str, DerivedSignature] = field(default_factory=dict)
     allow_derived_calls: bool = False
 
-    def child(self, var: str, t: Type) -> "Scope":
+    def child(self, var: str, t: Type) -> Scope:
         roots = dict(self.roots)
         roots[var] = t
         aliases = {k: v for k, v in self.aliases.items() if k != var}
@@ -41,7 +40,7 @@ class DerivedSignature:
     """How the checker types a call to a graph function (`ask`, `approval_chain`, ...)."""
 
     name: str
-    check: Callable[["Checker", Call, list[Type]], Type]
+    check: Callable[[Checker, Call, list[Type]], Type]
     doc: str = ""
 
 
@@ -422,7 +421,7 @@ BUILTIN_SIGNATURES: dict[str, Callable[[Checker, Call, list[Type]], Type]] = {
     "date": _sig_date,
     "exists": _sig_exists,
     "coalesce": _sig_coalesce,
-    **{k: _sig_list_agg for k in ("sum", "count", "min", "max", "all", "any", "first")},
+    **dict.fromkeys(("sum", "count", "min", "max", "all", "any", "first"), _sig_list_agg),
 }
 _KNOWN_CALLS = tuple(BUILTIN_SIGNATURES)
 assert set(COMPREHENSIONS) - {"list"} <= set(BUILTIN_SIGNATURES)

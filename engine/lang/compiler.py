@@ -13,9 +13,10 @@ import functools
 import hashlib
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path as FsPath
-from typing import Any, Callable
+from typing import Any
 
 from engine.errors import DiagnosticSink, Span, suggest_help
 from engine.model import as_of_date
@@ -121,7 +122,7 @@ class TrieEdge:
 
     kind: str  # field | one | many
     prop: str | None  # property IRI for graph steps
-    children: dict[str, "TrieEdge"] = field(default_factory=dict)
+    children: dict[str, TrieEdge] = field(default_factory=dict)
 
 
 @dataclass

@@ -12,8 +12,9 @@ import ast
 import json
 import math
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from engine.errors import DiagnosticSink, Span
 
@@ -40,7 +41,7 @@ class Node:
     span: Span
     type: Type | None = None
 
-    def children(self) -> list["Node"]:
+    def children(self) -> list[Node]:
         return []
 
 

@@ -32,7 +32,7 @@ def kind_of(v: Any) -> str | None:
     t = type(v)
     if t is bool:
         return "boolean"
-    if t is int or (t is float and v == v):  # noqa: PLR0124 - NaN alone is unequal
+    if t is int or (t is float and v == v):
         return "number"
     if t is str:
         return "string"
@@ -49,7 +49,7 @@ def kind_of(v: Any) -> str | None:
 
 def is_unknown(v: Any) -> bool:
     """Whether a value is unknown: null, or a NaN number (it orders and equals nothing)."""
-    return v is None or (type(v) is float and v != v)  # noqa: PLR0124 - NaN alone is unequal
+    return v is None or (type(v) is float and v != v)
 
 
 def _norm(v: Any) -> Any:

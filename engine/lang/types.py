@@ -17,8 +17,8 @@ class Type:
 
     kind: str  # string | number | boolean | date | null | any | ref | list | object
     cls: str | None = None  # for ref
-    elem: "Type | None" = None  # for list
-    fields: tuple[tuple[str, "Type"], ...] = ()  # for object
+    elem: Type | None = None  # for list
+    fields: tuple[tuple[str, Type], ...] = ()  # for object
     optional: bool = False
 
     def __str__(self) -> str:
@@ -34,7 +34,7 @@ class Type:
     def is_scalar(self) -> bool:
         return self.kind in SCALARS
 
-    def field_map(self) -> dict[str, "Type"]:
+    def field_map(self) -> dict[str, Type]:
         return dict(self.fields)
 
 

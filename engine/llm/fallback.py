@@ -15,8 +15,9 @@ import json
 import re
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Callable, Literal, Union
+from typing import Annotated, Any, Literal
 
 import pybreaker
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
@@ -34,7 +35,6 @@ from engine.proposals import Proposal
 from .config import LLMConfig
 from .models import Messages, Model, ModelError, ReplayModel, Reply, prompt_hash
 from .prompt import repair_message
-
 
 _NoNul = AfterValidator(refuse_nul)
 _Name = Annotated[str, Field(max_length=200), _NoNul]
@@ -61,7 +61,7 @@ class _Escalate(BaseModel):
     reason: _Text
 
 
-_ANSWER = TypeAdapter(Annotated[Union[_Propose, _Escalate], Field(discriminator="decision")])
+_ANSWER = TypeAdapter(Annotated[_Propose | _Escalate, Field(discriminator="decision")])
 # The answers of one case together, as their `llm` audit event stores them: half of what an event
 # holds (`engine.audit.log.MAX_DATA_BYTES`), whatever `max_repairs` and `max_answer_bytes` allow.
 SESSION_ANSWER_BYTES = 2 * 1024 * 1024
@@ -143,14 +143,14 @@ class Budget:
                 self._calls.popleft()
             if len(self._calls) >= self.calls_per_minute:
                 raise ModelError("budget_exhausted", f"{self.calls_per_minute} model calls per minute reached")
-            day = dt.datetime.fromtimestamp(now, dt.timezone.utc).date().isoformat()
+            day = dt.datetime.fromtimestamp(now, dt.UTC).date().isoformat()
             if self._spent.get(day, 0.0) >= self.cost_per_day:
                 raise ModelError("budget_exhausted", f"the daily model budget of {self.cost_per_day} USD is spent")
             self._calls.append(now)
 
     def spend(self, cost: float) -> None:
         with self._lock:
-            day = dt.datetime.fromtimestamp(self.clock(), dt.timezone.utc).date().isoformat()
+            day = dt.datetime.fromtimestamp(self.clock(), dt.UTC).date().isoformat()
             self._spent[day] = self._spent.get(day, 0.0) + cost
 
 
@@ -224,7 +224,7 @@ class Fallback:
         return reply
 
     def session(self, messages: Messages, *, catalog: Catalog, permitted: list[str], ctx: ParamContext
-                ) -> "Session":
+                ) -> Session:
         return Session(self, list(messages), catalog, permitted, ctx)
 
 

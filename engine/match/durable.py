@@ -88,7 +88,7 @@ _KIND_OK = {
     "date": lambda v: type(v) is dt.date,
 }
 _registry_lock = threading.Lock()
-_networks: dict[str, "_Network"] = {}  # content hash -> network, shared process-wide
+_networks: dict[str, _Network] = {}  # content hash -> network, shared process-wide
 _name_counter = itertools.count()
 
 
@@ -224,7 +224,7 @@ def _bound(trie: dict) -> int:
 
 
 class _TrieNode:
-    __slots__ = ("children", "bound", "ne", "eq", "iv", "iv_max", "most")
+    __slots__ = ("bound", "children", "eq", "iv", "iv_max", "most", "ne")
 
     def __init__(self) -> None:
         self.children: dict[tuple, _TrieNode] = {}

@@ -19,8 +19,18 @@ from engine.act.connectors.base import PermanentError
 from engine.act.connectors.kg import KgConnector
 from engine.act.connectors.registry import build_connectors
 from engine.errors import DiagnosticSink
-from engine.kg.store import (EXECUTED, LEDGER_GRAPH, META_GRAPH, GraphUpdateError, OxigraphStore, RdflibStore,
-                             bind_variables, execution_iri, open_store, sparql_variables)
+from engine.kg.store import (
+    EXECUTED,
+    LEDGER_GRAPH,
+    META_GRAPH,
+    GraphUpdateError,
+    OxigraphStore,
+    RdflibStore,
+    bind_variables,
+    execution_iri,
+    open_store,
+    sparql_variables,
+)
 from engine.lang.actions import load_actions
 from engine.model import IRI
 from tests.brightwater import ROOT, workspace
@@ -28,7 +38,7 @@ from tests.brightwater import ROOT, workspace
 BW = "https://brightwater.example/ontology#"
 BWD = "https://brightwater.example/id/"
 INV1, INV2, EMP = BWD + "INV-1", BWD + "INV-2", BWD + "EMP-1"
-AT = dt.datetime(2026, 11, 2, 9, 30, tzinfo=dt.timezone.utc)
+AT = dt.datetime(2026, 11, 2, 9, 30, tzinfo=dt.UTC)
 
 DATA = """
 @prefix bw: <https://brightwater.example/ontology#> .

@@ -22,7 +22,7 @@ from engine.act.ledger import Ledger, idempotency_key
 from tests.act.records import BlindRecord, FailingRecord, SqliteRecord
 
 ROOT = Path(__file__).resolve().parents[2]
-T0 = dt.datetime(2026, 11, 1, 9, 0, tzinfo=dt.timezone.utc)
+T0 = dt.datetime(2026, 11, 1, 9, 0, tzinfo=dt.UTC)
 
 
 class Crash(BaseException):

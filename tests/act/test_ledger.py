@@ -11,7 +11,7 @@ import pytest
 from engine.act.catalog import proposal_hash
 from engine.act.ledger import Ledger, LedgerError, idempotency_key, proposal_digest
 
-T0 = dt.datetime(2026, 11, 1, 9, 0, tzinfo=dt.timezone.utc)
+T0 = dt.datetime(2026, 11, 1, 9, 0, tzinfo=dt.UTC)
 PARAMS = {"account": "A1", "amount": 40}
 
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
-START = dt.datetime(2026, 11, 1, 9, 0, tzinfo=dt.timezone.utc)
+START = dt.datetime(2026, 11, 1, 9, 0, tzinfo=dt.UTC)
 KEY = b"audit-test-key-0123456789abcdef!"
 
 

@@ -149,7 +149,7 @@ def test_trace_events_window_and_export_round_trip(make_log):
     assert [e.step for e in log.trace("D-00002")] == ["received", "facts", "matched", "decided"]
     assert log.trace("D-404") == []
     assert len(list(log.events())) == 20
-    window = list(log.events(since="2026-11-01T09:01", until=dt.datetime(2026, 11, 1, 9, 3, tzinfo=dt.timezone.utc)))
+    window = list(log.events(since="2026-11-01T09:01", until=dt.datetime(2026, 11, 1, 9, 3, tzinfo=dt.UTC)))
     assert {e.decision_id for e in window} == {"D-00001", "D-00002"}
     zoned = list(log.events(since="2026-11-01T10:02:00+01:00"))  # 09:02 UTC
     assert {e.decision_id for e in zoned} == {"D-00002", "D-00003", "D-00004"}
@@ -379,15 +379,13 @@ def test_an_atomic_block_of_a_unit_rolls_back_its_own_writes_only(make_log):
     """`Unit.atomic`: what the block appended is undone when it fails (the head too); what the unit
     wrote before it commits as usual, and the next append continues the chain from there."""
     log = make_log(hmac_key=KEY)
-    with pytest.raises(RuntimeError, match="the block fails after its writes"):
-        with log.unit() as u:
-            log.append("D-1", "received", "ops", {"n": 1})
-            with u.atomic():
-                log.append_many(decision(2))
-                raise RuntimeError("the block fails after its writes")
+    with pytest.raises(RuntimeError, match="the block fails after its writes"), log.unit() as u:
+        log.append("D-1", "received", "ops", {"n": 1})
+        with u.atomic():
+            log.append_many(decision(2))
+            raise RuntimeError("the block fails after its writes")
     assert [e.decision_id for e in log.events()] == ["D-1"]
     assert log.head().seq == 1 and log.verify().ok
-    with log.unit() as u:
-        with u.atomic():
-            log.append("D-3", "received", "ops", {"n": 3})
+    with log.unit() as u, u.atomic():
+        log.append("D-3", "received", "ops", {"n": 3})
     assert log.head().seq == 2 and log.verify().ok

@@ -31,8 +31,9 @@ import collections
 import json
 import random
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 from sqlalchemy import delete, insert, select, update

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from engine.act.execute import Step
 from engine.act.ledger import CHAIN_FINAL, Ledger, idempotency_key

@@ -28,10 +28,11 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
@@ -220,7 +221,7 @@ def test_crash_recovery_sqlite(tmp_path, capsys):
     assert tally.runs == RUNS
     # every kill point was reached in some run (a point never reached would test nothing)
     assert set(tally.killed) == set(KILL_POINTS) or RUNS < 3 * len(KILL_POINTS), tally.killed
-    assert tally.reconciled > 0 and tally.retried > 0 and tally.recovered_chains > 0 or RUNS < 3 * len(KILL_POINTS)
+    assert (tally.reconciled > 0 and tally.retried > 0 and tally.recovered_chains > 0) or RUNS < 3 * len(KILL_POINTS)
     tally.assert_clean()
 
 

@@ -36,7 +36,6 @@ import pytest
 import yaml
 
 from engine.errors import CaseError
-
 from engine.lang.checker import expand_iri
 from engine.lang.semantics import to_json_value
 from tests.rulesets import compile_ruleset, engine_for, mini_workspace

@@ -13,7 +13,7 @@ from engine.govern.review import ReviewError, ReviewQueue
 from engine.llm.models import ScriptedModel
 from tests.brightwater import BWD, answer, discount_case, engine
 
-T0 = dt.datetime(2026, 11, 1, 9, 0, tzinfo=dt.timezone.utc)
+T0 = dt.datetime(2026, 11, 1, 9, 0, tzinfo=dt.UTC)
 
 
 class Clock:

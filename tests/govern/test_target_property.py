@@ -30,7 +30,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from engine.demo import _instances, sample_cases
-from engine.govern.verify import Accept, Deny, Review
+from engine.govern.verify import Accept, Deny
 from engine.kg.resolver import Reads, resolve_params
 from engine.lang.semantics import truth
 from engine.model import Case

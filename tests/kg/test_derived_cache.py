@@ -117,8 +117,8 @@ def test_the_cache_is_bounded_and_can_be_turned_off():
 def test_a_bad_read_cache_setting_is_a_config_error(tmp_path):
     import shutil
 
-    from tests.conftest import MINI
     from engine.workspace import load_workspace
+    from tests.conftest import MINI
 
     ws_dir = tmp_path / "ws"
     shutil.copytree(MINI, ws_dir)

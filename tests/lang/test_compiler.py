@@ -10,8 +10,6 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-import pytest
-
 from engine.lang.actions import ActionCatalog, ActionSpec, ParamSpec
 from engine.lang.types import list_of, ref
 from tests.rulesets import compile_ruleset, mini_context

@@ -38,9 +38,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from engine.act.catalog import ValidationError
-from engine.lang.checker import expand_iri
 from engine.demo import _instances, sample_cases
 from engine.govern.verify import Accept
+from engine.lang.checker import expand_iri
 from engine.llm.models import ScriptedModel
 from engine.pipeline import OUTCOMES
 from engine.proposals import Proposal

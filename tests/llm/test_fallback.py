@@ -10,8 +10,16 @@ import json
 import pytest
 
 from engine.llm.fallback import parse_answer
-from engine.llm.models import (LiteLLMModel, ModelError, RecordingModel, ReplayModel, ResponseFile, ScriptedModel,
-                               blocked_live_calls, prompt_hash)
+from engine.llm.models import (
+    LiteLLMModel,
+    ModelError,
+    RecordingModel,
+    ReplayModel,
+    ResponseFile,
+    ScriptedModel,
+    blocked_live_calls,
+    prompt_hash,
+)
 from tests.brightwater import BWD, answer, discount_case, engine, escalation, workspace
 
 MODEL = "openai/gpt-4o-mini"

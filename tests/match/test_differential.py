@@ -9,7 +9,6 @@ frequent, with missing and null values mixed in.
 
 from __future__ import annotations
 
-import datetime as dt
 import itertools
 import json
 from pathlib import Path

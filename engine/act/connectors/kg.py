@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from engine.errors import DiagnosticSink, Span, did_you_mean, suggest_help
 from engine.kg.store import GraphStore, GraphUpdateError, sparql_code, sparql_variables
@@ -86,7 +87,7 @@ class KgConnector:
         self.name = name
         self.store = store
         self.prefixes = dict(prefixes or {})
-        self.clock = clock or (lambda: dt.datetime.now(dt.timezone.utc))
+        self.clock = clock or (lambda: dt.datetime.now(dt.UTC))
         self.specs: dict[str, ActionSpec] = {}
         self.templates: dict[str, GraphTemplate] = {}
         for spec in actions.actions.values():

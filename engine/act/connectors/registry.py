@@ -40,8 +40,9 @@ import site
 import sys
 import sysconfig
 import threading
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from engine.errors import DiagnosticSink, RulebridgeError, Span, shown, suggest_help
 from engine.lang.actions import ActionCatalog

@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from typing import Any, Callable, TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import pybreaker
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
@@ -95,7 +96,7 @@ class Resilient:
         if self._state.state != pybreaker.STATE_OPEN:
             return
         opened = self._state.opened_at
-        left = self.breaker.reset_timeout - ((dt.datetime.now(dt.timezone.utc) - opened).total_seconds()
+        left = self.breaker.reset_timeout - ((dt.datetime.now(dt.UTC) - opened).total_seconds()
                                             if opened else self.breaker.reset_timeout)
         if left > 0:
             raise TransientError(f"connector `{self.name}`: circuit open after {self.breaker.fail_max} failures "

@@ -26,10 +26,12 @@ from __future__ import annotations
 import datetime as dt
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
-from sqlalchemy import Column, DateTime, MetaData, String, Table, create_engine, exc as sa_exc, insert, select, text
+from sqlalchemy import Column, DateTime, MetaData, String, Table, create_engine, insert, select, text
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Engine as SAEngine
 from sqlalchemy.sql.elements import TextClause
 
@@ -133,7 +135,7 @@ class SqlConnector:
         self.name = name
         self.url = url
         self.timeout = float(timeout)
-        self.clock = clock or (lambda: dt.datetime.now(dt.timezone.utc))
+        self.clock = clock or (lambda: dt.datetime.now(dt.UTC))
         self.db = engine or create_engine(url, future=True, pool_pre_ping=True, connect_args=self._connect_args(url))
         self.specs: dict[str, ActionSpec] = {}
         self.templates: dict[str, SqlTemplate] = {}
