@@ -15,7 +15,7 @@ _NAMES = {
     "LoadError": "engine.errors", "RulebridgeError": "engine.errors", "Span": "engine.errors",
     "Case": "engine.model", "Decision": "engine.decision", "Proposal": "engine.proposals",
 }
-__all__ = sorted(_NAMES)
+__all__ = sorted(_NAMES)  # noqa: PLE0605 - computed from the table above, so the two cannot drift
 __version__ = "0.1.0"
 
 

@@ -48,7 +48,7 @@ def _same(want: Any, got: Any, prefixes: dict[str, str]) -> bool:
     if isinstance(want, (int, float)) and isinstance(got, (int, float)) and not isinstance(want, bool):
         return abs(want - got) < 1e-9
     if isinstance(want, list) and isinstance(got, list):
-        return len(want) == len(got) and all(_same(w, g, prefixes) for w, g in zip(want, got))
+        return len(want) == len(got) and all(_same(w, g, prefixes) for w, g in zip(want, got, strict=True))
     return want == got
 
 

@@ -70,7 +70,8 @@ def _annotation(t: Type, p: ParamSpec | None, name: str) -> Any:
     """The pydantic annotation for one rule-language type."""
     k = t.kind
     if k == "ref":
-        return Annotated[str, Strict(), Field(min_length=1, max_length=2000, description=f"the IRI of a {t.cls} in the knowledge graph"),
+        return Annotated[str, Strict(), Field(min_length=1, max_length=2000,
+                                              description=f"the IRI of a {t.cls} in the knowledge graph"),
                          AfterValidator(refuse_nul), AfterValidator(_iri_validator(t.cls or ""))]
     if k == "number":
         kw: dict[str, Any] = {"allow_inf_nan": False}

@@ -363,7 +363,7 @@ class Executor:
                 return self._unsure(connector, rec, exc)
             # refused by the open circuit before reaching the system: certainly not done
             return self._end(rec, "failed", error_code=exc.code, error_message=str(exc))
-        except Exception as exc:  # a bug in the connector: it may have acted before failing
+        except Exception as exc:  # noqa: BLE001 - a bug in the connector: it may have acted before failing
             return self._unsure(connector, rec, exc)
         return self._end(rec, "done", result=_jsonable(result))
 
@@ -373,7 +373,8 @@ class Executor:
         answer = self._status(connector, rec.key)
         code = getattr(exc, "code", "connector_error")
         if answer == "done":
-            return self._end(rec, "done", reconciled=True, error_code=code, error_message=f"confirmed done after: {exc}")
+            return self._end(rec, "done", reconciled=True, error_code=code,
+                             error_message=f"confirmed done after: {exc}")
         if answer == "not_done":
             return self._end(rec, "failed", error_code=code, error_message=str(exc))
         return self._end(rec, "needs_review", error_code="status_unknown",
@@ -427,7 +428,7 @@ class Executor:
     def _status(connector: Connector, key: str) -> str:
         try:
             answer = connector.status(key)
-        except Exception:  # a connector that cannot answer cannot confirm anything
+        except Exception:  # noqa: BLE001 - a connector that cannot answer cannot confirm anything
             return "unknown"
         return answer if answer in ("done", "not_done") else "unknown"
 

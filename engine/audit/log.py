@@ -28,10 +28,10 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager, nullcontext, suppress
+from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ContextManager, TextIO
+from typing import Any, TextIO
 
 from sqlalchemy import (
     BigInteger,
@@ -421,10 +421,8 @@ class AuditLog:
         return cls(url, hmac_key=hmac_key_from_env(), **kw)
 
     def _create(self) -> None:
-        try:
+        with suppress(ProgrammingError, IntegrityError):  # PostgreSQL: another process created them just now
             metadata.create_all(self.db)
-        except (ProgrammingError, IntegrityError):  # PostgreSQL: another process created them just now
-            pass
         if not _has_head_sig(self.db):  # a log made before heads were signed
             try:
                 with self.db.begin() as c:
@@ -535,13 +533,13 @@ class AuditLog:
                                      prev, digest, sig))
             # INVARIANT: in the order of EVENT_COLUMNS (the table's column order)
             row = (seq, eid, SCHEMA_VERSION, ts, p.decision_id, p.step, p.agent, p.text, prev, digest, sig)
-            rows.append(row if self._insert_tuples else self._insert.args(dict(zip(EVENT_COLUMNS, row))))
+            rows.append(row if self._insert_tuples else self._insert.args(dict(zip(EVENT_COLUMNS, row, strict=True))))
             prev = digest
         c.exec_driver_sql(self._insert.sql, rows if len(rows) > 1 else rows[0])
         return events
 
     # -- one transaction shared with the other stores of the same database ----------------------------
-    def unit(self) -> ContextManager[Unit]:
+    def unit(self) -> AbstractContextManager[Unit]:
         """A unit of work on this log's database for the current thread (see `Unit`); nested
         calls join the unit already open. Leaving it commits what is still open."""
         return self._unit_scope()
@@ -793,7 +791,7 @@ class Unit:
             c = self._begin()
         return c
 
-    def savepoint(self, c: Any) -> ContextManager[Any]:
+    def savepoint(self, c: Any) -> AbstractContextManager[Any]:
         """Around a statement whose failure (a duplicate key) the caller handles: PostgreSQL aborts
         the whole transaction on an error, unless it happened inside a savepoint; SQLite undoes
         only the failed statement."""
@@ -897,10 +895,8 @@ class Unit:
     def settle(self) -> None:
         """After a failure in the unit's body: commit what was written if the database still can
         (else it is rolled back); never raises over the body's error."""
-        try:
+        with suppress(Exception):  # the body's error is the one raised
             self.flush()
-        except Exception:  # noqa: BLE001 - the body's error is the one raised
-            pass
 
 
 def _stored_rows(c: Connection, batch: int) -> Iterator[Any]:

@@ -170,7 +170,7 @@ def _map_children(node: Any, fn: Callable[[str, Any], Any]) -> Any:
         return out if changed else node
     if isinstance(node, list):
         items = [fn(str(i), v) for i, v in enumerate(node)]
-        return items if any(a is not b for a, b in zip(items, node)) else node
+        return items if any(a is not b for a, b in zip(items, node, strict=True)) else node
     return node
 
 

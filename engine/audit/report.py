@@ -76,7 +76,7 @@ def decision_stats(log: Any, since: Any = None, until: Any = None) -> dict[str, 
     cols = [latest.c[k] for k in (*keys, "agent")]
     decided = select(*cols, func.count().label("n")).where(latest.c.rn == 1).group_by(*cols)
     with log._reader() as c:
-        steps = {step: n for step, n in c.execute(by_step)}
+        steps: dict[str, int] = dict(c.execute(by_step).all())
         groups = c.execute(decided).all()
     out: dict[str, Any] = {
         "since": None if since is None else utc_text(since), "until": None if until is None else utc_text(until),

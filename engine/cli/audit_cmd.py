@@ -75,7 +75,7 @@ def _open(workspace: Path, url: str | None, fmt: Format, *, corrupt: list[Any] |
             typer.echo(render_json(exc.diagnostics))
         else:
             err.print(render_text(exc.diagnostics), markup=False)
-        raise typer.Exit(EXIT_FINDINGS)
+        raise typer.Exit(EXIT_FINDINGS) from None
     except AuditError as exc:
         if corrupt is not None and exc.code == "db_corrupt":
             corrupt.append(exc)
@@ -253,18 +253,18 @@ def _step_lines(step: str, d: dict[str, Any]) -> list[str]:
     if step == "received":
         case = d.get("case", {})
         return [f"case {case.get('type')} {_j(case.get('payload'))}",
-                f"ruleset {d.get('ruleset')} · rules {d.get('rule_revision')} · graph {d.get('graph_revision')}"
-                f" · as of {d.get('as_of')}"]
+                (f"ruleset {d.get('ruleset')} · rules {d.get('rule_revision')} · graph {d.get('graph_revision')}"
+                 f" · as of {d.get('as_of')}")]
     if step == "facts":
         lines = [f"{k} = {_j(v, 120)}" for k, v in list((d.get("facts") or {}).items())[:20]]
-        return lines + [f"{len(d.get('provenance') or [])} graph triples read, "
-                        f"{len(d.get('queries') or [])} named queries"]
+        return lines + [(f"{len(d.get('provenance') or [])} graph triples read, "
+                         f"{len(d.get('queries') or [])} named queries")]
     if step == "matched":
         return [f"rules matched: {', '.join(d.get('rules_matched') or []) or '-'}",
                 f"deciding: {', '.join(d.get('rules_deciding') or []) or '-'} (hit policy {d.get('hit_policy')})"]
     if step == "llm":
-        lines = [f"model {d.get('model')}{' (replayed)' if d.get('replayed') else ''} · {d.get('calls', 0)} calls, "
-                 f"{d.get('schema_repairs', 0)} schema repairs, {d.get('guard_repairs', 0)} guard repairs"]
+        lines = [(f"model {d.get('model')}{' (replayed)' if d.get('replayed') else ''} · {d.get('calls', 0)} calls, "
+                  f"{d.get('schema_repairs', 0)} schema repairs, {d.get('guard_repairs', 0)} guard repairs")]
         for a in d.get("attempts") or []:
             lines.append(f"attempt {a.get('kind')}: prompt {str(a.get('prompt_hash'))[:16]}"
                          + (f" · error {a['error']}" if a.get("error") else "")

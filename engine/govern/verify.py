@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 from engine.act.catalog import Catalog, ParamContext, ValidationError, format_errors
 from engine.govern.agents import Agent
@@ -38,7 +38,9 @@ MAX_TARGET_CASES = 16  # entity combinations one proposal may be checked on (`an
 class Reason:
     """Why a check failed: a stable code, what failed (guard or limit id), a message for people."""
 
-    code: str  # unknown_action | scope | schema | precondition | guard_deny | guard_review | guard_error | limit | low_confidence
+    # unknown_action | scope | schema | precondition | guard_deny | guard_review | guard_error | limit
+    # | low_confidence
+    code: str
     message: str
     id: str | None = None
 
@@ -63,7 +65,7 @@ class Review:
     proposal: Proposal | None = None  # with normalised parameters: what a reviewer approves
 
 
-Verdict = Union[Accept, Deny, Review]
+Verdict = Accept | Deny | Review
 
 
 @dataclass
@@ -95,7 +97,7 @@ def _conditions(conds: list[ParamCondition], env: dict[str, Any], code: str, wha
     for c in conds:
         try:
             ok = truth(c.fn(env)) is True
-        except Exception as exc:  # fail closed
+        except Exception as exc:  # noqa: BLE001 - fail closed
             out.append(Reason(code, f"{what} `{c.text}` could not be evaluated: {exc}", c.text))
             continue
         if not ok:
@@ -120,7 +122,7 @@ def verify(proposal: Proposal, *, gate: Gate, rs: CompiledRuleset, env: dict[str
     except ValidationError as exc:
         denies.extend(Reason("schema", line) for line in format_errors(exc))
         return Deny(tuple(denies))
-    except Exception as exc:  # a validator that cannot run (graph down): fail closed
+    except Exception as exc:  # noqa: BLE001 - a validator that cannot run (graph down): fail closed
         return Deny(tuple(denies) + (Reason("schema", f"parameters could not be validated: {exc}"),))
     normalised = Proposal(proposal.action, params, proposal.source, proposal.rule, proposal.rationale,
                           proposal.confidence, proposal.facts_relied_on)
@@ -134,7 +136,7 @@ def verify(proposal: Proposal, *, gate: Gate, rs: CompiledRuleset, env: dict[str
                                 graph, reads)
     try:
         envs, target_denies = target_envs(proposal.action, values, gate=gate, rs=rs, env=env, reads=reads)
-    except Exception as exc:  # the target's facts could not be resolved (graph down): fail closed
+    except Exception as exc:  # noqa: BLE001 - the target's facts could not be resolved (graph down): fail closed
         envs, target_denies = [], [Reason("target_error", f"the facts of the action's targets could not be "
                                                           f"resolved: {exc}")]
     denies += target_denies
@@ -153,7 +155,7 @@ def verify(proposal: Proposal, *, gate: Gate, rs: CompiledRuleset, env: dict[str
                 continue
             try:
                 hit = truth(g.fn(genv))
-            except Exception as exc:  # a guard that cannot be evaluated denies
+            except Exception as exc:  # noqa: BLE001 - a guard that cannot be evaluated denies
                 r, into = Reason("guard_error", f"guard error: {exc}", g.id), denies
             else:
                 if hit is False:
@@ -231,7 +233,7 @@ def target_envs(action: str, values: dict[str, Any], *, gate: Gate, rs: Compiled
     graph = env.get(GRAPH_KEY)
     out: list[tuple[str, dict[str, Any]]] = []
     for combo in combos:
-        swapped = {f: e for f, e in zip(fields, combo)
+        swapped = {f: e for f, e in zip(fields, combo, strict=True)
                    if not (isinstance(case.get(f), Entity) and case[f].iri == e.iri)}
         if not swapped:
             out.append(("", env))

@@ -16,6 +16,7 @@ written by pyoxigraph, see `engine.kg.store`), never as case text spliced into t
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -202,7 +203,7 @@ def _chain(env: dict, raw: list, args: list, kwargs: dict) -> Any:
     nodes = g.algorithms.chain(start.iri, prop)
     if g.reads is not None:
         links = [start.iri, *nodes]
-        g.reads.items.extend((a, prop, [Entity(b)]) for a, b in zip(links, links[1:]))
+        g.reads.items.extend((a, prop, [Entity(b)]) for a, b in itertools.pairwise(links))
     return [Entity(n) for n in nodes]
 
 
@@ -213,7 +214,7 @@ def _within_hops(env: dict, raw: list, args: list, kwargs: dict) -> Any:
         return None
     path = g.algorithms.hop_path(start.iri, prop, int(hops), flag)
     if g.reads is not None and path:
-        g.reads.items.extend((a, prop, [Entity(b)]) for a, b in zip(path, path[1:]))
+        g.reads.items.extend((a, prop, [Entity(b)]) for a, b in itertools.pairwise(path))
         g.reads.items.append((path[-1], flag, [True]))
     return path is not None
 

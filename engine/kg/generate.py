@@ -280,10 +280,10 @@ def counts(scale: float) -> _Counts:
         raise ValueError("scale must be positive")
 
     def n(base: int, floor: int) -> int:
-        return max(floor, int(round(base * scale)))
+        return max(floor, round(base * scale))
 
     return _Counts(vendors=n(60, 12), invoices=n(320, 40), customers=n(160, 20), sales_orders=n(220, 24),
-                   leads=n(80, 12), products=n(120, 21), teams=max(1, int(round(scale))))
+                   leads=n(80, 12), products=n(120, 21), teams=max(1, round(scale)))
 
 
 def _invoice_kind(j: int) -> str:
@@ -335,7 +335,7 @@ def _invoice_band(j: int) -> tuple[int, int]:
 
 class _Gen:
     def __init__(self, seed: int, scale: float):
-        self.rng = random.Random(seed)
+        self.rng = random.Random(seed)  # noqa: S311 - reproducible sample data, not a secret
         self.c = counts(scale)
         self.used_names: set[str] = set()
 
@@ -432,9 +432,7 @@ class _Gen:
             props: Props = [("name", s_(name)), ("country", s_(rng.choice(OWNER_COUNTRIES))),
                             ("sanctioned", b_(pos in OWNER_SANCTIONED))]
             owner = OWNER_CHAIN.get(pos)
-            if owner is None and 7 <= pos <= 18 and pos % 3 == 0:
-                owner = pos + 1
-            elif owner is None and 21 <= pos <= 29 and pos % 4 == 1:
+            if owner is None and ((7 <= pos <= 18 and pos % 3 == 0) or (21 <= pos <= 29 and pos % 4 == 1)):
                 owner = pos + 1
             if owner:
                 props.append(("owned_by", node(f"LE-{base + owner:04d}")))
@@ -448,7 +446,9 @@ class _Gen:
             vid = f"V-{1001 + i}"
             cat = rng.choice(CATEGORY_NAMES)
             words = CATEGORIES[cat][1]
-            name = self.unique(lambda: f"{rng.choice(PLACES)} {rng.choice(words)} {rng.choice(COMPANY_SUFFIX)}")
+            # `unique` calls the lambda at once, in this iteration
+            name = self.unique(
+                lambda: f"{rng.choice(PLACES)} {rng.choice(words)} {rng.choice(COMPANY_SUFFIX)}")  # noqa: B023
             status = ("blocked" if p in V_BLOCKED else "pending" if p in V_PENDING
                       else "suspended" if p in V_SUSPENDED else "approved")
             country = V_FOREIGN.get(p) or rng.choice(VENDOR_COUNTRIES)
@@ -580,7 +580,7 @@ class _Gen:
                 ("department", node(f"DEPT-{requester.dept}")), ("total_amount", d_(po_total)),
                 ("open_amount", d_(open_amount)), ("status", s_(po_status)), ("order_date", t_(order_date)),
                 *[("po_lines", node(x)) for x in pol_ids]]
-            for k, ((prod, qty, price), pol) in enumerate(zip(lines_po, pol_ids)):
+            for k, ((prod, qty, price), pol) in enumerate(zip(lines_po, pol_ids, strict=True)):
                 if kind == "no_po":
                     received = [] if po_status == "cancelled" or k % 2 else [qty]
                 elif kind == "short_receipt" and k == 0:
@@ -596,7 +596,7 @@ class _Gen:
                     ("product", node(prod.id)), ("quantity", d_(qty * 100)), ("unit_price", d_(price)),
                     ("amount", d_(qty * price)), *[("receipts", node(g)) for g in grs]]
                 span = max(1, (inv_date - order_date).days - 1)
-                for g, q in zip(grs, received):
+                for g, q in zip(grs, received, strict=True):
                     yield g, "GoodsReceipt", [
                         ("po_line", node(pol)), ("quantity", d_(q * 100)),
                         ("received_on", t_(order_date + dt.timedelta(days=rng.randint(1, span)))),
@@ -617,7 +617,7 @@ class _Gen:
             yield from self._invoice(inv, record, status)
             if j % DUPLICATE_EVERY == 1:
                 duplicates.append((j, record))
-        for k, (j, record) in enumerate(duplicates):
+        for k, (_j, record) in enumerate(duplicates):
             again = dict(record, date=min(REFERENCE_DATE - dt.timedelta(days=1),
                                           record["date"] + dt.timedelta(days=rng.randint(3, 20))))
             yield from self._invoice(f"INV-{10001 + self.c.invoices + k}", again, "received")
@@ -633,7 +633,7 @@ class _Gen:
         if r["po"]:
             props.append(("purchase_order", node(r["po"])))
         yield inv, "Invoice", props
-        for lid, (prod, qty, price, pol) in zip(ids, r["lines"]):
+        for lid, (prod, qty, price, pol) in zip(ids, r["lines"], strict=True):
             lp: Props = [("product", node(prod.id)), ("quantity", d_(qty * 100)), ("unit_price", d_(price)),
                          ("amount", d_(qty * price))]
             if pol:
@@ -710,7 +710,7 @@ class _Gen:
                 ("status", s_(status_of[k % 10])),
                 ("total_amount", d_(total)), ("margin_percent", d_(margin)),
                 *[("order_lines", node(x)) for x in ids]]
-            for sid, (prod, q, p) in zip(ids, lines):
+            for sid, (prod, q, p) in zip(ids, lines, strict=True):
                 yield sid, "SalesOrderLine", [("product", node(prod.id)), ("quantity", d_(q * 100)),
                                               ("unit_price", d_(p)), ("amount", d_(q * p))]
 
@@ -884,7 +884,7 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     t0 = time.perf_counter()
     n = write(a.out, seed=a.seed, triples=a.triples, scale=a.scale, fmt=a.format)
-    print(f"wrote {n} triples to {a.out} in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+    print(f"wrote {n} triples to {a.out} in {time.perf_counter() - t0:.1f} s", file=sys.stderr)  # noqa: T201 - a CLI
     return 0
 
 

@@ -39,7 +39,7 @@ def load_schema(folder: Path, sink: DiagnosticSink) -> tuple[Schema, dict[str, s
     for f in data_files(folder):
         try:
             g.parse(str(f), format=RDF_SUFFIXES.get(f.suffix, "turtle"))
-        except Exception as exc:  # rdflib raises many parser types; all mean "cannot parse"
+        except Exception as exc:  # noqa: BLE001 - rdflib raises many parser types; all mean "cannot parse"
             line = getattr(exc, "lines", None) or getattr(exc, "line", 0) or 0
             sink.error("graph_syntax", f"cannot parse ontology: {str(exc).splitlines()[0][:200]}",
                        Span(str(f), int(line) if isinstance(line, int) else 0, 1 if line else 0))

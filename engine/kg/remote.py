@@ -217,7 +217,8 @@ class SparqlStore:
             tail = []
             if key is not None:
                 marker = f"\"{_now(at)}\"^^<{XSD}dateTime>"
-                tail.append(f"INSERT DATA {{ GRAPH <{LEDGER_GRAPH}> {{ <{execution_iri(key)}> <{EXECUTED}> {marker} }} }}")
+                tail.append(f"INSERT DATA {{ GRAPH <{LEDGER_GRAPH}> "
+                            f"{{ <{execution_iri(key)}> <{EXECUTED}> {marker} }} }}")
             tail.append(f"DELETE WHERE {{ GRAPH <{META_GRAPH}> {{ <{META_SUBJECT}> <{META_REVISION}> ?r }} }}")
             tail.append(f"INSERT DATA {{ GRAPH <{META_GRAPH}> {{ <{META_SUBJECT}> <{META_REVISION}> "
                         f"{json.dumps(new)} }} }}")

@@ -201,7 +201,8 @@ def load_actions(path: Path, schema: Schema, sink: DiagnosticSink) -> ActionCata
     if data is None:
         return catalog
     if not isinstance(data, LDict) or not isinstance(data.get("actions"), LDict):
-        sink.error("schema", "an action catalog has a top-level `actions:` mapping", span_of(data, Span(str(path), 1, 1)))
+        sink.error("schema", "an action catalog has a top-level `actions:` mapping",
+                   span_of(data, Span(str(path), 1, 1)))
         return catalog
     inverses: list[tuple[ActionSpec, Any, Span | None]] = []
     for name, body in data["actions"].items():
@@ -418,7 +419,8 @@ def raw_conditions(spec: Any, where: Span | None, sink: DiagnosticSink) -> list[
     for item in spec:
         if isinstance(item, LDict):
             if "when" not in item:
-                sink.error("schema", "a condition is an expression or `{when: ..., message: ...}`", span_of(item, where))
+                sink.error("schema", "a condition is an expression or `{when: ..., message: ...}`",
+                           span_of(item, where))
                 continue
             out.append(RawCondition(item["when"], str(item.get("message") or item["when"]), span_of(item, where)))
         else:
@@ -426,5 +428,5 @@ def raw_conditions(spec: Any, where: Span | None, sink: DiagnosticSink) -> list[
     return out
 
 
-__all__ = ["TARGET_MODES", "ActionCatalog", "ActionSpec", "ExecBinding", "InverseSpec", "ParamSource", "ParamSpec", "load_actions",
-           "parse_type", "LList"]
+__all__ = ["TARGET_MODES", "ActionCatalog", "ActionSpec", "ExecBinding", "InverseSpec", "ParamSource", "ParamSpec",
+           "load_actions", "parse_type", "LList"]

@@ -84,7 +84,7 @@ class Checker:
         if isinstance(n, ListLit):
             ts = [self.check(i, scope) for i in n.items]
             elem = next((t for t in ts if t.kind not in ("null",)), ANY)
-            for item, t in zip(n.items, ts):
+            for item, t in zip(n.items, ts, strict=True):
                 if not compatible(elem, t):
                     self.sink.error("type_mismatch", f"list mixes {elem} and {t}", item.span)
             return list_of(elem)
@@ -182,15 +182,16 @@ class Checker:
             if rt.kind == "string" and lt.kind in ("string", "any", "null"):
                 return BOOLEAN
             if rt.kind not in ("list", "any", "null"):
-                self.sink.error("type_mismatch", f"`{n.op}` needs a list on its right, but this is {_a(rt)}", n.right.span,
-                                help='write `x in ["a", "b"]`')
+                self.sink.error("type_mismatch", f"`{n.op}` needs a list on its right, but this is {_a(rt)}",
+                                n.right.span, help='write `x in ["a", "b"]`')
             elif rt.kind == "list" and rt.elem and not compatible(lt, rt.elem):
                 self.sink.error("type_mismatch", f"cannot look for {_a(lt)} in a list of {rt.elem}", n.span)
             return BOOLEAN
         for side, t in ((n.left, lt), (n.right, rt)):
             if t.kind == "list":
                 self.sink.error("type_mismatch", f"`{n.op}` compares single values, but this is {_a(t)}", side.span,
-                                help="use a quantifier such as `any(x == ... for x in ...)`, or `count(...)`/`sum(...)`")
+                                help="use a quantifier such as `any(x == ... for x in ...)`, "
+                                     "or `count(...)`/`sum(...)`")
                 return BOOLEAN
         if n.op in ("==", "!="):
             if not compatible(lt, rt):
@@ -212,7 +213,8 @@ class Checker:
                 lit.value = dt.date.fromisoformat(lit.value)
                 lit.type = DATE
             except ValueError:
-                self.sink.error("type_mismatch", f"`{lit.value}` is not a date", lit.span, help="write dates as `2026-01-31`")
+                self.sink.error("type_mismatch", f"`{lit.value}` is not a date", lit.span,
+                                help="write dates as `2026-01-31`")
                 return False
         elif other.kind == "ref":
             lit.value = expand_iri(lit.value, self.prefixes)
@@ -230,7 +232,8 @@ class Checker:
         if n.cond is not None:
             ct = self.check(n.cond, inner)
             if ct.kind not in ("boolean", "any", "null"):
-                self.sink.error("type_mismatch", f"the `if` filter must be true or false, but this is {_a(ct)}", n.cond.span)
+                self.sink.error("type_mismatch", f"the `if` filter must be true or false, but this is {_a(ct)}",
+                                n.cond.span)
         bt = self.check(n.body, inner)
         if n.kind in ("all", "any"):
             if bt.kind not in ("boolean", "any", "null"):

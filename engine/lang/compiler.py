@@ -368,7 +368,8 @@ class RulesetCompiler:
             if isinstance(when, LStr):
                 when = LList([when])
             if not isinstance(when, list):
-                self.sink.error("schema", "`when` is a condition or a list of conditions", _loc(item, "when", item.span))
+                self.sink.error("schema", "`when` is a condition or a list of conditions",
+                                _loc(item, "when", item.span))
                 continue
             compiled = [self._condition(w, scope, _loc(item, "when", item.span)) for w in when]
             conditions = [c for c in compiled if c is not None]
@@ -427,7 +428,7 @@ class RulesetCompiler:
         cond = Condition(E.render(node), node, node.span, fn)
         atom = network_atom(node)
         if atom is not None:
-            path, op, lit = atom
+            path = atom[0]
             if path not in self.network:
                 self.network[path] = f"f{len(self.network)}"
                 p = _atom_path(node)
@@ -735,7 +736,7 @@ class RulesetCompiler:
 
     def _add_plan(self, root: str, steps: tuple, kinds: tuple, props: tuple) -> None:
         trie = self.plan.setdefault(root, {})
-        for step, kind, prop in zip(steps, kinds, props):
+        for step, kind, prop in zip(steps, kinds, props, strict=True):
             edge = trie.get(step)
             if edge is None:
                 edge = trie[step] = TrieEdge(kind, prop)

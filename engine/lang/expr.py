@@ -305,7 +305,8 @@ class _Converter:
                 return Unary("not", self.convert(n.operand), sp)
             if isinstance(n.op, ast.USub):
                 inner = self.convert(n.operand)
-                if isinstance(inner, Lit) and isinstance(inner.value, (int, float)) and not isinstance(inner.value, bool):
+                if (isinstance(inner, Lit) and isinstance(inner.value, (int, float))
+                        and not isinstance(inner.value, bool)):
                     return Lit(-inner.value, sp)
                 return Unary("-", inner, sp)
             if isinstance(n.op, ast.UAdd):
@@ -323,7 +324,7 @@ class _Converter:
         if isinstance(n, ast.Compare):
             parts: list[Node] = []
             left = self.convert(n.left)
-            for op_node, right_ast in zip(n.ops, n.comparators):
+            for op_node, right_ast in zip(n.ops, n.comparators, strict=True):
                 op = COMPARE_OPS.get(type(op_node))
                 if op is None:
                     return self.fail(n, "`is` is not supported", help="use `==` and `!=` (also with `null`)")

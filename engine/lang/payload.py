@@ -34,7 +34,8 @@ _BIDI = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\
 
 # The common case, checked in one match: a scheme, then only the ASCII characters an IRI allows
 # unescaped (no `%`, at most one `#`). Anything else takes the character-by-character path.
-_PLAIN_IRI = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:[A-Za-z0-9\-._~!$&'()*+,;=:@/?]*(?:#[A-Za-z0-9\-._~!$&'()*+,;=:@/?]*)?")
+_PLAIN_IRI = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:[A-Za-z0-9\-._~!$&'()*+,;=:@/?]*"
+                        r"(?:#[A-Za-z0-9\-._~!$&'()*+,;=:@/?]*)?")
 
 
 def is_iri(text: str) -> bool:

@@ -209,7 +209,7 @@ def _step(v: Any, name: str, kind: str) -> Any:
 def get_path(root: Any, steps: tuple[str, ...], kinds: tuple[str, ...]) -> Any:
     """Follow a path from a value; a step applied to a list maps over its elements (flattened)."""
     v = root
-    for name, kind in zip(steps, kinds):
+    for name, kind in zip(steps, kinds, strict=True):
         if v is None:
             return None
         if type(v) is list:
@@ -473,7 +473,7 @@ def _compile_comprehension(n: Comprehension, c: Callable[[Node], Fn]) -> Fn:
         return lambda env: None if (xs := items(env)) is None else _agg_max(xs)
     if kind == "first":
         return lambda env: None if (xs := items(env)) is None else _first(xs)
-    return lambda env: items(env)
+    return items
 
 
 def to_json_value(v: Any) -> Any:

@@ -189,15 +189,15 @@ def load_table(path: Path, sink: DiagnosticSink, where: Span | None) -> Table | 
                 sink.error("table_syntax", "a decision table needs a `then` column", Span(file, lineno, 1),
                            help="`then` holds an action name, or escalate / deny / no_action")
                 return None
-            table.columns = {c: sp for c, sp in zip(header, header_spans)
+            table.columns = {c: sp for c, sp in zip(header, header_spans, strict=True)
                              if c not in RESERVED and not c.startswith("param:")}
             continue
         if len(values) != len(header):
             sink.error("table_syntax", f"row has {len(values)} cells, the header has {len(header)}",
                        Span(file, lineno, 1), help="quote cells that contain commas")
             continue
-        row = dict(zip(header, values))
-        cell_span = dict(zip(header, spans))
+        row = dict(zip(header, values, strict=True))
+        cell_span = dict(zip(header, spans, strict=True))
         rid = row["id"].strip()
         if not rid:
             sink.error("table_syntax", "row without an id", Span(file, lineno, 1))
@@ -208,7 +208,7 @@ def load_table(path: Path, sink: DiagnosticSink, where: Span | None) -> Table | 
             sink.error("table_syntax", f"priority `{row['priority']}` is not a whole number", cell_span["priority"])
             continue
         conditions = []
-        for col, sp in zip(header, header_spans):
+        for col in header:
             if col in RESERVED or col.startswith("param:"):
                 continue
             test = cell_test(col, row[col], cell_span[col])

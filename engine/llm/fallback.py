@@ -95,7 +95,9 @@ class LLMOutcome:
 
     proposal: Proposal | None = None
     escalation: str | None = None  # the model said a person must decide
-    failure: str | None = None  # timeout | rate_limit | provider_error | circuit_open | budget_exhausted | replay_miss | schema_invalid | answer_too_large | ...
+    # timeout | rate_limit | provider_error | circuit_open | budget_exhausted | replay_miss | schema_invalid
+    # | answer_too_large | ...
+    failure: str | None = None
     message: str = ""
 
 
@@ -107,8 +109,8 @@ def parse_answer(text: str, *, catalog: Catalog, permitted: list[str], ctx: Para
     try:
         data = json.loads(body)
     except (json.JSONDecodeError, RecursionError) as exc:
-        return None, [f"the answer is not valid JSON ({exc.__class__.__name__}: {str(exc)[:120]}); "
-                      "answer with one JSON object only"]
+        return None, [(f"the answer is not valid JSON ({exc.__class__.__name__}: {str(exc)[:120]}); "
+                       "answer with one JSON object only")]
     try:
         answer = _ANSWER.validate_python(data)
     except ValidationError as exc:
@@ -190,14 +192,15 @@ class Fallback:
         def run() -> None:
             try:
                 box["reply"] = self.model.complete(messages, timeout=self.config.timeout_s)
-            except BaseException as exc:  # handed to the caller below
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller below
                 box["error"] = exc
             finally:
                 self._slots.release()
                 done.set()
 
         threading.Thread(target=run, name="rulebridge-llm", daemon=True).start()
-        if not done.wait(max(0.0, deadline - time.monotonic())):  # the engine's own deadline, whatever the provider does
+        # the engine's own deadline, whatever the provider does
+        if not done.wait(max(0.0, deadline - time.monotonic())):
             raise ModelError("timeout", f"no answer within {self.config.timeout_s} s", transient=True)
         exc = box.get("error")
         if exc is None:

@@ -28,7 +28,8 @@ class ModelError(Exception):
 
     def __init__(self, kind: str, message: str, *, transient: bool = False):
         super().__init__(message)
-        self.kind = kind  # timeout | rate_limit | provider_error | circuit_open | budget_exhausted | replay_miss | live_forbidden
+        # timeout | rate_limit | provider_error | circuit_open | budget_exhausted | replay_miss | live_forbidden
+        self.kind = kind
         self.transient = transient
 
 

@@ -44,8 +44,9 @@ def nearest_misses(rs: CompiledRuleset, env: dict[str, Any], n: int = 3) -> list
         held = len(t.conditions) - 1
         scored.append((held / total, t.priority, t))
     scored.sort(key=lambda x: (-x[0], -x[1], x[2].id))
-    return [{"rule": t.id, "description": t.description, "conditions_held": f"{int(s * len(rs.rule_by_id[t.id].conditions))}"
-             f"/{len(rs.rule_by_id[t.id].conditions)}",
+    return [{"rule": t.id, "description": t.description,
+             "conditions_held": f"{int(s * len(rs.rule_by_id[t.id].conditions))}"
+                                f"/{len(rs.rule_by_id[t.id].conditions)}",
              "failed_condition": t.failed.text if t.failed else None,
              "result": "unknown" if t.failed and t.failed.result is None else "false",
              "values": t.failed.values if t.failed else {}}

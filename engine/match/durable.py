@@ -534,7 +534,8 @@ class DurableMatcher:
         self._net_runs = [[(pid, gkey, {gval: (sorted(((k, lo, hi) for k, (lo, hi) in fields.items()),
                                                         key=lambda r: r[1]), self._new_cache())
                                           for gval, fields in by_value.items()})
-                            for (pid, gkey), by_value in sorted(c.runs.items(), key=lambda kv: (kv[0][0], str(kv[0][1])))]
+                            for (pid, gkey), by_value in sorted(c.runs.items(),
+                                                                key=lambda kv: (kv[0][0], str(kv[0][1])))]
                            for c in chunks]
 
     def _new_cache(self) -> dict[int, str]:
@@ -584,7 +585,7 @@ class DurableMatcher:
             parts[k] = (f'"{k}": "{v}"' if t is str else f'"{k}": true' if v is True else f'"{k}": false'
                         if v is False else f'"{k}": {_dumps(v)}')
         out: list[str | None] = []
-        for keys, gates, net_runs in zip(self._net_keys, self._net_gates, self._net_runs):
+        for keys, gates, net_runs in zip(self._net_keys, self._net_gates, self._net_runs, strict=True):
             # A network whose every rule starts with an equality the case fails cannot match:
             # it is not asked (None). Python's == is at least as wide as durable-rules' here.
             if gates is not None and not any(sent.get(k, _ABSENT) in vals for k, vals in gates):
@@ -637,7 +638,7 @@ class DurableMatcher:
         _fact, sent, segs = self._prepare(env)
         names: list[str] = []
         try:
-            for net, text in zip(self.networks, self._bodies(sent, segs)):
+            for net, text in zip(self.networks, self._bodies(sent, segs), strict=True):
                 if text is not None:
                     self.stats["asked"] += 1
                     names.extend(net.match(text))

@@ -15,8 +15,9 @@ lies in the rule's run.
 
 Unknown values keep the reference evaluator's answer: a value that is missing, NaN, or of
 another kind than the path's static type gets no segment (the adapter checks the kind
-before asking for one), and every range test on it is false. Known values are compared by Python itself (ints against floats exactly, dates,
-text by code point), exactly as `engine.lang.semantics.order` does.
+before asking for one), and every range test on it is false. Known values are compared by
+Python itself (ints against floats exactly, dates, text by code point), exactly as
+`engine.lang.semantics.order` does.
 
 The atoms of the compiled plan are not changed: explanations and the reference evaluator
 still read them. Only the durable-rules adapter (`engine.match.durable`) uses the runs.

@@ -20,6 +20,7 @@ state machine (closed → open → half-open) stays pybreaker's.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import time
 from collections.abc import Callable
@@ -120,12 +121,10 @@ class Resilient:
             if exc is not None:
                 raise exc
 
-        try:
+        # INVARIANT: what the system did is reported as it happened. A breaker that another
+        # thread opened meanwhile must not turn an execution that took effect into an error.
+        with contextlib.suppress(Exception):  # the caller raises the real outcome itself
             self.breaker.call(replay)
-        except Exception:  # noqa: S110 — the caller raises the real outcome itself
-            # INVARIANT: what the system did is reported as it happened. A breaker that another
-            # thread opened meanwhile must not turn an execution that took effect into an error.
-            pass
 
 
 __all__ = ["CIRCUIT_OPEN", "Resilient"]

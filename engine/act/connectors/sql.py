@@ -187,7 +187,7 @@ class SqlConnector:
                     conn.execute(insert(executions).values({"key": key, "action": action, "at": self.clock()}))
                 except sa_exc.IntegrityError as exc:
                     raise _Duplicate() from exc
-                for stmt, names in zip(template.statements, template.binds):
+                for stmt, names in zip(template.statements, template.binds, strict=True):
                     n = conn.execute(stmt, {k: values.get(k) for k in names}).rowcount
                     rows.append(n)
                     if n == 0:
