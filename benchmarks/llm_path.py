@@ -192,7 +192,7 @@ def token_counter() -> tuple[str, Callable[[str], int]]:
     try:
         spec = importlib.util.find_spec("litellm")
         if spec and spec.submodule_search_locations:
-            bundled = Path(list(spec.submodule_search_locations)[0]) / "litellm_core_utils" / "tokenizers"
+            bundled = Path(next(iter(spec.submodule_search_locations))) / "litellm_core_utils" / "tokenizers"
             if bundled.is_dir():
                 os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(bundled))
         import tiktoken
@@ -378,7 +378,7 @@ def time_loop(engine: Any, items: list[tuple[dict[str, Any], list[str] | None]],
     finally:
         if st:
             st.__exit__(None, None, None)
-    overhead = [a - b for a, b in zip(total, model_t)]
+    overhead = [a - b for a, b in zip(total, model_t, strict=True)]
     out = {"decisions": len(total), "calls_per_decision": statistics.fmean(calls) if calls else 0.0,
            "total_us": pct(total), "model_us": pct(model_t), "overhead_us": pct(overhead)}
     if stages:
@@ -396,11 +396,11 @@ def run_overhead(engine: Any, llm_cases: list[dict[str, Any]], author: Callable,
     for name in VARIANTS:
         recorded = record_scripts(engine, llm_cases, authors[name])
         # correctness before timing: the scripted replay decides every case exactly as the author did
-        for c, (script, sig) in zip(llm_cases, recorded):
+        for c, (script, sig) in zip(llm_cases, recorded, strict=True):
             model = engine.fallback.model = InstantModel(list(script))
             d = engine.decide(c, review=False)
             assert signature(d) == sig and model.calls == len(script), (c["id"], signature(d), sig)
-        items = [(c, script) for c, (script, _sig) in zip(llm_cases, recorded)]
+        items = [(c, script) for c, (script, _sig) in zip(llm_cases, recorded, strict=True)]
         v: dict[str, Any] = {
             "script_calls": sum(len(s) for s, _ in recorded),
             "schema_repairs": sum(sig[5] for _, sig in recorded),
@@ -416,7 +416,7 @@ def run_overhead(engine: Any, llm_cases: list[dict[str, Any]], author: Callable,
         log(f"{name}: stage breakdown ...")
         v["breakdown"] = time_loop(engine, items, seconds=seconds, min_calls=min_calls, stages=True)
         res["variants"][name] = v
-    items = [(c, s) for c, (s, _sig) in zip(llm_cases, record_scripts(engine, llm_cases, author))]
+    items = [(c, s) for c, (s, _sig) in zip(llm_cases, record_scripts(engine, llm_cases, author), strict=True)]
     log("as_recorded with the review-queue write (review=True) ...")
     res["as_recorded_with_review_queue"] = time_loop(engine, items, seconds=seconds, min_calls=min_calls,
                                                      review=True)
@@ -458,11 +458,11 @@ def markdown(res: dict[str, Any]) -> str:
     lines: list[str] = []
     calls = res["calls"]
     lines += ["### Model calls on the demo stream", "",
-              f"Tokens: {res['tokenizer']}, per call = every message of the prompt sent (system, user, and "
-              "on a repair round the earlier answer and the errors).", "",
-              "| stream | cases | decided by a rule | reached the model | schema repairs | guard repairs "
-              "| model calls | calls per 1,000 cases | prompt chars / call | prompt tokens / call "
-              "| prompt tokens per 1,000 cases |",
+              (f"Tokens: {res['tokenizer']}, per call = every message of the prompt sent (system, user, and "
+               "on a repair round the earlier answer and the errors)."), "",
+              ("| stream | cases | decided by a rule | reached the model | schema repairs | guard repairs "
+               "| model calls | calls per 1,000 cases | prompt chars / call | prompt tokens / call "
+               "| prompt tokens per 1,000 cases |"),
               "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for key, label in (("rulebridge_demo_replay", "rulebridge, demo 240 (replayed file)"),
                        ("rulebridge_demo", "rulebridge, demo 240 (demo author)"),
@@ -478,12 +478,12 @@ def markdown(res: dict[str, Any]) -> str:
                      f"| {r['prompt_tokens_mean']:,.0f} | {r['prompt_tokens_per_1000']:,.0f} |")
     ov = res["overhead"]
     lines += ["", f"### LLM-path overhead, model time excluded ({ov['cases']} cases that reach the model; ms)", "",
-              "`decide` = the whole `Engine.decide(case, review=False)` of a case that reaches the model; "
-              "`model` = time inside the instant model; `overhead` = decide − model (the target); "
-              "`rule path alone` = `decide(case, llm=False)` of the same cases; `increment` = overhead p50 − "
-              "rule-path p50.", "",
-              "| variant | decisions timed | model calls / decision | decide p50 / p99 | model p50 / p99 "
-              "| **overhead p50 / p99** | rule path alone p50 / p99 | increment p50 |",
+              ("`decide` = the whole `Engine.decide(case, review=False)` of a case that reaches the model; "
+               "`model` = time inside the instant model; `overhead` = decide − model (the target); "
+               "`rule path alone` = `decide(case, llm=False)` of the same cases; `increment` = overhead p50 − "
+               "rule-path p50."), "",
+              ("| variant | decisions timed | model calls / decision | decide p50 / p99 | model p50 / p99 "
+               "| **overhead p50 / p99** | rule path alone p50 / p99 | increment p50 |"),
               "|---|---:|---:|---:|---:|---:|---:|---:|"]
     ro = ov["rule_only"]
     for name, v in ov["variants"].items():
@@ -572,7 +572,7 @@ def main(argv: list[str] | None = None) -> int:
         calls["rulebridge_demo_replay"] = run_stream(engine, demo, ReplayModelCounted(DEMO_RESPONSES), count_tokens)
         calls["rulebridge_demo"] = run_stream(engine, demo, InstantModel(author, "demo-author"), count_tokens)
         mism = [c["id"] for c, a, b in zip(demo, calls["rulebridge_demo_replay"]["signatures"],
-                                           calls["rulebridge_demo"]["signatures"]) if a != b]
+                                           calls["rulebridge_demo"]["signatures"], strict=True) if a != b]
         assert not mism, f"the demo author and the recorded file disagree on {mism[:5]}"
         log(f"model calls: rulebridge and LLM-decides-everything over {len(cases)} cases ...")
         calls["baseline_demo"] = run_stream(engine, demo, InstantModel(author, "demo-author"), count_tokens,
@@ -580,7 +580,7 @@ def main(argv: list[str] | None = None) -> int:
         calls["rulebridge"] = run_stream(engine, cases, InstantModel(author, "demo-author"), count_tokens)
         calls["baseline"] = run_stream(engine, cases, InstantModel(author, "demo-author"), count_tokens,
                                        baseline=True)
-        llm_cases = [c for c, sig in zip(cases, calls["rulebridge"]["signatures"]) if sig[4] > 0]
+        llm_cases = [c for c, sig in zip(cases, calls["rulebridge"]["signatures"], strict=True) if sig[4] > 0]
         for r in calls.values():
             r.pop("signatures")
         gc.collect()

@@ -390,7 +390,8 @@ def run_config(n_rules: int, triples: int, *, cache: Path, n_cases: int, seconds
 
     res: dict[str, Any] = {"rules": n_rules, "triples": triples}
     data, store_dir = prepare_graph(triples, cache, seed=seed, log=log)
-    res["triples_actual"] = sum(1 for _ in open(data / "graph.nt", "rb"))
+    with open(data / "graph.nt", "rb") as f:
+        res["triples_actual"] = sum(1 for _ in f)
     tmp = Path(tempfile.mkdtemp(prefix="rb-bench-ws-"))
     try:
         root = make_workspace(tmp / "ws", n_rules, data, store_dir=store_dir, seed=seed)
@@ -456,7 +457,7 @@ def run_config(n_rules: int, triples: int, *, cache: Path, n_cases: int, seconds
         # durable-rules' own work: the exact message each network gets (with its interval fields)
         # (the networks that cannot match a case are not asked: `bodies` gives None for them)
         texts = [[(net.dre, net.handle, f'{{"sid": "{net.sid()}", "id": "bench", {body}}}')
-                  for net, body in zip(matcher.networks, bodies) if body is not None]
+                  for net, body in zip(matcher.networks, bodies, strict=True) if body is not None]
                  for bodies in (matcher.bodies(env) for _, env in envs)]
 
         def durable_raw(per_net: list[tuple[Any, Any, str]]) -> int:
@@ -610,9 +611,9 @@ def _io(t: dict[str, Any], k: str) -> str:
 
 def markdown(results: list[dict[str, Any]]) -> str:
     """The results as Markdown tables."""
-    lines = ["| rules | triples | decide p50 µs | p99 µs | decisions/s | no I/O p50 | no I/O p99 | no I/O /s "
-             "| no I/O, cold reads p50 / p99 | resolve p50 (cold) | matcher p50 | networks | fallbacks "
-             "| load+compile s | graph open s | RSS start→loaded→after MB |",
+    lines = [("| rules | triples | decide p50 µs | p99 µs | decisions/s | no I/O p50 | no I/O p99 | no I/O /s "
+              "| no I/O, cold reads p50 / p99 | resolve p50 (cold) | matcher p50 | networks | fallbacks "
+              "| load+compile s | graph open s | RSS start→loaded→after MB |"),
              "|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---:|---:|---:|---:|---:|---|"]
     for r in results:
         if "error" in r:
@@ -628,15 +629,15 @@ def markdown(results: list[dict[str, Any]]) -> str:
             f"| {_f(r['load_compile_s'], 2)} | {_f(r['graph_open_s'], 3)} "
             f"| {_f(r['rss_start_mb'])}→{_f(r['rss_loaded_mb'])}→{_f(r['rss_after_mb'])} |")
     lines += ["", "Side by side on the same cases (p50 / p99 µs; matching only, facts already resolved):", "",
-              "| rules | triples | DurableMatcher | flat_fact | durable raw assert+retract | linear scan | "
-              "reference evaluator | zen-engine | mismatches vs reference |",
+              ("| rules | triples | DurableMatcher | flat_fact | durable raw assert+retract | linear scan | "
+               "reference evaluator | zen-engine | mismatches vs reference |"),
               "|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in results:
         if "error" in r:
             continue
         t = r["timings"]
 
-        def pp(k: str) -> str:
+        def pp(k: str, t: dict[str, Any] = t) -> str:
             return f"{_f(t[k]['p50_us'])} / {_f(t[k]['p99_us'])}" if k in t and t[k].get("n") else "-"
         mm = ", ".join(f"{k} {v}" for k, v in r["mismatches"].items())
         lines.append(f"| {r['rules']:,} | {r['triples_actual']:,} | {pp('matcher')} | {pp('flat_fact')} "
@@ -696,7 +697,7 @@ def _child(args: argparse.Namespace, n_rules: int, triples: int) -> dict[str, An
         cmd += ["--long", str(args.long)]
     if args.profile and (n_rules, triples) == (max(args.rules), max(args.triples)):
         cmd += ["--profile", args.profile]
-    p = subprocess.run(cmd, capture_output=True, text=True)
+    p = subprocess.run(cmd, capture_output=True, text=True, check=False)
     sys.stderr.write(p.stderr)
     if p.returncode != 0:
         return {"rules": n_rules, "triples": triples,

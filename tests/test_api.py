@@ -114,8 +114,8 @@ def test_an_invoice_without_an_amount_escalates(engine):
 
 
 @pytest.mark.parametrize("inv, code, text", [
-    ("NOT_IN_GRAPH", "case_unknown_entity", "`payload.invoice`: `https://example.test/id/NOT_IN_GRAPH` is not in the "
-     "graph"),
+    ("NOT_IN_GRAPH", "case_unknown_entity", ("`payload.invoice`: `https://example.test/id/NOT_IN_GRAPH` is not in the "
+      "graph")),
     ("V1", "case_wrong_class", "`payload.invoice`: `https://example.test/id/V1` is of class `Vendor`, not `Invoice`"),
 ])
 def test_a_case_naming_an_entity_the_graph_does_not_have_as_declared_is_refused(engine, inv, code, text):

@@ -54,7 +54,7 @@ def test_an_approved_invoice_is_executed_once_and_the_next_decision_sees_it(gov)
     assert status(gov, n) == ["approved"] and gov.ws.store.revision != before
     again = gov.execute(d.id)  # nothing runs twice: the recorded outcome
     assert again.outcome == "done" and again.steps[0]["key"] == res.steps[0]["key"]
-    assert len([x for x in gov.executor.ledger.executions(d.id)]) == 1
+    assert len(list(gov.executor.ledger.executions(d.id))) == 1
     after = gov.decide(invoice_case(n), llm=False)  # the graph changed: the rules see an approved invoice
     assert after.graph_revision == gov.ws.store.revision
     assert not (after.outcome == "execute" and after.proposals[0].action == "approve_invoice")
@@ -72,7 +72,7 @@ def test_the_audit_trail_of_an_executed_decision_is_complete_and_the_chain_valid
 
 
 def test_decide_with_execute_runs_at_once(gov, tmp_path):
-    n, d = first_approved(gov)
+    n, _d = first_approved(gov)
     gov2 = engine(None, ws=load_workspace(ROOT), state=tmp_path / "other.db")
     d2 = gov2.decide(invoice_case(n), llm=False, execute=True)
     assert d2.execution["outcome"] == "done" and d2.to_json()["execution"]["decision_id"] == d2.id

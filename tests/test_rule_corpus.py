@@ -10,7 +10,7 @@ from tests.conftest import ROOT
 
 def test_workspace_checks_clean():
     ws = load_workspace(ROOT)
-    assert [d for d in ws.diagnostics] == []
+    assert list(ws.diagnostics) == []
     assert sum(len(r.rules) for r in ws.rulesets.values()) >= 30
     assert {r.case_type for r in ws.rulesets.values()} >= {"invoice.received", "discount.requested", "lead.created"}
 

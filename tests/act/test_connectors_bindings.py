@@ -33,7 +33,7 @@ def test_inverses_name_bound_actions_and_derive_their_parameters():
     assert acts["release_payment"].inverse is None  # money that left is for a person to recall
     inv = acts["approve_invoice"].inverse
     assert inv.derive({"invoice": "bwd:INV-1", "approver": "bwd:EMP-1", "note": "x"}) == {"invoice": "bwd:INV-1"}
-    for name, target in expected.items():  # an inverse has no inverse of its own (the executor refuses that)
+    for target in expected.values():  # an inverse has no inverse of its own (the executor refuses that)
         assert acts[target].inverse is None and acts[target].execute is not None
 
 
@@ -144,8 +144,8 @@ def underlined(d: Diagnostic, text: str) -> str:
     ("unknown_name", "unknown template parameter `?aprover`", "?aprover", "?aprover"),
     ("unknown_name", "`?invioce` is not a parameter", "?invioce", "?invioce"),
     ("unknown_name", "`tag_everything` uses none of its parameters", '"?x a bw:Invoice"', None),
-    ("query", "`broken_sparql` is not valid SPARQL", '{connector: kg, where: "?invoice a bw:Invoice", insert: '
-     '"?invoice bw:tag', None),
+    ("query", "`broken_sparql` is not valid SPARQL", ('{connector: kg, where: "?invoice a bw:Invoice", insert: '
+     '"?invoice bw:tag'), None),
     ("unknown_name", "unknown template parameter `:amout`", ":amout", ":amout"),
     ("unknown_name", "unknown template parameter `{leed}`", "{leed}", "{leed}"),
     ("unknown_name", "unknown template parameter `params.ownr`", "params.ownr", "params.ownr"),

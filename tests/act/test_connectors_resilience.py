@@ -54,7 +54,8 @@ class Interfering:
 
 def test_a_success_is_reported_even_if_the_breaker_opened_meanwhile(kg):
     wrapped: Resilient
-    conn = Interfering(kg, during=lambda: wrapped.breaker.open())  # another thread tripped it mid-call
+    # another thread tripped it mid-call (a lambda: `wrapped` is bound only below)
+    conn = Interfering(kg, during=lambda: wrapped.breaker.open())  # noqa: PLW0108
     wrapped = Resilient(conn, retries=0)
     result = wrapped.execute("approve_invoice", PARAMS, key="k1")
     assert result["duplicate"] is False and kg.status("k1") == "done"

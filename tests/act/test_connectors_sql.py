@@ -55,12 +55,12 @@ actions:
 """
 
 SCHEMA = [
-    "CREATE TABLE invoices (iri VARCHAR(200) PRIMARY KEY, status VARCHAR(20) NOT NULL, "
-    "approved_by VARCHAR(200), note TEXT, amount NUMERIC(12, 2) NOT NULL)",
-    "CREATE TABLE payments (invoice VARCHAR(200) NOT NULL UNIQUE REFERENCES invoices (iri), "
-    "amount NUMERIC(12, 2) NOT NULL CHECK (amount > 0), method VARCHAR(10) NOT NULL)",
-    f"INSERT INTO invoices (iri, status, amount) VALUES ('{INV1}', 'received', 420.00), "
-    f"('{INV2}', 'approved', 99.50), ('{INV3}', 'approved', 10.00)",
+    ("CREATE TABLE invoices (iri VARCHAR(200) PRIMARY KEY, status VARCHAR(20) NOT NULL, "
+     "approved_by VARCHAR(200), note TEXT, amount NUMERIC(12, 2) NOT NULL)"),
+    ("CREATE TABLE payments (invoice VARCHAR(200) NOT NULL UNIQUE REFERENCES invoices (iri), "
+     "amount NUMERIC(12, 2) NOT NULL CHECK (amount > 0), method VARCHAR(10) NOT NULL)"),
+    (f"INSERT INTO invoices (iri, status, amount) VALUES ('{INV1}', 'received', 420.00), "
+     f"('{INV2}', 'approved', 99.50), ('{INV3}', 'approved', 10.00)"),
 ]
 
 
@@ -172,7 +172,7 @@ def test_a_statement_that_would_change_too_many_rows_rolls_back(erp, conn_factor
 
 
 def test_a_missing_table_is_permanent(erp, conn_factory):
-    url, db = erp
+    url, _db = erp
     c = conn_factory(url)
     with pytest.raises(PermanentError) as info:
         c.execute("archive_invoice", {"invoice": INV1}, key="k1")

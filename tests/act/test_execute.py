@@ -488,7 +488,7 @@ def test_processes_racing_on_the_same_decisions_execute_each_step_once(sql_url, 
     procs = [subprocess.Popen([sys.executable, str(ROOT / "tests" / "chaos" / "child.py")], env=env, cwd=ROOT,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(4)]
     for p in procs:
-        out, err = p.communicate(timeout=120)
+        _out, err = p.communicate(timeout=120)
         assert p.returncode == 0, err
     ledger = Ledger(sql_url)
     try:

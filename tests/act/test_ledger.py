@@ -39,8 +39,8 @@ def test_key_is_stable_and_ignores_key_order():
 
 
 @pytest.mark.parametrize("other", [
-    dict(decision="d2"), dict(step=1), dict(params={"account": "A1", "amount": 41}),
-    dict(params={"account": "A1", "amount": 40, "note": ""}), dict(compensation=True)],
+    {"decision": "d2"}, {"step": 1}, {"params": {"account": "A1", "amount": 41}},
+    {"params": {"account": "A1", "amount": 40, "note": ""}}, {"compensation": True}],
     ids=["decision", "step", "value", "extra-param", "compensation"])
 def test_key_differs_with_every_input(other):
     assert key(**other) != key()

@@ -170,8 +170,8 @@ def test_verify_with_the_wrong_key_fails(log_url):
 def test_show_names_who_decided_and_every_step(log_url):
     r = run("show", "D-00001", "--url", log_url)
     assert r.exit_code == 0, r.output
-    assert "decision D-00001: execute, decided by rule `ap.approve.small` (ruleset " \
-           "accounts_payable.invoice_approval)" in r.stdout
+    assert ("decision D-00001: execute, decided by rule `ap.approve.small` (ruleset "
+            "accounts_payable.invoice_approval)") in r.stdout
     for text in ("received", "case invoice.received", "rules matched: ap.approve.small", "deciding: ap.approve.small",
                  "case.invoice.amount = 101", "execute (source rule"):
         assert text in r.stdout, text

@@ -4,6 +4,7 @@ duplicate or missing seq, every event present exactly once, on SQLite and Postgr
 from __future__ import annotations
 
 import collections
+import itertools
 import multiprocessing
 import threading
 import time
@@ -32,7 +33,7 @@ def assert_one_chain(log, expected: dict[tuple[str, int], int]) -> None:
     assert all(seqs == list(range(seqs[0], seqs[0] + len(seqs))) for seqs in by_batch.values())
     # the writers really ran at the same time (else this test would prove nothing)
     writers = [e.agent for e in events]
-    switches = sum(a != b for a, b in zip(writers, writers[1:]))
+    switches = sum(a != b for a, b in itertools.pairwise(writers))
     assert switches > len({w for w, _r in expected}), f"the writers did not interleave: {switches} switches"
     with log.db.connect() as c:
         assert c.execute(select(func.count(func.distinct(audit_events.c.seq)))).scalar() == len(events)

@@ -296,7 +296,7 @@ def test_utc_text_formats_sort_as_time():
 
 
 def test_naive_clock_is_refused(make_log):
-    log = make_log(now=lambda: dt.datetime(2026, 1, 1))
+    log = make_log(now=lambda: dt.datetime(2026, 1, 1))  # noqa: DTZ001 - the naive clock under test
     with pytest.raises(AuditError) as exc:
         log.append("D-1", "s", "ops", {})
     assert exc.value.code == "audit_bad_time"

@@ -183,8 +183,8 @@ def test_load_errors_point_at_file_line_and_column(tmp_path):
         ("schema", 3, 29, "unknown way to mask `hsh`", "did you mean `hash`?"),
         ("schema", 4, 37, "unknown key `wher` in a mask rule", "did you mean `where`?"),
         ("schema", 5, 5, "a mask rule needs `path`", "e.g. `{path: case.payload.contact_email, how: hash}`"),
-        ("schema", 6, 15, "invalid mask path `a.**`: a path cannot end with `**`; name what to mask, e.g. "
-         "`**.email`", got[4][4]),
+        ("schema", 6, 15, ("invalid mask path `a.**`: a path cannot end with `**`; name what to mask, e.g. "
+          "`**.email`"), got[4][4]),
         ("schema", 7, 1, "unknown key `masks` in the audit file", "did you mean `mask`?"),
     ]
     text = render_text(exc.value.diagnostics)

@@ -29,7 +29,7 @@ def quick(tmp_path_factory):
     out = tmp_path_factory.mktemp("llm-bench") / "quick.json"
     env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
     p = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "llm_path.py"), "--quick", "--json", str(out)],
-                       capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
+                       capture_output=True, text=True, cwd=ROOT, env=env, timeout=600, check=False)
     assert p.returncode == 0, p.stderr[-3000:]
     return json.loads(out.read_text(encoding="utf-8")), p.stdout
 

@@ -121,9 +121,8 @@ def check(ledger: Ledger, recs: dict[str, SqliteRecord], planned: list[Planned])
             bad = None
             if status in ("started", "compensating") or (comp and comp.status == "started"):
                 bad = f"left {status}"
-            elif status in ("done", "compensated") and effect != 1:
-                bad = f"{status} but took effect {effect} times"
-            elif status in (None, "failed") and effect != 0:
+            elif ((status in ("done", "compensated") and effect != 1)
+                  or (status in (None, "failed") and effect != 0)):
                 bad = f"{status} but took effect {effect} times"
             elif status == "needs_review" and (step.connector != "crm" or effect > 1):
                 bad = f"needs_review on {step.connector} with {effect} effects"

@@ -131,7 +131,7 @@ def one_run(seed: int, folder: Path, ledger_url: str, tally: Tally, *, one_db: b
             if ready.strip() == "ready":
                 time.sleep(rng.uniform(0, TIMED_WINDOW))
                 proc.send_signal(signal.SIGKILL)
-        out, err = proc.communicate(timeout=CHILD_TIMEOUT)
+        _out, err = proc.communicate(timeout=CHILD_TIMEOUT)
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -54,7 +54,8 @@ def test_escalation_is_queued_then_approved_once(tmp_path, state):
     assert ok["status"] == "approved" and ok["reviewer"] == "controller"
     assert ok["approved"]["params"]["order"] == "https://brightwater.example/id/SO-3002"
     assert len(ok["approved_hash"]) == 64
-    r = runner.invoke(app, ["review", "reject", rid, "--reviewer", "sales-ops-lead", "--reason", "late", "-w", str(ROOT)])
+    r = runner.invoke(app, ["review", "reject", rid, "--reviewer", "sales-ops-lead", "--reason", "late",
+                            "-w", str(ROOT)])
     assert r.exit_code == 1 and "review_not_pending" in r.output
 
 

@@ -474,4 +474,4 @@ def test_racing_enqueues_of_the_same_case_keep_one_pending_item(db, clock):
 
     results = race(6, enqueue)
     assert not [r for r in results if isinstance(r, Exception)], results
-    assert len([i for i in q.list("pending")]) == 1
+    assert len(list(q.list("pending"))) == 1

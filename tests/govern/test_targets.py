@@ -218,8 +218,8 @@ def test_a_declared_target_list_must_cover_what_the_template_changes(tmp_path):
         "    description: Approve a discount on a sales order.\n",
         "    description: Approve a discount on a sales order.\n    targets: []\n", 1), encoding="utf-8")
     errs = _errors(root)
-    assert ("action_targets", "`approve_discount` changes the entity `order` names (its graph template writes "
-            "about `?order`), but `order` is not among its targets") in errs
+    assert ("action_targets", ("`approve_discount` changes the entity `order` names (its graph template writes "
+             "about `?order`), but `order` is not among its targets")) in errs
 
 
 @pytest.mark.parametrize("decl, code, text", [
@@ -268,16 +268,16 @@ def test_check_warns_about_an_entity_parameter_nothing_checks(tmp_path):
     p = root / "rules/actions.yaml"
     text = p.read_text(encoding="utf-8")
     for line in ('      - {when: "params.owner.active == true", message: "the owner must be an active employee"}\n',
-                 "      - {when: 'params.owner.role in [\"sales_rep\", \"account_manager\"]', "
-                 'message: "leads go to sales reps and account managers"}\n'):
+                 ("      - {when: 'params.owner.role in [\"sales_rep\", \"account_manager\"]', "
+                 'message: "leads go to sales reps and account managers"}\n')):
         assert line in text
         text = text.replace(line, "")
     p.write_text(text, encoding="utf-8")
     ws = load_workspace(root, load_graph=False)
     found = [d for d in ws.diagnostics if d.code == "unchecked_param"]
     assert [(d.severity.value, d.message) for d in found] == [
-        ("warning", "nothing checks `params.owner` of `assign_lead` in ruleset `crm.lead_routing`: any `Employee` a "
-                    "model or reviewer names passes the gate")]
+        ("warning", ("nothing checks `params.owner` of `assign_lead` in ruleset `crm.lead_routing`: any `Employee` a "
+                     "model or reviewer names passes the gate"))]
     assert found[0].span.file.endswith("lead_routing.yaml")
 
 

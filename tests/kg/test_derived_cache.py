@@ -29,8 +29,8 @@ def test_an_unrelated_update_keeps_the_cached_graph(store):
     algo = GraphAlgorithms(store)
     g = algo.graph(f"{EX}reports_to")
     assert algo.chain(f"{EX}a", f"{EX}reports_to") == [f"{EX}b", f"{EX}c"]
-    store.update(f"DELETE {{ ?s <{EX}status> ?o }} INSERT {{ ?s <{EX}status> \"gone\" }} WHERE {{ ?s <{EX}status> ?o }}",
-                 {"s": IRI(f"{EX}a")})
+    store.update(f"DELETE {{ ?s <{EX}status> ?o }} INSERT {{ ?s <{EX}status> \"gone\" }} "
+                 f"WHERE {{ ?s <{EX}status> ?o }}", {"s": IRI(f"{EX}a")})
     assert algo.graph(f"{EX}reports_to") is g  # not rebuilt
 
 
@@ -66,8 +66,8 @@ def test_touched_iris(template, expected):
 
 def test_a_read_after_an_update_sees_the_new_value(store):
     assert store.objects(f"{EX}a", f"{EX}status") == ["active"]  # now cached
-    store.update(f"DELETE {{ ?s <{EX}status> ?o }} INSERT {{ ?s <{EX}status> \"gone\" }} WHERE {{ ?s <{EX}status> ?o }}",
-                 {"s": IRI(f"{EX}a")})
+    store.update(f"DELETE {{ ?s <{EX}status> ?o }} INSERT {{ ?s <{EX}status> \"gone\" }} "
+                 f"WHERE {{ ?s <{EX}status> ?o }}", {"s": IRI(f"{EX}a")})
     assert store.objects(f"{EX}a", f"{EX}status") == ["gone"]
 
 
@@ -106,7 +106,7 @@ def test_the_cache_is_bounded_and_can_be_turned_off():
 
     cache = ReadCache(2)
     for s in ("a", "b", "c", "a"):
-        cache.get((s, "p"), lambda: load(s, "p"))
+        cache.get((s, "p"), lambda s=s: load(s, "p"))
     assert len(cache.map) <= 2
     off = ReadCache(0)
     off.get(("a", "p"), lambda: load("a", "p"))
@@ -135,8 +135,8 @@ def test_a_query_answer_follows_updates(store):
     ask = f"ASK {{ ?s <{EX}status> \"gone\" }}"
     assert store.ask(ask, {"s": IRI(f"{EX}a")}) is False  # now cached
     assert store.ask(ask, {"s": f"{EX}a"}) is False  # a string is not the IRI: a key of its own
-    store.update(f"DELETE {{ ?s <{EX}status> ?o }} INSERT {{ ?s <{EX}status> \"gone\" }} WHERE {{ ?s <{EX}status> ?o }}",
-                 {"s": IRI(f"{EX}a")})
+    store.update(f"DELETE {{ ?s <{EX}status> ?o }} INSERT {{ ?s <{EX}status> \"gone\" }} "
+                 f"WHERE {{ ?s <{EX}status> ?o }}", {"s": IRI(f"{EX}a")})
     assert store.ask(ask, {"s": IRI(f"{EX}a")}) is True
     rows = store.select(f"SELECT ?o WHERE {{ ?s <{EX}status> ?o }}", {"s": IRI(f"{EX}a")})
     assert rows == [{"o": "gone"}]

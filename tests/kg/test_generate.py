@@ -151,11 +151,11 @@ def test_literals_are_escaped_and_typed():
     from rdflib.namespace import XSD
 
     tricky = 'O\'Neill "the second" \\ Núñez\nline two\r'
-    line = f"{gen.node('X-1')} <{BW}name> {gen.s_(tricky)} .\n" \
-           f"{gen.node('X-1')} <{BW}amount> {gen.d_(123456)} .\n" \
-           f"{gen.node('X-1')} <{BW}open_amount> {gen.d_(5)} .\n" \
-           f"{gen.node('X-1')} <{BW}active> {gen.b_(False)} .\n" \
-           f"{gen.node('X-1')} <{BW}hired_on> {gen.t_(dt.date(2026, 1, 2))} .\n"
+    line = (f"{gen.node('X-1')} <{BW}name> {gen.s_(tricky)} .\n"
+            f"{gen.node('X-1')} <{BW}amount> {gen.d_(123456)} .\n"
+            f"{gen.node('X-1')} <{BW}open_amount> {gen.d_(5)} .\n"
+            f"{gen.node('X-1')} <{BW}active> {gen.b_(False)} .\n"
+            f"{gen.node('X-1')} <{BW}hired_on> {gen.t_(dt.date(2026, 1, 2))} .\n")
     g = Graph().parse(data=line, format="nt")
     s = URIRef(BWD + "X-1")
     assert str(g.value(s, URIRef(BW + "name"))) == tricky
@@ -182,7 +182,8 @@ def test_ontology_conventions(ontology):
         assert len(list(ontology.objects(c, RDFS.comment))) == 1, c
         if c != URIRef(BW + "Entity"):
             assert URIRef(BW + "Entity") in set(ontology.transitive_objects(c, RDFS.subClassOf)), c
-    props = set(ontology.subjects(RDF.type, OWL.ObjectProperty)) | set(ontology.subjects(RDF.type, OWL.DatatypeProperty))
+    props = (set(ontology.subjects(RDF.type, OWL.ObjectProperty))
+             | set(ontology.subjects(RDF.type, OWL.DatatypeProperty)))
     assert len(props) > 70
     used_by = URIRef(BW + "usedBy")
     for p in props:
@@ -215,7 +216,7 @@ def test_every_triple_fits_the_ontology(graph, ontology):
         carriers[p] = set(ontology.objects(p, URIRef(BW + "usedBy"))) or {d}
     rng = dict(ontology.subject_objects(RDFS.range))
     functional = set(ontology.subjects(RDF.type, OWL.FunctionalProperty))
-    types = {s: o for s, o in graph.subject_objects(RDF.type)}
+    types = dict(graph.subject_objects(RDF.type))
     seen = collections.Counter()
     for s, p, o in graph:
         if p == RDF.type:
@@ -256,7 +257,7 @@ def test_the_shapes_catch_bad_data(graph, ontology):
     bad.remove((v, URIRef(BW + "name"), None))                         # a vendor is a legal entity
     bad.set((v, URIRef(BW + "status"), Literal("dormant")))            # not in the enumeration
     bad.set((v, URIRef(BW + "risk_rating"), Literal(9)))               # 1..5
-    conforms, report, text = pyshacl.validate(bad, shacl_graph=shapes, ont_graph=ontology, inference="none")
+    conforms, _report, text = pyshacl.validate(bad, shacl_graph=shapes, ont_graph=ontology, inference="none")
     assert not conforms
     assert "bw:name" in text and "bw:status" in text and "bw:risk_rating" in text
 
@@ -380,7 +381,8 @@ def test_customers_sales_and_leads(kg):
     assert len(existing) >= 8
     for x in existing:
         c = kg.value(x, "existing_customer")
-        assert kg.value(x, "email_domain").split(".")[0] == kg.value(c, "name").rsplit(" ", 1)[0].lower().replace(" ", "-")
+        company = kg.value(c, "name").rsplit(" ", 1)[0]
+        assert kg.value(x, "email_domain").split(".")[0] == company.lower().replace(" ", "-")
     junk = [x for x in leads if kg.value(x, "email_domain") in gen.FREE_MAIL]
     assert junk and all(kg.value(x, "employee_count") == 0 for x in junk)
 
@@ -457,5 +459,6 @@ def test_territory_queries(ox_store, graph):
         assert len(list(res)) == reps
         res = graph.query(_query("territory_reps"), initBindings={"region": Literal(region)})
         assert len(list(res)) == reps
-    res = ox_store.query(_query("territory_account_managers"), substitutions={ox.Variable("region"): ox.Literal("LATAM")})
+    res = ox_store.query(_query("territory_account_managers"),
+                         substitutions={ox.Variable("region"): ox.Literal("LATAM")})
     assert len(list(res)) == 1

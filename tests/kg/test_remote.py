@@ -95,7 +95,8 @@ def test_the_same_rules_decide_the_same_on_the_remote_graph(remote_ws):
     differ = []
     for c in cases:
         a, b = local.decide(c, llm=False, review=False), remote.decide(c, llm=False, review=False)
-        if _summary(a) != _summary(b) or sorted(map(str, a.reads.provenance())) != sorted(map(str, b.reads.provenance())):
+        if (_summary(a) != _summary(b)
+                or sorted(map(str, a.reads.provenance())) != sorted(map(str, b.reads.provenance()))):
             differ.append((c, _summary(a), _summary(b)))
     assert differ == []
     assert {d.outcome for d in (local.decide(c, llm=False, review=False) for c in cases)} >= {"execute", "deny",
@@ -135,7 +136,8 @@ def test_an_update_that_matches_nothing_writes_nothing(remote_ws):
     before = st.revision
     out = st.update(f"DELETE {{ ?i <{BW}status> ?s }} INSERT {{ ?i <{BW}status> \"approved\" }} "
                     f"WHERE {{ ?i <{BW}status> ?s . FILTER(?s = \"no-such-status\") }}",
-                    {"i": IRI(f"{BWD}INV-10001")}, key="k-none", where=f"?i <{BW}status> ?s . FILTER(?s = \"no-such-status\")")
+                    {"i": IRI(f"{BWD}INV-10001")}, key="k-none",
+                    where=f"?i <{BW}status> ?s . FILTER(?s = \"no-such-status\")")
     assert not out.applied and out.matches == 0
     assert st.revision == before and st.executed("k-none") is None
 

@@ -140,7 +140,7 @@ def _caret(tmp_path: Path, when_item: str) -> tuple[int, str]:
     '      - "vendor.name == \'a\' and vendor.statsu == \'x\'"\n',
 ])
 def test_caret_in_plain_and_quoted_scalars(tmp_path, item):
-    line, text = _caret(tmp_path, item)
+    _line, text = _caret(tmp_path, item)
     assert text == "statsu"
 
 
@@ -192,7 +192,7 @@ def test_a_duplicate_rule_is_still_checked(tmp_path):
     f.write_text("ruleset: t\non: invoice.received\ncase: {invoice: Invoice}\nrules:\n"
                  "  - id: a\n    when: case.invoice.amount > 1\n    then: {no_action: x}\n"
                  "  - id: a\n    when: case.invoice.amount >\n    then: {no_action: y}\n", encoding="utf-8")
-    rs, sink = compile_ruleset(None, f)
+    _rs, sink = compile_ruleset(None, f)
     assert [(d.code, d.span.line) for d in sink.items] == [("duplicate_id", 8), ("expr_syntax", 9)]
 
 
@@ -241,7 +241,8 @@ PATHOLOGICAL: dict[str, str | bytes] = {
     "rule_is_a_string": RS + "rules:\n  - just a string\n",
     "rule_is_a_list": RS + "rules:\n  - [a, b]\n",
     "when_is_a_number": RS + "rules:\n  - id: a\n    when: 5\n    then: {no_action: x}\n",
-    "when_items_not_text": RS + "rules:\n  - id: a\n    when: [5, null, true, {a: b}, [1], 1.5]\n    then: {no_action: x}\n",
+    "when_items_not_text": RS + "rules:\n  - id: a\n    when: [5, null, true, {a: b}, [1], 1.5]\n"
+                                "    then: {no_action: x}\n",
     "deeply_nested_nonsense": RS + "rules:\n  - id: {a: [{b: {c: [[[]]]}}]}\n    when: {x: {y: [1, {z: null}]}}\n"
                                    "    then: [[{}]]\n",
     "deep_flow_lists": RS + "rules: " + "[" * 200 + "]" * 200 + "\n",
@@ -252,16 +253,19 @@ PATHOLOGICAL: dict[str, str | bytes] = {
     "then_is_a_string": RS + "rules:\n  - id: a\n    then: approve\n",
     "then_has_two_kinds": RS + "rules:\n  - id: a\n    then: {action: hold_invoice, escalate: x}\n",
     "params_is_a_list": RS + "rules:\n  - id: a\n    then: {action: hold_invoice, params: [1, 2]}\n",
-    "param_is_a_map": RS + "rules:\n  - id: a\n    then: {action: hold_invoice, params: {invoice: {a: 1}, reason: [x, {y: 1}]}}\n",
+    "param_is_a_map": RS + "rules:\n  - id: a\n"
+                           "    then: {action: hold_invoice, params: {invoice: {a: 1}, reason: [x, {y: 1}]}}\n",
     "case_is_a_list": "ruleset: p\non: x\ncase: [1, 2]\nrules: []\n",
     "case_field_types_wrong": "ruleset: p\non: x\ncase: {a: {b: [c, d]}, e: 5, f: null}\nrules: []\n",
-    "alias_fanout": "a: &a [1,1,1,1,1,1,1,1,1]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]\n",
+    "alias_fanout": ("a: &a [1,1,1,1,1,1,1,1,1]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\n"
+                     "c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]\n"),
     "python_tag": "!!python/object/apply:os.system ['echo hi']\n",
     "set_tag": "ruleset: !!set {a, b}\n",
     "complex_key": "? [a, b]\n: c\n",
     "guards_wrong": RS + "rules: []\nguards:\n  - id: g\n    deny_when: [1]\n    applies_to: {a: b}\n  - 5\n"
                          "  - id: h\n    review_when: 3\n",
-    "derived_wrong": RS + "derived:\n  a: ask(1)\n  b: chain()\n  c: within_hops(1, 2, 3, 4)\n  d: select(\"no\", x=1)\n"
+    "derived_wrong": RS + "derived:\n  a: ask(1)\n  b: chain()\n  c: within_hops(1, 2, 3, 4)\n"
+                          "  d: select(\"no\", x=1)\n"
                           "  e: ask(\"duplicate_invoice\", 1, invoice=case.invoice)\nrules: []\n",
     "odd_expressions": RS + "rules:\n  - id: a\n    when: ['\\x00', '" + "(" * 100 + "', 'a', '1', '\"\" < 1']\n"
                             "    then: {no_action: x}\n",
@@ -269,7 +273,8 @@ PATHOLOGICAL: dict[str, str | bytes] = {
     "decision_table_is_a_dir": RS + "decision_table: .\n",
     "tests_wrong": RS + "rules: []\ntests:\n  - name: [a]\n    case: 5\n    expect: [1]\n  - name: b\n    case: {}\n"
                         "    expect: {outcome: [1]}\n",
-    "huge_numbers": RS + "rules:\n  - id: a\n    priority: 99999999999999999999999\n    when: case.invoice.amount > 1e999\n"
+    "huge_numbers": RS + "rules:\n  - id: a\n    priority: 99999999999999999999999\n"
+                         "    when: case.invoice.amount > 1e999\n"
                          "    then: {no_action: x}\n",
     "alias_bomb": "".join(f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}" if i else "1"] * 10) + "]\n" for i in range(8)),
     "deep_flow_lists_beyond_the_stack": RS + "rules: " + "[" * 5000 + "]" * 5000 + "\n",

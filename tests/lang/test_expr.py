@@ -393,7 +393,7 @@ def check(text: str):
     ("ask('x') == 1", "unknown_name"),
 ])
 def test_dangerous_text_fails_at_parse_or_check_time(text, code):
-    node, errors = check(text)
+    _node, errors = check(text)
     assert errors, f"{text!r} was accepted"
     assert errors[0].code == code
 

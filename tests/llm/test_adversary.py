@@ -278,8 +278,8 @@ def model_answer(draw, t: Target, case: dict[str, Any]):
     """(kind, text) — one answer of the adversarial model."""
     kind = draw(st.sampled_from(["plausible"] * 6 + ["proposal"] * 4 + ["other_entity"] * 3
                                 + ["wrong_action", "out_of_scope", "escalate", "non_json", "fenced", "injection"]))
-    permitted = [a for a in sorted({r.then.action for r in t.ws.rulesets[t.ruleset].rules if r.then.action}
-                                   | {a for g in t.ws.rulesets[t.ruleset].guards for a in g.applies_to})]
+    permitted = sorted({r.then.action for r in t.ws.rulesets[t.ruleset].rules if r.then.action}
+                       | {a for g in t.ws.rulesets[t.ruleset].guards for a in g.applies_to})
     if kind == "escalate":
         return kind, json.dumps({"decision": "escalate", "reason": draw(text_value(case))}, default=str)
     if kind == "non_json":

@@ -143,13 +143,15 @@ def test_durable_and_reference_agree_on_generated_rulesets(tmp_path):
 GRAPH_CASE = '{invoice: "Invoice?", invoices: "[Invoice]?", n: "number?"}'
 INVOICES = ["ex:I1", "ex:I2", "ex:I3", "ex:I4", "ex:I5", "ex:I6", "ex:NOPE"]
 graph_conditions = st.one_of(
-    st.tuples(st.just("case.invoice.amount"), cmp_op, st.sampled_from(["50", "420", "420.0", "5000", "1000"])).map(" ".join),
+    st.tuples(st.just("case.invoice.amount"), cmp_op, st.sampled_from(["50", "420", "420.0", "5000", "1000"])).map(
+        " ".join),
     st.tuples(st.just("case.invoice.vendor.status"), eq_op, st.sampled_from(['"approved"', '"blocked"'])).map(" ".join),
     st.tuples(st.just("case.invoice.number"), cmp_op, st.sampled_from(['"A-1"', '"D-1"', '"C"'])).map(" ".join),
     st.tuples(st.just("case.invoice.vendor.since"), cmp_op, st.sampled_from(['"2020-01-01"', '"2026-10-20"'])).map(
         " ".join),
     st.sampled_from([
-        "case.invoice.vendor.sanctioned", "not case.invoice.vendor.sanctioned", "case.invoice.vendor.sanctioned == false",
+        "case.invoice.vendor.sanctioned", "not case.invoice.vendor.sanctioned",
+        "case.invoice.vendor.sanctioned == false",
         "case.invoice.requester.limit >= case.invoice.amount", "case.invoice.amount > case.n",
         "all(l.quantity <= l.received for l in case.invoice.lines)", "count(case.invoice.lines) >= 1",
         "sum(case.invoice.lines.amount) == case.invoice.amount", "any(i.amount > 1000 for i in case.invoices)",

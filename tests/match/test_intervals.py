@@ -54,7 +54,8 @@ UNKNOWN = [_MISSING, None, float("nan")]
 
 def test_segments_tell_a_bound_from_the_values_beside_it():
     px = PathIndex(("case", "n"), [1, 2.5, 7])
-    assert [px.segment(v) for v in (0, 1, 1.0, 1.5, 2.5, 3, 7, 8, -math.inf, math.inf)] == [0, 1, 1, 2, 3, 4, 5, 6, 0, 6]
+    values = (0, 1, 1.0, 1.5, 2.5, 3, 7, 8, -math.inf, math.inf)
+    assert [px.segment(v) for v in values] == [0, 1, 1, 2, 3, 4, 5, 6, 0, 6]
     assert px.run("<", 2.5) == (0, 2) and px.run("<=", 2.5) == (0, 3)
     assert px.run(">", 2.5) == (4, 6) and px.run(">=", 2.5) == (3, 6)
 
@@ -104,7 +105,8 @@ def test_a_value_of_another_kind_is_unknown(tmp_path, value):
 def test_negated_ranges_and_other_atoms_on_the_same_path(tmp_path):
     rs = _compile('{n: "number?", s: "string?"}',
                   [["not (case.n < 3)"], ["case.n != 3", "case.n < 5"], ["case.n == 3", "case.n >= 3"],
-                   ['case.s == "x"', "case.n > 2"], ['case.s == "y"', "case.n > 2"], ["case.n > 2", "case.n < 4", "case.n > 2.5"]],
+                   ['case.s == "x"', "case.n > 2"], ['case.s == "y"', "case.n > 2"],
+                   ["case.n > 2", "case.n < 4", "case.n > 2.5"]],
                   tmp_path)
     m = DurableMatcher(rs)
     for n, s in itertools.product([2, 2.5, 3, 3.5, 4, 5, None], ["x", "y", None]):
@@ -208,7 +210,8 @@ def test_messages_stay_within_durable_rules_field_limit(tmp_path):
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                    HealthCheck.function_scoped_fixture])
-@given(rules=st.lists(td.rule_conditions, min_size=4, max_size=24), cases=st.lists(td.payloads, min_size=6, max_size=12))
+@given(rules=st.lists(td.rule_conditions, min_size=4, max_size=24),
+       cases=st.lists(td.payloads, min_size=6, max_size=12))
 def _check_tiny_networks(tmp_path, rules, cases):
     rs = td._compile(td.SCALAR_CASE, rules, tmp_path)
     with mock.patch.multiple(durable, NODE_BUDGET=3, RULE_BUDGET=3, MESSAGE_BUDGET=12):
