@@ -647,11 +647,11 @@ class RulesetCompiler:
                 continue
             for b in bind_targets(spec, case_schema, self.ctx.schema, declared.get(action)):
                 if b.field is None:
-                    declared = spec.targets_span is not None
+                    in_catalog = spec.targets_span is not None
                     self.sink.error("target_unbound", f"target `{b.param}` of `{action}` binds to no case field: "
                                     f"{b.why}", at, help=f"name the field under `targets:` "
                                     f"(`{action}.{b.param}: case.FIELD`), or give the case one field of that class"
-                                    + ("" if declared else f"; if `{action}` only refers to its `{b.param}`, declare "
+                                    + ("" if in_catalog else f"; if `{action}` only refers to its `{b.param}`, declare "
                                        f"the entities it changes with `targets:` in the action catalog"))
 
     def _tests(self, spec: Any, top: Span) -> list[RuleTest]:

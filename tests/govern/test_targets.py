@@ -259,6 +259,20 @@ def test_a_ruleset_proposing_an_action_it_cannot_bind_is_an_error(tmp_path):
     assert [d.code for d in info.value.diagnostics] == ["target_unbound"] == [info.value.code]
 
 
+def test_two_actions_it_cannot_bind_are_both_reported(tmp_path):
+    """Regression (found by mypy): the first unbound target rebound the table of declared targets
+    to a boolean, so the next action's check raised instead of reporting."""
+    root = _copy(tmp_path)
+    p = root / "rules/crm/discount_approval.yaml"
+    p.write_text(p.read_text(encoding="utf-8").replace("applies_to: [approve_discount]\n    message: the customer",
+                                                       "applies_to: [approve_invoice, hold_invoice]\n"
+                                                       "    message: the customer", 1),
+                 encoding="utf-8")
+    unbound = sorted(m for c, m in _errors(root) if c == "target_unbound")
+    assert [m.split(":")[0] for m in unbound] == ["target `invoice` of `approve_invoice` binds to no case field",
+                                                  "target `invoice` of `hold_invoice` binds to no case field"]
+
+
 def test_check_warns_about_an_entity_parameter_nothing_checks(tmp_path):
     """`assign_lead` refers to an owner; with no precondition or guard reading `params.owner`, a
     model could hand a lead to anyone: `check` says so."""
