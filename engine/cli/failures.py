@@ -25,7 +25,6 @@ import os
 import sys
 from typing import Any
 
-import click
 import typer
 from typer.core import TyperGroup
 
@@ -110,16 +109,18 @@ def report(exc: BaseException, *, json_out: bool) -> int:
 class GuardedGroup(TyperGroup):
     """The top command group: what a command lets escape is reported here (`diagnose`)."""
 
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+    # `ctx`: typer's click context (`typer.Context` derives from it; typer vendors click privately)
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
         ctx.meta["rulebridge.argv"] = list(args)
         return super().parse_args(ctx, args)
 
-    def invoke(self, ctx: click.Context) -> Any:
+    def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
-        except (typer.Exit, typer.Abort, click.exceptions.Exit, click.ClickException,
-                click.exceptions.Abort):
-            raise  # how a command ends on purpose
+        except (typer.Exit, typer.Abort, typer.TyperException):
+            # how a command ends on purpose; `TyperException`: the usage errors of the click that
+            # typer carries (`typer._click`, not the `click` package: typer no longer depends on it)
+            raise
         except Exception as exc:
             if os.environ.get("RULEBRIDGE_DEBUG") == "1":
                 raise

@@ -274,6 +274,22 @@ def test_an_unexpected_error_is_one_coded_line(tmp_path, monkeypatch):
     assert "RULEBRIDGE_DEBUG=1" in r.output
 
 
+def test_an_unknown_option_is_a_usage_error_not_a_bug():
+    # Regression (found by mypy): the group let through only the `click` package's exceptions,
+    # but typer raises those of the click it carries: a mistyped option was an `internal_error`.
+    r = runner.invoke(app, ["check", "--no-such-option"])
+    assert r.exit_code == 2, r.output
+    assert "internal_error" not in r.output and "No such option" in r.output
+
+
+def test_the_cli_needs_no_click_package():
+    # Regression: `engine.cli.failures` imported `click`, which typer no longer installs: without
+    # the `llm` extra (litellm brings click) the `rulebridge` script failed at import.
+    code = "import sys; sys.modules['click'] = None; import engine.cli.main"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
+    assert r.returncode == 0, r.stderr[-2000:]
+
+
 # -- the installed script ------------------------------------------------------------------------
 
 def _script() -> Path:
