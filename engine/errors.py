@@ -52,11 +52,11 @@ class Diagnostic:
     help: str | None = None
     suggestion: str | None = None
 
-    def sort_key(self) -> tuple:
+    def sort_key(self) -> tuple[str, int, int, str, str]:
         s = self.span or Span("")
         return (s.file, s.line, s.col, self.code, self.message)
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         d = asdict(self)
         d["severity"] = self.severity.value
         return d
@@ -230,11 +230,13 @@ class DiagnosticSink:
         if len(self.items) < self.limit:
             self.items.append(Diagnostic(code, message, span, severity, help, suggestion))
 
-    def error(self, code: str, message: str, span: Span | None = None, **kw) -> None:
-        self.add(code, message, span, **kw)
+    def error(self, code: str, message: str, span: Span | None = None, *, help: str | None = None,
+              suggestion: str | None = None) -> None:
+        self.add(code, message, span, help=help, suggestion=suggestion)
 
-    def warning(self, code: str, message: str, span: Span | None = None, **kw) -> None:
-        self.add(code, message, span, severity=Severity.WARNING, **kw)
+    def warning(self, code: str, message: str, span: Span | None = None, *, help: str | None = None,
+                suggestion: str | None = None) -> None:
+        self.add(code, message, span, help=help, suggestion=suggestion, severity=Severity.WARNING)
 
     @property
     def errors(self) -> list[Diagnostic]:

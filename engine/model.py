@@ -46,7 +46,7 @@ class Provenance:
     object: str
     graph: str = ""
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, str]:
         return {"s": self.subject, "p": self.predicate, "o": self.object, "g": self.graph}
 
 

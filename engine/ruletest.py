@@ -49,7 +49,8 @@ def _same(want: Any, got: Any, prefixes: dict[str, str]) -> bool:
         return abs(want - got) < 1e-9
     if isinstance(want, list) and isinstance(got, list):
         return len(want) == len(got) and all(_same(w, g, prefixes) for w, g in zip(want, got, strict=True))
-    return want == got
+    same: bool = want == got
+    return same
 
 
 def run_tests(engine: Any, *, rulesets: list[str] | None = None) -> TestReport:

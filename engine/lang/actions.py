@@ -147,10 +147,10 @@ def parse_type(spec: object, schema: Schema, sink: DiagnosticSink, where: Span |
     if isinstance(spec, dict):
         fields = []
         for k, v in spec.items():
-            t = parse_type(v, schema, sink, span_of(v, where))
-            if t is None:
+            ft = parse_type(v, schema, sink, span_of(v, where))
+            if ft is None:
                 return None
-            fields.append((str(k), t))
+            fields.append((str(k), ft))
         return Type("object", fields=tuple(fields))
     if isinstance(spec, list):
         if len(spec) != 1:
@@ -221,7 +221,7 @@ def load_actions(path: Path, schema: Schema, sink: DiagnosticSink) -> ActionCata
             raw_params = {}
         for pname, pspec in raw_params.items():
             pspan = raw_params.key_spans.get(pname) if isinstance(raw_params, LDict) else where
-            opts: dict = {}
+            opts: dict[str, Any] = {}
             tspec = pspec
             if isinstance(pspec, LDict) and "type" in pspec:
                 opts = plain(pspec)
@@ -303,7 +303,7 @@ def parse_binding(raw: Any, action: str, where: Span | None, sink: DiagnosticSin
     spans = getattr(raw, "key_spans", {})
     template = LDict({str(k): v for k, v in raw.items() if k != "connector"})
     template.key_spans = {str(k): v for k, v in spans.items() if k != "connector"}
-    template.span = span_of(raw, where)  # type: ignore[assignment]
+    template.span = span_of(raw, where)  # type: ignore[assignment]  # None when `raw` has no place either
     return ExecBinding(str(raw["connector"]), template, span_of(raw, where),
                        span_of(raw["connector"], spans.get("connector", where)))
 
@@ -391,7 +391,8 @@ def parse_inverse(raw: Any, spec: ActionSpec, catalog: ActionCatalog, where: Spa
                 sources[pname] = ParamSource(param=ref)
             continue
         lit = plain(value)
-        expected = {STRING.kind: str, NUMBER.kind: (int, float), BOOLEAN.kind: bool, DATE.kind: str, "ref": str}
+        expected: dict[str, type | tuple[type, ...]] = {STRING.kind: str, NUMBER.kind: (int, float),
+                                                         BOOLEAN.kind: bool, DATE.kind: str, "ref": str}
         want = expected.get(tp.type.kind)
         if want is None or lit is None or isinstance(lit, bool) != (tp.type.kind == "boolean") \
                 or not isinstance(lit, want):

@@ -14,23 +14,27 @@ if TYPE_CHECKING:
     from .compiler import Rule
 
 Atom = tuple[tuple[str, ...], str, Any]
+Need = tuple[Any, ...]  # ("text", text) | ("eq", path, value) | ("path", path)
 
 
 def _holds(op: str, value: Any, lit: Any) -> bool:
+    held: bool
     try:
         if op == "==":
-            return value == lit
-        if op == "!=":
-            return value != lit
-        if op == "<":
-            return value < lit
-        if op == "<=":
-            return value <= lit
-        if op == ">":
-            return value > lit
-        return value >= lit
+            held = value == lit
+        elif op == "!=":
+            held = value != lit
+        elif op == "<":
+            held = value < lit
+        elif op == "<=":
+            held = value <= lit
+        elif op == ">":
+            held = value > lit
+        else:
+            held = value >= lit
     except TypeError:
         return True  # incomparable: assume it may hold
+    return held
 
 
 def find_contradiction(rule: Rule) -> str | None:
@@ -84,14 +88,14 @@ def _covers(rule: Rule, own_texts: set[str], own_atoms: list[Atom], h: Rule) -> 
                for c in h.conditions)
 
 
-def _needs(rule: Rule) -> frozenset:
+def _needs(rule: Rule) -> frozenset[Need]:
     """What another rule must mention for `rule` to be implied by it (a cheap necessary condition
     of `_covers`): the text of each condition that is no atom, the value of each `==` atom (only
     `path == value` itself implies it), the path of every other atom."""
     return frozenset(_need(c) for c in rule.conditions)
 
 
-def _need(c: Any) -> tuple:
+def _need(c: Any) -> Need:
     if c.atom is None:
         return ("text", c.text)
     path, op, lit = c.atom
@@ -100,9 +104,9 @@ def _need(c: Any) -> tuple:
     return ("path", path)
 
 
-def _has(rule: Rule) -> set:
+def _has(rule: Rule) -> set[Need]:
     """What `rule` offers to the needs of a higher rule (see `_needs`)."""
-    out: set = set()
+    out: set[Need] = set()
     for c in rule.conditions:
         if c.atom is None:
             out.add(("text", c.text))
@@ -139,8 +143,8 @@ def shadowed_rules(ranked: list[Rule]) -> list[tuple[Rule, Rule]]:
     `MAX_SHADOW_CANDIDATES` rules of the groups whose needs it meets, in rank order.
     """
     out: list[tuple[Rule, Rule]] = []
-    groups: dict[frozenset, list[tuple[int, Rule]]] = {}
-    files: dict[Any, list[frozenset]] = {}  # a need -> the groups filed under it
+    groups: dict[frozenset[Need], list[tuple[int, Rule]]] = {}
+    files: dict[Any, list[frozenset[Need]]] = {}  # a need -> the groups filed under it
     uses: dict[Any, int] = {}  # a need -> how many groups have it
     for i, rule in enumerate(ranked):
         if not find_contradiction(rule):

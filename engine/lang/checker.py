@@ -9,8 +9,9 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
-from engine.errors import DiagnosticSink, suggest_help
+from engine.errors import DiagnosticSink, Span, suggest_help
 
 from .expr import COMPREHENSIONS, Arith, BoolOp, Call, Compare, Comprehension, ListLit, Lit, Node, Path, Unary
 from .types import ANY, BOOLEAN, DATE, NULL, NUMBER, STRING, Schema, Type, compatible, list_of, orderable
@@ -44,7 +45,7 @@ class DerivedSignature:
     doc: str = ""
 
 
-def _literal_type(v) -> Type:
+def _literal_type(v: Any) -> Type:
     if v is None:
         return NULL
     if isinstance(v, bool):
@@ -138,16 +139,17 @@ class Checker:
         for step in n.steps:
             step_span = n.span.shifted(col=offset + 1, length=len(step)) if n.span else None
             offset += len(step) + 1
-            t, kind, iri = self._step(t, step, step_span, n)
-            if t is None:
+            next_t, kind, iri = self._step(t, step, step_span, n)
+            if next_t is None:
                 return ANY
+            t = next_t
             full += (step,)
             kinds += (kind,)
             props += (iri,)
         n.full, n.kinds, n.props = full, kinds, props
         return t
 
-    def _step(self, t: Type, step: str, span, n: Path) -> tuple[Type | None, str, str | None]:
+    def _step(self, t: Type, step: str, span: Span | None, n: Path) -> tuple[Type | None, str, str | None]:
         if t.kind == "any":
             return ANY, "field", None
         if t.kind == "list":
@@ -320,7 +322,7 @@ def _bool_help(t: Type) -> str | None:
     return None
 
 
-def _head_span(n: Path, root: str):
+def _head_span(n: Path, root: str) -> Span | None:
     return n.span.shifted(length=len(root)) if n.span else None
 
 
@@ -330,7 +332,7 @@ def _sig_len(c: Checker, n: Call, ts: list[Type]) -> Type:
     return NUMBER
 
 
-def _sig_str(result: Type, arity: int):
+def _sig_str(result: Type, arity: int) -> Callable[[Checker, Call, list[Type]], Type]:
     def sig(c: Checker, n: Call, ts: list[Type]) -> Type:
         if c.arity(n, arity):
             for i, t in enumerate(ts):

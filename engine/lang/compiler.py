@@ -38,7 +38,9 @@ EXPECT_KEYS = ("outcome", "action", "rule", "params", "reason", "guard")
 NEGATE = {"==": "!=", "!=": "==", "<": ">=", "<=": ">", ">": "<=", ">=": "<"}
 FLIP = {"==": "==", "!=": "!=", "<": ">", "<=": ">=", ">": "<", ">=": "<="}
 
-Fn = Callable[[dict], Any]
+Fn = Callable[[dict[str, Any]], Any]
+# a graph path from its root: the root, then per step its name, kind and property IRI
+PlanPath = tuple[str, tuple[str, ...], tuple[str, ...], tuple[str | None, ...]]
 
 
 @dataclass
@@ -356,8 +358,9 @@ class RulesetCompiler:
             rid = str(rid)
             duplicate = rid in seen  # still checked below, so its own mistakes are reported too; never kept
             if duplicate:
+                first = seen[rid]
                 self.sink.error("duplicate_id", f"duplicate rule id `{rid}`", span_of(item["id"], item.span),
-                                help=f"first defined at line {seen[rid].line if seen[rid] else '?'}")
+                                help=f"first defined at line {first.line if first else '?'}")
             else:
                 seen[rid] = span_of(item["id"], item.span)
             priority = item.get("priority", 0)
@@ -701,7 +704,7 @@ class RulesetCompiler:
         return E.parse_expr(str(value), _expr_span(value, where) or Span(self.file), self.sink,
                             locate=_locate(value))
 
-    def _collect_paths(self, node: E.Node, varmap: dict[str, tuple] | None = None) -> None:
+    def _collect_paths(self, node: E.Node, varmap: dict[str, PlanPath | None] | None = None) -> None:
         """Add every graph path a node reads to the plan; loop variables resolve to their source path."""
         varmap = dict(varmap or {})
         if isinstance(node, E.Comprehension):
@@ -723,7 +726,7 @@ class RulesetCompiler:
         for c in node.children():
             self._collect_paths(c, varmap)
 
-    def _absolute(self, p: E.Path, varmap: dict[str, Any]) -> tuple | None:
+    def _absolute(self, p: E.Path, varmap: dict[str, PlanPath | None]) -> PlanPath | None:
         full = p.full or (p.root, *p.steps)
         root = full[0]
         if root in varmap:
@@ -734,7 +737,8 @@ class RulesetCompiler:
             return broot, bsteps + tuple(full[1:]), bkinds + tuple(p.kinds), bprops + tuple(p.props)
         return root, tuple(full[1:]), tuple(p.kinds), tuple(p.props)
 
-    def _add_plan(self, root: str, steps: tuple, kinds: tuple, props: tuple) -> None:
+    def _add_plan(self, root: str, steps: tuple[str, ...], kinds: tuple[str, ...],
+                  props: tuple[str | None, ...]) -> None:
         trie = self.plan.setdefault(root, {})
         for step, kind, prop in zip(steps, kinds, props, strict=True):
             edge = trie.get(step)
@@ -823,7 +827,7 @@ def _atom_path(node: E.Node) -> E.Path:
     while isinstance(node, E.Unary):
         node = node.operand
     if isinstance(node, E.Compare):
-        return node.left if isinstance(node.left, E.Path) else node.right  # type: ignore[return-value]
+        node = node.left if isinstance(node.left, E.Path) else node.right
     assert isinstance(node, E.Path)
     return node
 

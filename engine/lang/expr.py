@@ -12,7 +12,7 @@ import ast
 import json
 import math
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,7 +38,7 @@ _NUMBER_RANGE = f"numbers must lie between -{sys.float_info.max:.4g} and {sys.fl
 class Node:
     """Base of expression nodes; `span` is where the node is in its source file."""
 
-    span: Span
+    span: Span | None
     type: Type | None = None
 
     def children(self) -> list[Node]:
@@ -48,7 +48,7 @@ class Node:
 @dataclass(eq=False)
 class Lit(Node):
     value: Any
-    span: Span = field(default=None, repr=False)  # type: ignore[assignment]
+    span: Span | None = field(default=None, repr=False)
 
 
 @dataclass(eq=False)
@@ -57,7 +57,7 @@ class Path(Node):
 
     root: str
     steps: tuple[str, ...]
-    span: Span = field(default=None, repr=False)  # type: ignore[assignment]
+    span: Span | None = field(default=None, repr=False)
     # Filled by the compiler: the path with bindings expanded and generator variables kept.
     full: tuple[str, ...] = ()
     kinds: tuple[str, ...] = ()  # per step: field | one | many
@@ -71,7 +71,7 @@ class Path(Node):
 @dataclass(eq=False)
 class ListLit(Node):
     items: list[Node]
-    span: Span = field(default=None, repr=False)  # type: ignore[assignment]
+    span: Span | None = field(default=None, repr=False)
 
     def children(self) -> list[Node]:
         return list(self.items)
@@ -81,7 +81,7 @@ class ListLit(Node):
 class Unary(Node):
     op: str  # not | -
     operand: Node
-    span: Span = field(default=None, repr=False)  # type: ignore[assignment]
+    span: Span | None = field(default=None, repr=False)
 
     def children(self) -> list[Node]:
         return [self.operand]
@@ -92,7 +92,7 @@ class Arith(Node):
     op: str
     left: Node
     right: Node
-    span: Span = field(default=None, repr=False)  # type: ignore[assignment]
+    span: Span | None = field(default=None, repr=False)
 
     def children(self) -> list[Node]:
         return [self.left, self.right]
@@ -103,7 +103,7 @@ class Compare(Node):
     op: str
     left: Node
     right: Node
-    span: Span = field(default=None, repr=False)  # type: ignore[assignment]
+    span: Span | None = field(default=None, repr=False)
 
     def children(self) -> list[Node]:
         return [self.left, self.right]
@@ -113,7 +113,7 @@ class Compare(Node):
 class BoolOp(Node):
     op: str  # and | or
     items: list[Node]
-    span: Span = field(default=None, repr=False)  # type: ignore[assignment]
+    span: Span | None = field(default=None, repr=False)
 
     def children(self) -> list[Node]:
         return list(self.items)
@@ -123,8 +123,8 @@ class BoolOp(Node):
 class Call(Node):
     name: str
     args: list[Node]
-    span: Span = field(default=None, repr=False)  # type: ignore[assignment]
-    name_span: Span = field(default=None, repr=False)  # type: ignore[assignment]
+    span: Span | None = field(default=None, repr=False)
+    name_span: Span | None = field(default=None, repr=False)
     kwargs: dict[str, Node] = field(default_factory=dict)
 
     def children(self) -> list[Node]:
@@ -140,13 +140,13 @@ class Comprehension(Node):
     source: Node
     body: Node
     cond: Node | None
-    span: Span = field(default=None, repr=False)  # type: ignore[assignment]
+    span: Span | None = field(default=None, repr=False)
 
     def children(self) -> list[Node]:
         return [self.source, self.body] + ([self.cond] if self.cond is not None else [])
 
 
-def walk(node: Node):
+def walk(node: Node) -> Iterator[Node]:
     """Every node of the tree, parents before children."""
     yield node
     for c in node.children():
@@ -265,7 +265,7 @@ class _Converter:
     def span(self, n: ast.AST) -> Span:
         return self.place.node(n)
 
-    def fail(self, n: ast.AST, message: str, help: str | None = None, code: str = "expr_forbidden"):
+    def fail(self, n: ast.AST, message: str, help: str | None = None, code: str = "expr_forbidden") -> Lit:
         self.ok = False
         self.errors += 1
         self.sink.error(code, message, self.span(n), help=help)
@@ -384,12 +384,13 @@ def parse_expr(text: str, span: Span, sink: DiagnosticSink, *, locate: Locate | 
     try:
         tree = ast.parse(src, mode="eval")
     except SyntaxError as exc:
-        if (exc.offset or 0) <= 0:
+        offset = exc.offset or 0
+        if offset <= 0:
             # Python reports offset 0 when the text ends too early: point just past its end.
             lines = src.split("\n")
             line, col = len(lines) - 1, len(lines[-1])
         else:
-            col = max(exc.offset - 1, 0)
+            col = max(offset - 1, 0)
             line = max((exc.lineno or 1) - 1, 0)
         msg = (exc.msg or "invalid syntax").lower()
         hint = None

@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from engine.model import Entity
@@ -64,7 +64,8 @@ def equal(a: Any, b: Any) -> bool | None:
     ka, kb = kind_of(a), kind_of(b)
     if ka != kb:
         return None
-    return a == b
+    same: bool = a == b  # both of one kind: numbers, text, dates, booleans, IRIs
+    return same
 
 
 def order(op: str, a: Any, b: Any) -> bool | None:
@@ -74,13 +75,16 @@ def order(op: str, a: Any, b: Any) -> bool | None:
     ka = kind_of(a)
     if ka != kind_of(b) or ka not in ("number", "string", "date"):
         return None
+    holds: bool
     if op == "<":
-        return a < b
-    if op == "<=":
-        return a <= b
-    if op == ">":
-        return a > b
-    return a >= b
+        holds = a < b
+    elif op == "<=":
+        holds = a <= b
+    elif op == ">":
+        holds = a > b
+    else:
+        holds = a >= b
+    return holds
 
 
 def compare(op: str, a: Any, b: Any) -> bool | None:
@@ -115,7 +119,7 @@ def truth(v: Any) -> bool | None:
     return None
 
 
-def and_(values) -> bool | None:
+def and_(values: Iterable[Any]) -> bool | None:
     unknown = False
     for v in values:
         t = truth(v)
@@ -126,7 +130,7 @@ def and_(values) -> bool | None:
     return None if unknown else True
 
 
-def or_(values) -> bool | None:
+def or_(values: Iterable[Any]) -> bool | None:
     unknown = False
     for v in values:
         t = truth(v)

@@ -59,11 +59,11 @@ class LBool(int, Located):
         return "true" if self else "false"
 
 
-class LList(list, Located):
+class LList(list[Any], Located):
     """A sequence with its span."""
 
 
-class LDict(dict, Located):
+class LDict(dict[str, Any], Located):
     """A mapping with its span and the span of each key (`key_spans`)."""
 
     key_spans: dict[str, Span]
@@ -233,13 +233,15 @@ class _Builder:
         if self.alias is not None or id(k) not in self.built:
             self.built.add(id(k))
             self._spend(k)
-            return k.value
+            text: str = k.value  # a scalar node's value is its text
+            return text
         self.alias = (parent, index)
         try:
             self._spend(k)
         finally:
             self.alias = None
-        return k.value
+        text = k.value
+        return text
 
 
 def _alias_span(file: str, text: str, parent: yaml.Node, index: int) -> Span | None:
@@ -264,6 +266,9 @@ def _alias_span(file: str, text: str, parent: yaml.Node, index: int) -> Span | N
                 stack.append((event, []))
             elif isinstance(event, ends) and stack:
                 start, items = stack.pop()
+                # INVARIANT: the parser marks every event and node it makes
+                assert start.start_mark is not None and parent.start_mark is not None
+                assert event.end_mark is not None and parent.end_mark is not None
                 if (isinstance(start, kind) and start.start_mark.index == parent.start_mark.index
                         and event.end_mark.index == parent.end_mark.index):
                     return _event_span(file, items[index]) if index < len(items) else None
@@ -274,6 +279,7 @@ def _alias_span(file: str, text: str, parent: yaml.Node, index: int) -> Span | N
 
 def _event_span(file: str, event: yaml.Event) -> Span:
     s, e = event.start_mark, event.end_mark
+    assert s is not None and e is not None  # INVARIANT: the parser marks every event
     return Span(file, s.line + 1, s.column + 1, e.line + 1, e.column + 1)
 
 

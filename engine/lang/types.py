@@ -100,7 +100,7 @@ class Schema:
 
     def class_named(self, iri: str) -> str:
         """The local name of the class with this IRI ("" for none): built once, when first asked."""
-        index = self.__dict__.get("_by_iri")
+        index: dict[str, str] | None = self.__dict__.get("_by_iri")
         if index is None or len(index) != len(self.classes):
             index = self.__dict__["_by_iri"] = {v: k for k, v in self.classes.items()}
         return index.get(iri, "")
