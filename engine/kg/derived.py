@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import itertools
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -162,7 +163,7 @@ def _iri(v: Any) -> Any:
     return v.iri if type(v) is Entity else v
 
 
-def _ask(env: dict, raw: list, args: list, kwargs: dict) -> Any:
+def _ask(env: dict[str, Any], raw: list[Any], args: list[Any], kwargs: dict[str, Any]) -> Any:
     g: GraphContext = env[GRAPH_KEY]
     q = g.queries[raw[0]]
     if any(v is None for v in kwargs.values()):
@@ -175,7 +176,7 @@ def _ask(env: dict, raw: list, args: list, kwargs: dict) -> Any:
     return result
 
 
-def _select(env: dict, raw: list, args: list, kwargs: dict) -> Any:
+def _select(env: dict[str, Any], raw: list[Any], args: list[Any], kwargs: dict[str, Any]) -> Any:
     g: GraphContext = env[GRAPH_KEY]
     q = g.queries[raw[0]]
     if any(v is None for v in kwargs.values()):
@@ -195,7 +196,7 @@ def _bind(v: Any) -> Any:
     return IRI(v.iri) if type(v) is Entity else v
 
 
-def _chain(env: dict, raw: list, args: list, kwargs: dict) -> Any:
+def _chain(env: dict[str, Any], raw: list[Any], args: list[Any], kwargs: dict[str, Any]) -> Any:
     g: GraphContext = env[GRAPH_KEY]
     start, prop = args[0], g.prop_iri(raw[1])
     if type(start) is not Entity or prop is None:
@@ -207,7 +208,7 @@ def _chain(env: dict, raw: list, args: list, kwargs: dict) -> Any:
     return [Entity(n) for n in nodes]
 
 
-def _within_hops(env: dict, raw: list, args: list, kwargs: dict) -> Any:
+def _within_hops(env: dict[str, Any], raw: list[Any], args: list[Any], kwargs: dict[str, Any]) -> Any:
     g: GraphContext = env[GRAPH_KEY]
     start, prop, hops, flag = args[0], g.prop_iri(raw[1]), args[2], g.prop_iri(raw[3])
     if type(start) is not Entity or prop is None or flag is None or not isinstance(hops, (int, float)):
@@ -225,7 +226,7 @@ DERIVED_IMPLS = {"ask": _ask, "select": _select, "chain": _chain, "within_hops":
 def derived_signatures(queries: dict[str, NamedQuery], schema: Schema) -> dict[str, DerivedSignature]:
     """How the checker types the graph functions, against this workspace's queries and ontology."""
 
-    def query_sig(form: str):
+    def query_sig(form: str) -> Callable[[Checker, Call, list[Type]], Type]:
         def check(c: Checker, n: Call, ts: list[Type]) -> Type:
             if not n.args or not (isinstance(n.args[0], Lit) and isinstance(n.args[0].value, str)):
                 c.sink.error("query", f"`{n.name}` needs the query name as its first argument, in quotes", n.span,
@@ -278,9 +279,9 @@ def derived_signatures(queries: dict[str, NamedQuery], schema: Schema) -> dict[s
         r = prop_arg(c, n, 1, ts[0])
         c.want(n, 2, ts[2], "number")
         if r is not None:
-            f = prop_arg(c, n, 3, r)
-            if f is not None and f.kind != "boolean":
-                c.sink.error("type_mismatch", f"`{n.args[3].value}` must be a true/false property", n.args[3].span)
+            f, flag = prop_arg(c, n, 3, r), n.args[3]
+            if f is not None and f.kind != "boolean" and isinstance(flag, Lit):  # `f`: `flag` is a name in quotes
+                c.sink.error("type_mismatch", f"`{flag.value}` must be a true/false property", flag.span)
         return BOOLEAN
 
     return {

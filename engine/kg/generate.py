@@ -24,9 +24,10 @@ import random
 import sys
 import time
 import unicodedata
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TextIO
 
 BW = "https://brightwater.example/ontology#"
 BWD = "https://brightwater.example/id/"
@@ -151,7 +152,8 @@ DIRECT_STAFF = [  # role, title, department, director (index into TOP)
     ("analyst", "Marketing Analyst", "MKT", 13),
 ]
 _SR, _AM = "sales_rep", "account_manager"
-TEAMS = [  # manager title, department, director (index into TOP), staff: (role, title, territory, active)
+# manager title, department, director (index into TOP), staff: (role, title, territory, active)
+TEAMS: list[tuple[str, str, int, list[tuple[str, str, str | None, bool]]]] = [
     ("Accounts Payable Manager", "AP", 5, [("ap_clerk", "Accounts Payable Clerk", None, True)] * 3),
     ("Procurement Manager", "PROC", 8, [("buyer", "Buyer", None, True), ("buyer", "Senior Buyer", None, True)]),
     ("Procurement Manager", "PROC", 8, [("buyer", "Buyer", None, True), ("buyer", "Buyer", None, False)]),
@@ -222,8 +224,9 @@ def _day(back: int) -> dt.date:
     return REFERENCE_DATE - dt.timedelta(days=back)
 
 
-Props = list  # [(property local name, object term)]
-Block = tuple  # (subject local name, class local name, Props)
+Props = list[tuple[str, str]]  # [(property local name, object term)]
+Block = tuple[str, str, Props]  # (subject local name, class local name, Props)
+Record = dict[str, Any]  # a vendor or an invoice as the generator builds it (mixed values)
 
 
 @dataclass
@@ -340,7 +343,7 @@ class _Gen:
         self.used_names: set[str] = set()
 
     # -- helpers ---------------------------------------------------------------------------
-    def unique(self, make) -> str:
+    def unique(self, make: Callable[[], str]) -> str:
         """A name from `make()` not used before (a number is appended if none comes up)."""
         for _ in range(12):
             v = make()
@@ -377,7 +380,7 @@ class _Gen:
             emps.append(e)
             return e
 
-        top = []
+        top: list[_Emp] = []
         for role, title, dept, mgr in TOP:
             top.append(add(role, title, dept, top[mgr].id if mgr is not None else None))
         for role, title, dept, director in DIRECT_STAFF:
@@ -438,7 +441,7 @@ class _Gen:
                 props.append(("owned_by", node(f"LE-{base + owner:04d}")))
             yield f"LE-{k:04d}", "LegalEntity", props
 
-        self.vendors: list[dict] = []
+        self.vendors: list[Record] = []
         self.vendor_seq: dict[str, int] = {}
         for i in range(self.c.vendors):
             p = i % VENDOR_BLOCK
@@ -467,7 +470,7 @@ class _Gen:
                 onboarded = _day(rng.randint(35, 80))
             else:
                 onboarded = _day(rng.randint(90, 3650))
-            props: Props = [("name", s_(name)), ("vendor_id", s_(str(1001 + i))), ("country", s_(country)),
+            props = [("name", s_(name)), ("vendor_id", s_(str(1001 + i))), ("country", s_(country)),
                             ("sanctioned", b_(False)), ("status", s_(status)), ("category", s_(cat)),
                             ("onboarded_on", t_(onboarded)), ("risk_rating", i_(risk)),
                             ("payment_terms_days", i_(terms)), ("buyer", node(self.buyers[i % len(self.buyers)]))]
@@ -514,7 +517,7 @@ class _Gen:
                     ("available", b_(available and (i + v) % 7 != 3))]
 
     # -- purchase to pay --------------------------------------------------------------------
-    def _lines(self, vendor: dict, lo: int, hi: int, n: int) -> list[tuple[_Product, int, int]]:
+    def _lines(self, vendor: Record, lo: int, hi: int, n: int) -> list[tuple[_Product, int, int]]:
         """`n` lines (product, quantity, unit price in cents) totalling at most about `lo..hi` dollars."""
         rng = self.rng
         target = self.money(lo, hi)
@@ -537,7 +540,7 @@ class _Gen:
         gr_no = 7001
         billing = [v for i, v in enumerate(self.vendors) if i % VENDOR_BLOCK not in V_NO_INVOICES]
         nv = len(billing)
-        duplicates: list[tuple[int, dict]] = []
+        duplicates: list[tuple[int, Record]] = []
         for j in range(self.c.invoices):
             kind = _invoice_kind(j)
             status = _invoice_status(j)
@@ -612,7 +615,7 @@ class _Gen:
                 inv_lines.append((prod, rng.randint(1, 5), prod.cost, None))
             seq = self.vendor_seq[vendor["id"]] = self.vendor_seq[vendor["id"]] + rng.randint(1, 40)
             number = f"{vendor['prefix']}-{seq}" if vendor["prefix"] else f"{seq:06d}"
-            record = {"vendor": vendor, "number": number, "po": None if kind == "no_po" else po,
+            record: Record = {"vendor": vendor, "number": number, "po": None if kind == "no_po" else po,
                       "lines": inv_lines, "date": inv_date}
             yield from self._invoice(inv, record, status)
             if j % DUPLICATE_EVERY == 1:
@@ -622,7 +625,7 @@ class _Gen:
                                           record["date"] + dt.timedelta(days=rng.randint(3, 20))))
             yield from self._invoice(f"INV-{10001 + self.c.invoices + k}", again, "received")
 
-    def _invoice(self, inv: str, r: dict, status: str) -> Iterator[Block]:
+    def _invoice(self, inv: str, r: Record, status: str) -> Iterator[Block]:
         ids = [f"INVL-{inv[4:]}-{k + 1}" for k in range(len(r["lines"]))]
         total = sum(q * p for _, q, p, _ in r["lines"])
         props: Props = [("invoice_number", s_(r["number"])), ("vendor", node(r["vendor"]["id"])),
@@ -684,14 +687,14 @@ class _Gen:
             reps = self.reps[cust.region] or self.ams[cust.region] or [e.id for e in self.by_role[_SR] if e.active]
             rep = cust.owner if cust.owner and k % 3 == 0 else reps[k % len(reps)]
             thin = k % 17 == 3  # a thin margin (about 3 to 8 %): little room for a discount
-            lines = []
+            lines: list[tuple[_Product, int, int]] = []  # product, quantity, unit price in cents
             for _ in range(1 + rng.randrange(4)):
                 prod = rng.choice(self.product_list)
                 if thin:
                     price = prod.cost * rng.randint(104, 108) // 100 + 1
                 else:
                     price = max(prod.cost * 105 // 100 + 1, prod.list_price * rng.randint(88, 100) // 100)
-                lines.append([prod, rng.randint(1, 60), price])
+                lines.append((prod, rng.randint(1, 60), price))
             target = 0
             if k % 25 == 7 or (cust.tier in ("platinum", "gold") and k % 11 == 2):  # a big order, above 250,000
                 target = self.money(260_000, 600_000)
@@ -699,7 +702,8 @@ class _Gen:
                 target = self.money(110_000, 240_000)
             total = sum(q * p for _, q, p in lines)
             if total < target:
-                lines[0][1] += (target - total) // lines[0][2] + 1
+                prod0, q0, price0 = lines[0]
+                lines[0] = (prod0, q0 + (target - total) // price0 + 1, price0)
             total = sum(q * p for _, q, p in lines)
             cost = sum(q * prod.cost for prod, q, _ in lines)
             margin = (total - cost) * 10_000 // total  # hundredths of a percent
@@ -817,7 +821,7 @@ def _turtle_term(term: str) -> str:
     return term
 
 
-def _write_turtle(f, blocks_: Iterable[Block], seed: int, scale: float) -> int:
+def _write_turtle(f: TextIO, blocks_: Iterable[Block], seed: int, scale: float) -> int:
     f.write("# Brightwater Supply Co. - example knowledge graph (generated; do not edit by hand).\n"
             f"# Seed {seed}, scale {scale:g}; regenerate with `python -m engine.kg.generate`, "
             "see knowledge_graph/README.md.\n"

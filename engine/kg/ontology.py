@@ -59,9 +59,7 @@ def load_schema(folder: Path, sink: DiagnosticSink) -> tuple[Schema, dict[str, s
         schema.superclasses[local_name(str(c))] = ancestors
     functional = set(g.subjects(RDF.type, OWL.FunctionalProperty))
     props = set(g.subjects(RDFS.domain, None)) | set(g.subjects(RDFS.range, None))
-    for p in sorted(props):
-        if not isinstance(p, URIRef):
-            continue
+    for p in sorted(p for p in props if isinstance(p, URIRef)):
         name = local_name(str(p))
         domain = g.value(p, RDFS.domain)
         rng = g.value(p, RDFS.range)

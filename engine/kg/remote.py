@@ -168,8 +168,9 @@ class SparqlStore:
         return bool(self._query(f"ASK {{ {s} ?p ?o }}"))
 
     def ask(self, query: str, bindings: dict[str, Any]) -> bool:
-        return self.reads.get(("ask", query, _bindings_key(bindings)),
-                              lambda: (bool(self._query(self._bound(query, bindings))),))[0]
+        answer: bool = self.reads.get(("ask", query, _bindings_key(bindings)),
+                                      lambda: (bool(self._query(self._bound(query, bindings))),))[0]
+        return answer
 
     def select(self, query: str, bindings: dict[str, Any]) -> list[dict[str, Any]]:
         def load() -> tuple[dict[str, Any], ...]:

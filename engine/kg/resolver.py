@@ -140,7 +140,7 @@ def resolve_params(params: dict[str, Any], tries: list[dict[str, TrieEdge]], gra
                    reads: Reads) -> dict[str, Any]:
     """Walk the planned paths under `params` (guards, preconditions, agent limits) from a proposal."""
     walker = _Walker(graph.store, reads)
-    value = walker.adopt(params)
+    value: dict[str, Any] = walker.adopt(params)
     for trie in tries:
         if trie:
             walker.walk(value, trie)

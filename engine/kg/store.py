@@ -414,7 +414,8 @@ class OxigraphStore:
         revision = "unknown"
         for q in store.quads_for_pattern(ox.NamedNode(META_SUBJECT), ox.NamedNode(META_REVISION), None,
                                          ox.NamedNode(META_GRAPH)):
-            revision = q.object.value
+            if isinstance(q.object, ox.Literal):  # as `from_files` writes it
+                revision = q.object.value
         out = cls(store, revision)
         out.on_disk = True
         return out
@@ -516,8 +517,9 @@ class OxigraphStore:
         return self.store.query(bound, use_default_graph_as_union=True)
 
     def ask(self, query: str, bindings: dict[str, Any]) -> bool:
-        return self.reads.get(("ask", query, _bindings_key(bindings)),
-                              lambda: (bool(self._query(query, bindings)),))[0]
+        answer: bool = self.reads.get(("ask", query, _bindings_key(bindings)),
+                                      lambda: (bool(self._query(query, bindings)),))[0]
+        return answer
 
     def select(self, query: str, bindings: dict[str, Any]) -> list[dict[str, Any]]:
         return [dict(row) for row in self.reads.get(("select", query, _bindings_key(bindings)),
@@ -669,7 +671,8 @@ class RdflibStore:
         def load() -> tuple[bool]:
             res = self.graph.query(query, initBindings={k: self._term(v) for k, v in bindings.items() if v is not None})
             return (bool(res.askAnswer),)
-        return self.reads.get(("ask", query, _bindings_key(bindings)), load)[0]
+        answer: bool = self.reads.get(("ask", query, _bindings_key(bindings)), load)[0]
+        return answer
 
     def select(self, query: str, bindings: dict[str, Any]) -> list[dict[str, Any]]:
         def load() -> tuple[dict[str, Any], ...]:
@@ -704,8 +707,9 @@ def open_store(data_dir: Path, *, backend: str = "oxigraph", path: Path | None =
         return SparqlStore(str(ep["query_url"]), str(ep.get("update_url") or "") or None,
                            timeout=float(ep.get("timeout", 10.0)), read_cache=read_cache or 0)
     files = data_files(data_dir)
+    store: OxigraphStore | RdflibStore
     if backend == "rdflib":
-        store: Any = RdflibStore.from_files(files)
+        store = RdflibStore.from_files(files)
     elif backend == "oxigraph-disk":
         if path is None:
             raise ValueError("the on-disk Oxigraph backend needs a store path")

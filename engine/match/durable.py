@@ -58,6 +58,7 @@ import hashlib
 import itertools
 import json
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -87,6 +88,14 @@ _KIND_OK = {
     "boolean": lambda v: type(v) is bool,
     "date": lambda v: type(v) is dt.date,
 }
+# one test of a rule: (field, op, literal); an interval field's literal is (path id, first, last)
+_Atom = tuple[str, str, Any]
+_AtomTrie = dict[_Atom, "_AtomTrie"]  # atom -> the atoms below it
+_Gate = tuple[str, Any]  # a rule's first equality: (field, encoded value)
+# how a case's value is sent: field, root, steps, kinds, kind test, whether sent, interval path
+# id (-1: none) and its segment function
+_Field = tuple[str, str, tuple[str, ...], tuple[str, ...], Callable[[Any], bool], bool, int,
+               Callable[[Any], int] | None]
 _registry_lock = threading.Lock()
 _networks: dict[str, _Network] = {}  # content hash -> network, shared process-wide
 _name_counter = itertools.count()
@@ -124,7 +133,7 @@ def _encode(v: Any) -> Any:
     return v
 
 
-def _atom_json(key: str, op: str, lit: Any) -> dict:
+def _atom_json(key: str, op: str, lit: Any) -> dict[str, Any]:
     if op == "in":  # an interval field: true in the message when the case's segment is in its run
         return {key: True}
     lit = _encode(lit)
@@ -193,7 +202,7 @@ def _run_depth(runs: list[tuple[int, int]]) -> int:
     return best
 
 
-def _bound(trie: dict) -> int:
+def _bound(trie: _AtomTrie) -> int:
     """Upper bound on durable-rules' alpha stack while it matches one fact against a trie level.
 
     Its matcher walks the alpha network depth first with a fixed stack of 64 entries: a node
@@ -227,7 +236,7 @@ class _TrieNode:
     __slots__ = ("bound", "children", "eq", "iv", "iv_max", "most", "ne")
 
     def __init__(self) -> None:
-        self.children: dict[tuple, _TrieNode] = {}
+        self.children: dict[_Atom, _TrieNode] = {}
         self.bound = 0  # INVARIANT: == _bound() of this node's subtree
         self.ne = 0  # children whose atom is neither an equality nor an interval field
         self.eq: set[str] = set()  # fields of the equality children
@@ -239,7 +248,7 @@ class _TrieNode:
     def k(self) -> int:
         return self.ne + len(self.eq) + sum(self.iv_max.values())
 
-    def k_with(self, atom: tuple, exact: bool = True) -> int:
+    def k_with(self, atom: _Atom, exact: bool = True) -> int:
         """`k()` if a new child for `atom` were added (not `exact`: an upper bound, cheaper)."""
         key, op, lit = atom
         if op == "==":
@@ -254,7 +263,7 @@ class _TrieNode:
             return self.k() - old + max(old, inside + 1)
         return self.k() + 1
 
-    def add_child(self, atom: tuple) -> None:
+    def add_child(self, atom: _Atom) -> None:
         key, op, lit = atom
         if op == "==":
             self.eq.add(key)
@@ -279,7 +288,7 @@ class _BoundTrie:
     def __init__(self) -> None:
         self.root = _TrieNode()
 
-    def bound_with(self, atoms: list, exact: bool = True) -> int:
+    def bound_with(self, atoms: list[_Atom], exact: bool = True) -> int:
         """`_bound` of the root if `atoms` were added (nothing is changed); not `exact`: an
         upper bound of it, without looking at the runs of interval fields."""
         path: list[_TrieNode | None] = [self.root]
@@ -297,7 +306,7 @@ class _BoundTrie:
                 nb = k - 1 + max(1, parent.most, nb)
         return nb
 
-    def add(self, atoms: list) -> int:
+    def add(self, atoms: list[_Atom]) -> int:
         """Add one chain; returns the new bound of the root."""
         path = [self.root]
         for a in atoms:
@@ -314,7 +323,7 @@ class _BoundTrie:
         return self.root.bound
 
 
-def _chain_key(atom: tuple[str, str, Any]) -> tuple:
+def _chain_key(atom: _Atom) -> tuple[int, str, str, str, str]:
     """Equalities first (they share prefixes and exclude each other), then interval fields,
     then the rest (`!=`, which holds for almost every value)."""
     key, op, lit = atom
@@ -392,14 +401,14 @@ class _Chunk:
         self.runs: dict[tuple[int, Any], dict[Any, dict[str, tuple[int, int]]]] = {}
         self.keys: set[str] = {"_t"}  # the fields its atoms test: its messages hold only those
         # the first equality of each rule (field -> values); None once a rule has none
-        self.gates: dict[str, set] | None = {}
+        self.gates: dict[str, set[Any]] | None = {}
         # its interval fields; per path and block of `_Q_BLOCK` segments how many of their runs
         # reach into it (an upper bound on those holding one segment), and the max
         self.q: set[str] = set()
         self.q_count: dict[int, list[int]] = {}
         self.q_max: dict[int, int] = {}
 
-    def fits(self, atoms: list) -> bool:
+    def fits(self, atoms: list[_Atom]) -> bool:
         """Whether one more rule keeps the network within its budgets."""
         if len(self.rules) >= RULE_BUDGET:
             return False
@@ -423,7 +432,7 @@ class _Chunk:
         return (self.trie.bound_with(atoms, exact=False) <= NODE_BUDGET
                 or self.trie.bound_with(atoms) <= NODE_BUDGET)
 
-    def add(self, name: str, atoms: list, gate: tuple | None) -> None:
+    def add(self, name: str, atoms: list[_Atom], gate: _Gate | None) -> None:
         self.trie.add(atoms)
         for key, op, lit in atoms:
             if op == "in" and key not in self.q:
@@ -467,7 +476,7 @@ class DurableMatcher:
         self.never: list[str] = []  # rules whose range conditions contradict: in no network
         chains = []
         used: set[str] = {"_t"}
-        qkeys: dict[tuple, str] = {}  # (path id, first, last, gate) -> interval field
+        qkeys: dict[tuple[int, int, int, _Gate | None], str] = {}  # (path id, first, last, gate) -> interval field
         for i, rule in enumerate(rs.rules):
             rest, runs = rule_runs(rule.conditions, self.paths)
             if any(lo > hi for lo, hi in runs.values()):
@@ -518,12 +527,12 @@ class DurableMatcher:
         # What a case is turned into: the network fields its atoms test (`used`: the others,
         # e.g. a path only ordered against literals, stay out of the message), the true
         # synthetic fields, and per network the interval fields whose run holds the case's segment.
-        self._fields = []
+        self._fields: list[_Field] = []
         for path, key in rs.network.items():
             kinds, kind = rs.network_info[path]
             px = self.paths.get(path)
             self._fields.append((key, path[0], tuple(path[1:]), kinds, _KIND_OK.get(kind, lambda v: False),
-                                 key in used, pids.get(path), px.segment if px else None))
+                                 key in used, pids[path] if px else -1, px.segment if px else None))
         self._synthetic = [(key, fn) for key, fn, _node in rs.synthetic.values()]
         self._ids = [r.id for r in rs.rules]
         self._net_keys = [sorted(c.keys) for c in chunks]

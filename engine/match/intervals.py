@@ -72,7 +72,7 @@ class PathIndex:
 def build_paths(rules: list[Any], network_info: dict[tuple[str, ...], tuple[tuple[str, ...], str]]
                 ) -> dict[tuple[str, ...], PathIndex]:
     """A `PathIndex` for every path of a number, text or date kind that an atom orders against a literal."""
-    lits: dict[tuple[str, ...], set] = {}
+    lits: dict[tuple[str, ...], set[Any]] = {}
     for rule in rules:
         for c in rule.conditions:
             atom = c.atom
