@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar, overload
 
 from sqlalchemy import MetaData, Table, create_engine, event
 from sqlalchemy.engine import Engine as SAEngine
@@ -16,6 +16,12 @@ from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
 
+@overload
+def utc(v: dt.datetime) -> dt.datetime: ...
+@overload
+def utc(v: None) -> None: ...
+@overload
+def utc(v: dt.datetime | None) -> dt.datetime | None: ...
 def utc(v: dt.datetime | None) -> dt.datetime | None:
     """A datetime with its zone (SQLite drops it; the engine stores UTC)."""
     if v is None:
@@ -127,6 +133,17 @@ class SharedStore:
 T = TypeVar("T")
 
 
+class Rows(Protocol):
+    """What `Compiled.run` returns: SQLAlchemy's cursor result, or the driver's rows on a unit's
+    SQLite connection (`engine.audit.log._Rows`)."""
+
+    @property
+    def rowcount(self) -> int: ...
+    def first(self) -> Any: ...
+    def all(self) -> Sequence[Any]: ...
+    def __iter__(self) -> Iterator[Any]: ...
+
+
 class Compiled:
     """A Core statement compiled once for the engine's dialect, run with `exec_driver_sql`.
 
@@ -156,8 +173,10 @@ class Compiled:
             merged[name] = proc(merged[name])
         return tuple(merged[k] for k in self.order) if self.order is not None else merged
 
-    def run(self, c: Any, values: dict[str, Any]) -> Any:
-        return c.exec_driver_sql(self.sql, self.args(values))
+    def run(self, c: Any, values: dict[str, Any]) -> Rows:
+        """Run on `c`: a SQLAlchemy connection, or a unit's SQLite one (`engine.audit.log._DriverConnection`)."""
+        rows: Rows = c.exec_driver_sql(self.sql, self.args(values))
+        return rows
 
 
 def row_reader(table: Table, dialect: Any, make: Callable[..., T], times: tuple[int, ...]) -> Callable[[Any], T]:

@@ -82,16 +82,18 @@ def _annotation(t: Type, p: ParamSpec | None, name: str) -> Any:
         return Annotated[float, Strict(), Field(**kw), AfterValidator(refuse_negative_zero)]
     if k == "string":
         if p is not None and p.enum:
-            return Literal[tuple(p.enum)]  # type: ignore[valid-type]
+            return Literal[tuple(p.enum)]
         return Annotated[str, Strict(), Field(max_length=MAX_TEXT), AfterValidator(refuse_nul)]
     if k == "boolean":
         return Annotated[bool, Strict()]
     if k == "date":
         return dt.date
     if k == "list":
+        # an annotation built at run time: mypy cannot check a type made from a value
         return list[_annotation(t.elem or Type("any"), None, name)]  # type: ignore[misc]
     if k == "object":
         fields = {fname: (_annotation(ft, None, fname), None if ft.optional else ...) for fname, ft in t.fields}
+        # fields as (annotation, default) pairs: pydantic's overloads do not type a dict of them
         return create_model(f"{name}_object", __config__=ConfigDict(extra="forbid"), **fields)  # type: ignore[call-overload]
     return Any
 
@@ -102,12 +104,12 @@ def action_model(spec: ActionSpec) -> type[BaseModel]:
     for p in spec.params.values():
         ann = _annotation(p.type, p, p.name)
         if not p.required:
-            ann = ann | None  # type: ignore[operator]
+            ann = ann | None
         desc = p.description or None
         if p.type.kind == "ref":  # the outer Field's description replaces the annotation's: keep the class
             desc = f"the IRI of a {p.type.cls} in the knowledge graph" + (f": {desc}" if desc else "")
         fields[p.name] = (ann, Field(... if p.required else None, description=desc))
-    model = create_model(spec.name, __config__=ConfigDict(extra="forbid", title=spec.name), **fields)
+    model: type[BaseModel] = create_model(spec.name, __config__=ConfigDict(extra="forbid", title=spec.name), **fields)
     model.__doc__ = spec.description
     return model
 

@@ -460,7 +460,7 @@ class Ledger(SharedStore):
         froms = list(from_)
         return self._move(self._q.move(len(froms), tuple(values)), {"w_key": key}, values, froms)
 
-    def _move(self, stmt: Any, where: dict[str, Any], values: dict[str, Any], froms: list[str]) -> bool:
+    def _move(self, stmt: _Compiled, where: dict[str, Any], values: dict[str, Any], froms: list[str]) -> bool:
         """Run a conditional move (`SET values WHERE <where> AND status IN froms`): True if it applied."""
         args = {**{f"v_{k}": v for k, v in values.items()}, **where,
                 **{f"from_{i}": f for i, f in enumerate(froms)}}

@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from sqlalchemy import (
     BigInteger,
@@ -61,6 +61,10 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait
 from engine.errors import shown
 
 from .canonical import AuditError, Native, canonical_json, check_json_native
+
+if TYPE_CHECKING:
+    import sqlite3
+
 from .chain import (
     GENESIS,
     SCHEMA_VERSION,
@@ -315,6 +319,7 @@ def open_engine(url: str, *, synchronous: str = "NORMAL") -> SAEngine:
     @event.listens_for(eng, "begin")
     def _begin(conn: Connection) -> None:
         # Straight to the driver: this runs once per transaction, on the append hot path.
+        # (a `begin` event always has its driver connection: no check on the append hot path)
         conn.connection.driver_connection.execute(  # type: ignore[union-attr]
             "BEGIN IMMEDIATE" if conn.get_execution_options().get("audit_write") else "BEGIN")
 
@@ -485,7 +490,7 @@ class AuditLog:
             prepared.append(self._prepare(*item))
         if not prepared:
             return []
-        u = getattr(self._tls, "unit", None)
+        u: Unit | None = getattr(self._tls, "unit", None)
         if u is not None:  # in this thread's unit of work: commits with it
             return u.append(prepared)
         try:
@@ -691,7 +696,7 @@ class _Rows:
 
     __slots__ = ("cur",)
 
-    def __init__(self, cur: Any):
+    def __init__(self, cur: sqlite3.Cursor):
         self.cur = cur
 
     @property
@@ -722,7 +727,9 @@ class _DriverConnection:
         import sqlite3
 
         self.sa = sa
-        self.raw = sa.connection.driver_connection
+        raw = sa.connection.driver_connection
+        assert isinstance(raw, sqlite3.Connection)  # INVARIANT: made only for a unit's SQLite connection
+        self.raw = raw
         self._errors = sqlite3.Error
 
     def exec_driver_sql(self, sql: str, params: Any = ()) -> _Rows:

@@ -178,7 +178,7 @@ class ReviewQueue(SharedStore):
         for _ in range(5):
             # Insert first (it takes the write lock at once); the unique index refuses a second pending item.
             item_id = item_id or new_item_id()
-            row = {"id": item_id, "case_key": case_key, "decision_id": decision_id, "ruleset": ruleset,
+            row: dict[str, Any] = {"id": item_id, "case_key": case_key, "decision_id": decision_id, "ruleset": ruleset,
                    "case_type": case_type, "agent": agent, "status": "pending", "reason": reason,
                    "message": message[:4000], "proposal": proposal, "proposal_hash": proposal_hash,
                    "context": context, "created_at": now, "expires_at": now + self.expire_after, "reviewer": None,
@@ -208,9 +208,9 @@ class ReviewQueue(SharedStore):
         made it necessary)."""
         try:
             with self._tx() as c:
-                return c.execute(delete(review_items).where(review_items.c.id == item_id,
-                                                            review_items.c.decision_id == decision_id,
-                                                            review_items.c.status == "pending")).rowcount == 1
+                return bool(c.execute(delete(review_items).where(review_items.c.id == item_id,
+                                                                 review_items.c.decision_id == decision_id,
+                                                                 review_items.c.status == "pending")).rowcount == 1)
         except Exception:  # noqa: BLE001 - the database failing too: the audit error is the one to raise
             return False
 
@@ -273,7 +273,7 @@ class ReviewQueue(SharedStore):
                                                        review_items.c.status == "approved",
                                                        review_items.c.approved_hash == approved_hash)
                             .values(status="applied", applied_at=self.clock()))
-            return res.rowcount == 1
+            return bool(res.rowcount == 1)
 
     def counts(self) -> dict[str, int]:
         self.expire()

@@ -197,7 +197,8 @@ def target_envs(action: str, values: dict[str, Any], *, gate: Gate, rs: Compiled
     from engine.kg.derived import GRAPH_KEY
     from engine.kg.resolver import resolve_facts
 
-    case = env.get("case") if isinstance(env.get("case"), dict) else {}
+    raw_case = env.get("case")
+    case: dict[str, Any] = raw_case if isinstance(raw_case, dict) else {}
     denies: list[Reason] = []
     choices: dict[str, list[Entity]] = {}
     for b in gate.targets(rs, action):

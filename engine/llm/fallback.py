@@ -204,7 +204,8 @@ class Fallback:
             raise ModelError("timeout", f"no answer within {self.config.timeout_s} s", transient=True)
         exc = box.get("error")
         if exc is None:
-            return box["reply"]
+            reply: Reply = box["reply"]
+            return reply
         if isinstance(exc, ModelError):
             raise exc
         # a model double or provider raising something unexpected

@@ -69,17 +69,19 @@ class LiteLLMModel:
         os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
         try:
             import litellm  # lazily: importing it costs seconds
+            from litellm import exceptions as llm_errors
         except ImportError as exc:
             raise ModelError("provider_error", "litellm is not installed: pip install 'rulebridge[llm]'") from exc
 
         try:
             resp = litellm.completion(model=self.name, messages=messages, timeout=timeout,
                                       temperature=self.temperature, max_tokens=self.max_tokens, **self.extra)
-        except litellm.Timeout as exc:
+        except llm_errors.Timeout as exc:
             raise ModelError("timeout", str(exc), transient=True) from exc
-        except litellm.RateLimitError as exc:
+        except llm_errors.RateLimitError as exc:
             raise ModelError("rate_limit", str(exc), transient=True) from exc
-        except (litellm.APIConnectionError, litellm.ServiceUnavailableError, litellm.InternalServerError) as exc:
+        except (llm_errors.APIConnectionError, llm_errors.ServiceUnavailableError,
+                llm_errors.InternalServerError) as exc:
             raise ModelError("provider_error", str(exc), transient=True) from exc
         except Exception as exc:  # authentication, bad request, unknown provider: permanent
             raise ModelError("provider_error", f"{type(exc).__name__}: {exc}") from exc

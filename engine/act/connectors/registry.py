@@ -107,8 +107,9 @@ def _origins(top: str) -> list[Path] | None:
     (`[]`: built into the interpreter; None: not found)."""
     mod = sys.modules.get(top)
     spec = getattr(mod, "__spec__", None) if mod is not None else None
-    if spec is None and mod is not None and getattr(mod, "__file__", None):
-        return [Path(mod.__file__)]
+    mod_file = getattr(mod, "__file__", None) if mod is not None else None
+    if spec is None and mod_file:
+        return [Path(mod_file)]
     if spec is None:
         try:
             spec = importlib.util.find_spec(top)
@@ -143,8 +144,8 @@ def locate_class(ref: str, root: Path | None) -> tuple[str, str, Path | None]:
     if found is not None and all(_inside(p, trusted) for p in found):
         return module_name, cls_name, None
     file = (ws / Path(*parts)).with_suffix(".py") if ws is not None else None
-    if file is not None and file.is_file():
-        if not _inside(file, (ws,)):  # type: ignore[arg-type]
+    if file is not None and ws is not None and file.is_file():
+        if not _inside(file, (ws,)):
             raise ConnectorConfigError(f"`{file}` resolves to `{file.resolve()}`, outside the "
                                        "workspace")
         return module_name, cls_name, file.resolve()
@@ -171,9 +172,11 @@ def load_class(ref: str, root: Path | None = None) -> type:
                 raise ConnectorConfigError(f"module `{module_name}` was imported from `{where}`, "
                                            "outside the workspace and the installed packages")
         else:
-            module = sys.modules.get(module_name)
-            if module is None or Path(getattr(module, "__file__", "") or "").resolve() != file:
+            loaded = sys.modules.get(module_name)
+            if loaded is None or Path(getattr(loaded, "__file__", "") or "").resolve() != file:
                 module = _load_file(module_name, file)
+            else:
+                module = loaded
     except ConnectorConfigError:
         raise
     except Exception as exc:  # the module's own code failed: an import error, a bug, a syntax error
@@ -283,8 +286,9 @@ def build_connectors(config: Any, store: Any, actions: ActionCatalog, *, root: P
         conn = _build_one(name, settings, store, actions, root=root, prefixes=prefixes)
         if resilient:
             kw = {k: _number(settings, k, d) for k, d in RESILIENCE.items()}
-            kw["retries"], kw["breaker_failures"] = int(kw["retries"]), max(1, int(kw["breaker_failures"]))
-            conn = Resilient(conn, **kw, **({"sleep": sleep} if sleep else {}))  # type: ignore[arg-type]
+            conn = Resilient(conn, retries=int(kw["retries"]), backoff=kw["backoff"], max_backoff=kw["max_backoff"],
+                             breaker_failures=max(1, int(kw["breaker_failures"])), breaker_reset=kw["breaker_reset"],
+                             **({"sleep": sleep} if sleep else {}))
         out[name] = conn
     return out
 
@@ -295,17 +299,22 @@ def _build_one(name: str, settings: dict[str, Any], store: Any, actions: ActionC
     if kind == "kg":
         if store is None:
             raise ConnectorConfigError(f"connector `{name}` (kg) needs the workspace graph, which is not loaded")
+        from .kg import KgConnector  # each kind imported when a workspace uses it (see `_kind`)
+
         try:
-            return _kind("kg").KgConnector(name, store, actions, prefixes=prefixes)
+            return KgConnector(name, store, actions, prefixes=prefixes)
         except ValueError as exc:  # a template that would not be one operation
             raise ConnectorConfigError(f"connector `{name}`: {exc}") from exc
     if kind == "sql":
-        return _kind("sql").SqlConnector(name, actions, url=str(settings["url"]),
-                                         timeout=_number(settings, "timeout", 5.0))
+        from .sql import SqlConnector
+
+        return SqlConnector(name, actions, url=str(settings["url"]), timeout=_number(settings, "timeout", 5.0))
     if kind == "http":
-        return _kind("http").HttpConnector(name, actions, base_url=str(settings["base_url"]),
-                                           timeout=_number(settings, "timeout", 5.0), status=settings.get("status"),
-                                           headers=settings.get("headers"))
+        from .http import HttpConnector
+
+        return HttpConnector(name, actions, base_url=str(settings["base_url"]),
+                             timeout=_number(settings, "timeout", 5.0), status=settings.get("status"),
+                             headers=settings.get("headers"))
     options = {k: v for k, v in settings.items() if k not in (*COMMON, "class")}
     bindings = {spec.name: plain(spec.execute.template) for spec in actions.actions.values()
                 if spec.execute is not None and spec.execute.connector == name}

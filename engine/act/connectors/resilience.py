@@ -91,7 +91,8 @@ class Resilient:
                             wait=wait_exponential_jitter(multiplier=self.backoff, max=self.max_backoff,
                                                          jitter=self.backoff),
                             retry=retry_if_exception(_worth_retrying))
-        return retrying(self._attempt, call)
+        result: T = retrying(self._attempt, call)
+        return result
 
     def _refuse_if_open(self) -> None:
         if self._state.state != pybreaker.STATE_OPEN:

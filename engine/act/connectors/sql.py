@@ -233,7 +233,7 @@ def check_binding(spec: ActionSpec, binding: ExecBinding, sink: DiagnosticSink) 
                    span_of(raw, binding.key_span("sql")))
         return
     binding.max_matches(spec.name, sink)
-    for stmt in items:
+    for stmt in [s for s in items if isinstance(s, str)]:  # all of them (checked above)
         try:
             names = bind_names(stmt)
         except Exception as exc:  # noqa: BLE001 — whatever the SQL compiler says is the diagnostic
