@@ -365,7 +365,8 @@ def time_loop(engine: Any, items: list[tuple[dict[str, Any], list[str] | None]],
                 prompt_parts = {"prompt_facts": acc["prompt_facts"], "prompt_schemas": acc["prompt_schemas"],
                                 "prompt_near_misses": acc["prompt_near_misses"],
                                 "prompt_render": acc["prompt_build"] - acc["prompt_near_misses"]}
-                parts = {"resolve": (d.timings_us["authenticate"] + d.timings_us["resolve"]) * 1e3, "match": d.timings_us["match"] * 1e3,
+                parts = {"resolve": (d.timings_us["authenticate"] + d.timings_us["resolve"]) * 1e3,
+                         "match": d.timings_us["match"] * 1e3,
                          "prompt": sum(prompt_parts.values()), "attempt_hash": acc["attempt_hash"],
                          "call_machinery": acc["call_machinery"] - model.model_ns, "model": model.model_ns,
                          "parse_validate": acc["parse_validate"], "verify": acc["verify"]}

@@ -25,8 +25,9 @@ import importlib.abc
 import importlib.machinery
 import sys
 import threading
+from collections.abc import Callable
 from types import ModuleType
-from typing import Any, Callable
+from typing import Any
 
 MARKER = "allow_model_requests"
 # litellm's functions that would send a request to a provider.

@@ -93,11 +93,11 @@ def test_an_unplanned_call_fails_the_test_that_made_it(pytester):
     result.assert_outcomes(passed=1, failed=2)
     result.stdout.fnmatch_lines([
         "*_ test_live_model_through_the_engine _*",
-        "1 unplanned model call(s), even if the engine escalated cleanly: a live `LiteLLMModel` "
-        "for `openai/gpt-4o-mini` (the engine refused it)",
-        "plan it with a model double (ScriptedModel with an answer for every call, ReplayModel, "
-        "litellm's `mock_response=`) or mark the test `@pytest.mark.allow_model_requests`",
+        ("1 unplanned model call(s), even if the engine escalated cleanly: a live `LiteLLMModel` "
+         "for `openai/gpt-4o-mini` (the engine refused it)"),
+        ("plan it with a model double (ScriptedModel with an answer for every call, ReplayModel, "
+         "litellm's `mock_response=`) or mark the test `@pytest.mark.allow_model_requests`"),
         "*_ test_scripted_model_runs_out _*",
-        "1 unplanned model call(s), even if the engine escalated cleanly: `ScriptedModel` "
-        "`scripted` has no answer left for call 1 (its script has 0)",
+        ("1 unplanned model call(s), even if the engine escalated cleanly: `ScriptedModel` "
+         "`scripted` has no answer left for call 1 (its script has 0)"),
     ])

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -46,15 +47,15 @@ class MemoryPorts:
 
     # the stores
     @property
-    def audit(self) -> "MemoryPorts":
+    def audit(self) -> MemoryPorts:
         return self
 
     @property
-    def decisions(self) -> "MemoryPorts":
+    def decisions(self) -> MemoryPorts:
         return self
 
     @property
-    def queue(self) -> "MemoryPorts":
+    def queue(self) -> MemoryPorts:
         return self
 
     @property
