@@ -6,9 +6,10 @@ from __future__ import annotations
 import datetime as dt
 import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from engine.errors import Diagnostic, LoadError
 from engine.lang.compiler import CompiledRuleset
@@ -121,7 +122,7 @@ class Engine:
     def open(cls, workspace: str | Path = ".", *, matcher: str = "durable", backend: str | None = None,
              clock: Callable[[], dt.date] | None = None, new_id: Callable[[], str] | None = None,
              model: Any = None, llm: Any = None, state: str | None = None,
-             now: Callable[[], dt.datetime] | None = None) -> "Engine":
+             now: Callable[[], dt.datetime] | None = None) -> Engine:
         """Load, check and compile a workspace; raises `LoadError` with every diagnostic if it has errors."""
         ws = load_workspace(workspace, backend=backend)
         if ws.errors:
@@ -236,7 +237,8 @@ class Engine:
                 raise AuthError(f"this engine requires a key for every {kind} ([security] require_keys)",
                                 code="auth_required")
             return None
-        return self.identities.authenticate(key, kind)
+        proved: str | None = self.identities.authenticate(key, kind)
+        return proved
 
     @property
     def deciding(self) -> Deciding:
@@ -329,7 +331,9 @@ class Engine:
 
     # -- the review queue -----------------------------------------------------------------------
     def review_list(self, status: str | None = "pending") -> list[Any]:
-        return self.queue.list(status)
+        """The review items with `status` (None: all)."""
+        items: list[Any] = self.queue.list(status)
+        return items
 
     def review_show(self, item_id: str) -> Any:
         return self.queue.get(item_id)

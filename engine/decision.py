@@ -144,11 +144,11 @@ def case_key(rs_name: str, case: Case) -> str:
 def review_item(d: Decision, rs: CompiledRuleset) -> dict[str, Any]:
     """The review item of an escalated decision: the arguments of `ReviewQueue.enqueue`."""
     prop = d.proposals[0] if d.proposals else None
-    return dict(case_key=case_key(rs.name, d.case), decision_id=d.id, ruleset=rs.name, case_type=d.case.type,
-                agent=d.agent, reason=d.reason, message=d.message,
-                proposal=prop.to_json() if prop else None,
-                proposal_hash=proposal_hash(prop.action, prop.params) if prop else None,
-                context=d.to_json(rs))
+    return {"case_key": case_key(rs.name, d.case), "decision_id": d.id, "ruleset": rs.name,
+            "case_type": d.case.type, "agent": d.agent, "reason": d.reason, "message": d.message,
+            "proposal": prop.to_json() if prop else None,
+            "proposal_hash": proposal_hash(prop.action, prop.params) if prop else None,
+            "context": d.to_json(rs)}
 
 
 __all__ = ["OUTCOMES", "Decision", "GuardResult", "Outcome", "Source", "case_key", "facts_of",

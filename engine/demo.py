@@ -7,9 +7,10 @@ import json
 import random
 import statistics
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from engine.kg.store import RDF_TYPE
 from engine.lang.types import Type
@@ -71,7 +72,7 @@ def demo_agent(ws: Workspace, ruleset: str) -> str | None:
         return None
     for aid in sorted(reg.agents):
         if aid != reg.default and reg.agents[aid].may_ask(ruleset):
-            return aid
+            return str(aid)
     return None
 
 

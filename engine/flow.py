@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Generic, Mapping, Sequence, TypeVar
+from typing import Any, Generic, TypeVar
 
 from engine.decision import Decision, Outcome, Source
 from engine.govern.agents import Agent
@@ -65,7 +66,7 @@ class Deciding:
 
     @classmethod
     def of(cls, ws: Any, *, matcher_for: Callable[[CompiledRuleset], Any], clock: Callable[[], dt.date],
-           new_id: Callable[[], str], fallback: Any = None) -> "Deciding":
+           new_id: Callable[[], str], fallback: Any = None) -> Deciding:
         """From a loaded `engine.workspace.Workspace`."""
         store = ws.store
         return cls(ws.by_case_type, ws.agents, ws.gate, ws.graph, ws.schema, ws.prefixes, ws.actions,

@@ -16,7 +16,7 @@ every stage (a decision's `timings_us`). Each stage calls into the package that 
 from __future__ import annotations
 
 import datetime as dt
-from contextlib import nullcontext
+from contextlib import nullcontext, suppress
 from typing import Any
 
 from engine.decision import OUTCOMES, Decision, GuardResult, Outcome, Source, case_key, facts_of, review_item
@@ -70,7 +70,7 @@ def resolve(flow: Flow, d: Deciding) -> None:
     """The payload against the case schema, every entity it names against the graph, then the
     planned facts (exactly the paths the rules read, with the triples they came from)."""
     rs, case = flow.rs, flow.case
-    payload, problems = validate_payload(rs.case_schema, case.payload, d.prefixes)
+    payload, problems = validate_payload(rs.case_schema, case.payload, dict(d.prefixes))
     if problems:
         raise CaseError(problems)
     flow.as_of = dt.date.fromisoformat(case.as_of[:10]) if case.as_of else d.clock()
@@ -169,7 +169,8 @@ def verify_proposals(flow: Flow, d: Deciding) -> None:
         verdicts.append(verdict)
     for v in verdicts:
         flow.checks += _verdict_outcome(v)[2] + list(v.also if isinstance(v, Deny) else ())
-    blocking = [v for v in verdicts if isinstance(v, Deny)] or [v for v in verdicts if isinstance(v, Review)]
+    blocking: list[Verdict] = [v for v in verdicts if isinstance(v, Deny)]
+    blocking = blocking or [v for v in verdicts if isinstance(v, Review)]
     if blocking:  # the proposals stay on the decision, for the record
         flow.outcome, flow.reason, _ = _verdict_outcome(blocking[0])
         flow.message = "; ".join(f"{r.id}: {r.message}" if r.id else r.message
@@ -370,7 +371,7 @@ def execute_chain(run: Run, a: Acting) -> None:
         if run.done_before:
             ports.executor.ledger.move_chain(
                 run.decision_id, from_=("running", "compensating"), to="needs_review",
-                now=dt.datetime.now(dt.timezone.utc), error_code="reverify_refused",
+                now=dt.datetime.now(dt.UTC), error_code="reverify_refused",
                 error_message="; ".join(f"{r['action']}: {r['message']}" for r in run.refused)[:500])
         run.outcome = ExecutionOutcome(run.decision_id, "needs_review" if run.done_before else "refused", [],
                                        run.refused)
@@ -400,10 +401,8 @@ def settle(run: Run, a: Acting) -> None:
             a.ports.queue.consume(run.ident, item.approved_hash)
         return
     status = {"done": "executed", "refused": "refused"}.get(outcome.outcome, outcome.outcome)
-    try:
+    with suppress(DecisionNotFound):  # recorded by `record` before it can execute
         a.ports.decisions.finish(run.decision_id, status, outcome.to_json())
-    except DecisionNotFound:  # pragma: no cover - recorded by `record` before it can execute
-        pass
 
 
 ACT: tuple[Stage[Run, Acting], ...] = (
@@ -493,6 +492,8 @@ def approve(d: Deciding, ports: Ports, item_id: str, *, reviewer: str | None, ac
         raise ReviewError("the approval is refused by the verification gate: " + "; ".join(
             f"{r.id or r.code}: {r.message}" for r in verdict.reasons), code="review_denied")
     approved = verdict.proposal
+    if approved is None:  # pragma: no cover - the gate's verdicts always carry the proposal; fail closed
+        raise ReviewError("the approval could not be verified", code="review_denied")
     settled = ports.queue.approve(item_id, reviewer=who, proposal=approved.to_json(),
                                   proposal_hash=proposal_hash(approved.action, approved.params), note=note)
     ports.audit.append_many(review_events(settled))

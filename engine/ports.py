@@ -9,7 +9,8 @@ state database); a test may pass anything that has these methods.
 
 from __future__ import annotations
 
-from typing import Any, ContextManager, Protocol
+from contextlib import AbstractContextManager as ContextManager
+from typing import Any, Protocol
 
 
 class Unit(Protocol):
@@ -31,7 +32,7 @@ class UnitsOfWork(Protocol):
 class AuditPort(Protocol):
     """The hash-chained audit log: events are appended, never changed."""
 
-    def append(self, decision_id: str, step: str, agent: str, data: dict[str, Any]) -> Any:
+    def append(self, decision_id: str, step: str, agent: str, data: Any) -> Any:
         """Append one event."""
         ...
 

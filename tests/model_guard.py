@@ -123,11 +123,13 @@ def guard_scripted_model() -> None:
 
     @functools.wraps(complete)
     def guarded(self: ScriptedModel, messages: Any, *, timeout: float) -> Any:
+        from engine.llm.models import ModelError
+
         try:
             return complete(self, messages, timeout=timeout)
-        except AssertionError:
+        except ModelError as exc:
             # `calls` counts this call too: past the script means it had no answer for it
-            if not callable(self.script) and self.calls > len(self.script):
+            if exc.kind == "script_exhausted":
                 GUARD.record(f"`ScriptedModel` `{self.name}` has no answer left for call "
                              f"{self.calls} (its script has {len(self.script)})")
             raise

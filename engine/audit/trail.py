@@ -26,6 +26,7 @@ engine's steps, the reviewer for `reviewed`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from engine.lang.semantics import to_json_value
@@ -33,7 +34,7 @@ from engine.lang.semantics import to_json_value
 from .canonical import Native, jsonable, native
 
 STEPS = ("received", "facts", "matched", "llm", "verified", "decided", "reviewed", "executed")
-Item = tuple[str, str, str, dict[str, Any]]
+Item = tuple[str, str, str, "dict[str, Any] | Native"]  # (decision id, step, agent, data)
 
 
 def _convert(value: Any) -> Any:
@@ -56,22 +57,23 @@ def decision_events(d: Any, rs: Any = None, *, checked: bool = False) -> list[It
 
     With `checked`, each event's data is a `Native` (checked and canonicalised here, once)
     instead of a dict: what the engine appends; the stored events are the same."""
-    body = _native if checked else _plain
+    body: Callable[[dict[str, Any]], dict[str, Any] | Native] = _native if checked else _plain
     j = d.to_json(rs)
-    agent = d.agent or "anonymous"
-    out: list[Item] = [(d.id, "received", agent, body({
+    agent: str = d.agent or "anonymous"
+    did: str = d.id
+    out: list[Item] = [(did, "received", agent, body({
         "case": j["case"], "ruleset": d.ruleset, "rule_revision": d.rule_revision,
         "graph_revision": d.graph_revision, "as_of": d.as_of, "matcher": d.matcher}))]
     if "provenance" in j or "facts" in j:
-        out.append((d.id, "facts", agent, body({
+        out.append((did, "facts", agent, body({
             "facts": j.get("facts", {}), "provenance": j.get("provenance", []), "queries": j.get("queries", [])})))
-    out.append((d.id, "matched", agent, body({
+    out.append((did, "matched", agent, body({
         "rules_matched": list(d.matched), "rules_deciding": list(d.deciding),
         "hit_policy": getattr(rs, "hit_policy", None)})))
     if d.llm is not None:
-        out.append((d.id, "llm", agent, body(d.llm)))
+        out.append((did, "llm", agent, body(d.llm)))
     if d.proposals or d.checks:
-        out.append((d.id, "verified", agent, body({
+        out.append((did, "verified", agent, body({
             "proposals": j["proposals"], "checks": j["checks"], "guards": j["guards"]})))
     out.append(_decided(d, j["proposals"], body))
     return out

@@ -15,7 +15,7 @@ import sys
 import time
 from enum import Enum
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -32,6 +32,9 @@ from engine.errors import (
     render_text,
     shown,
 )
+
+if TYPE_CHECKING:
+    from engine.api import Engine
 
 EXIT_OK = 0  # EXIT_FINDINGS (1) and EXIT_INPUT (2) come with the failure report
 
@@ -50,7 +53,7 @@ WorkspaceOpt = typer.Option(Path("."), "--workspace", "-w", help="The workspace 
 FormatOpt = typer.Option(Format.text, "--format", "-f", help="text for people, json for machines.")
 
 
-def _fail_diagnostics(diags: list[Diagnostic], fmt: Format, code: int) -> None:
+def _fail_diagnostics(diags: list[Diagnostic], fmt: Format, code: int) -> NoReturn:
     if fmt == Format.json:
         out.print(render_json(diags), markup=False)
     else:
@@ -58,7 +61,7 @@ def _fail_diagnostics(diags: list[Diagnostic], fmt: Format, code: int) -> None:
     raise typer.Exit(code)
 
 
-def _open_engine(workspace: Path, fmt: Format, **kw: Any):
+def _open_engine(workspace: Path, fmt: Format, **kw: Any) -> Engine:
     from engine.api import Engine
 
     try:
@@ -88,7 +91,7 @@ JSON_ERRORS = (OSError, ValueError, RecursionError)  # what `_unreadable` explai
 
 
 def _read_case(path: Path, fmt: Format) -> dict[str, Any]:
-    def bad(message: str, span: Span | None = None) -> None:
+    def bad(message: str, span: Span | None = None) -> NoReturn:
         _fail_diagnostics([Diagnostic("case_invalid", message, span)], fmt, EXIT_INPUT)
 
     try:
@@ -99,7 +102,10 @@ def _read_case(path: Path, fmt: Format) -> dict[str, Any]:
         bad(f"the case file {_unreadable(exc)}", Span(str(path), exc.lineno, exc.colno))
     except JSON_ERRORS as exc:
         bad(f"the case file `{path}` {_unreadable(exc)}")
-    return data
+    if not isinstance(data, dict):
+        bad("a case must be a JSON object with `type` and `payload`")
+    case: dict[str, Any] = data
+    return case
 
 
 @app.command()
@@ -134,7 +140,7 @@ def check(path: Path = typer.Argument(Path("."), help="The workspace folder."),
 def test_cmd(path: Path = typer.Argument(Path("."), help="The workspace folder."),
              min_coverage: float = typer.Option(0.0, "--min-coverage", help="Fail below this rule coverage (%)."),
              fmt: Format = FormatOpt,
-             ruleset: Optional[list[str]] = typer.Option(None, "--ruleset", "-r", help="Only these rulesets.")) -> None:
+             ruleset: list[str] | None = typer.Option(None, "--ruleset", "-r", help="Only these rulesets.")) -> None:
     """Run the tests beside the rules and report which rules no test exercises."""
     from engine.ruletest import run_tests
 
@@ -165,7 +171,8 @@ def test_cmd(path: Path = typer.Argument(Path("."), help="The workspace folder."
     if report.failed:
         raise typer.Exit(EXIT_FINDINGS)
     if report.coverage < min_coverage:
-        err.print(f"error[coverage]: rule coverage {report.coverage:.1f}% is below --min-coverage {min_coverage}%")
+        err.print(f"error[coverage]: rule coverage {report.coverage:.1f}% is below --min-coverage {min_coverage}%",
+                  markup=False)  # (rich would take `[coverage]` for a style and drop it)
         raise typer.Exit(EXIT_FINDINGS)
 
 
@@ -175,19 +182,22 @@ def _decide(case_file: Path, workspace: Path, fmt: Format, explain: bool, key: s
 
     engine = _open_engine(workspace, fmt)
     data = _read_case(case_file, fmt)
+    from engine.cli.render import render_decision, render_explanation
+
     try:
-        result = engine.explain(data, key=key) if explain else engine.decide(data, key=key, execute=execute)
+        if explain:
+            explanation = engine.explain(data, key=key)
+        else:
+            result = engine.decide(data, key=key, execute=execute)
     except (CaseError, AuthError) as exc:
         _fail_diagnostics(exc.diagnostics, fmt, EXIT_INPUT)
     except ExecutionError as exc:
         _fail_diagnostics(exc.diagnostics, fmt, EXIT_FINDINGS)
-    from engine.cli.render import render_decision, render_explanation
-
     if explain:
         if fmt == Format.json:
-            out.print(json.dumps(result.to_json(), indent=2, default=str), markup=False)
+            out.print(json.dumps(explanation.to_json(), indent=2, default=str), markup=False)
         else:
-            render_explanation(out, result)
+            render_explanation(out, explanation)
     else:
         rs = engine.ws.rulesets[result.ruleset]
         if fmt == Format.json:
@@ -215,7 +225,7 @@ AgentKeyOpt = typer.Option(None, "--key", envvar="RULEBRIDGE_AGENT_KEY", show_en
 
 @app.command()
 def decide(case_file: Path = typer.Argument(..., help="A case as JSON: {type, payload}."),
-           workspace: Path = WorkspaceOpt, fmt: Format = FormatOpt, key: Optional[str] = AgentKeyOpt,
+           workspace: Path = WorkspaceOpt, fmt: Format = FormatOpt, key: str | None = AgentKeyOpt,
            execute: bool = typer.Option(False, "--execute", help="Run the accepted actions now, exactly once, "
                                         "through their connectors (the governed path).")) -> None:
     """Decide one case (and with --execute, act on it)."""
@@ -224,7 +234,7 @@ def decide(case_file: Path = typer.Argument(..., help="A case as JSON: {type, pa
 
 @app.command("execute")
 def execute_cmd(ident: str = typer.Argument(..., help="A decision id, or an approved review item (R-...)."),
-                workspace: Path = WorkspaceOpt, fmt: Format = FormatOpt, key: Optional[str] = AgentKeyOpt) -> None:
+                workspace: Path = WorkspaceOpt, fmt: Format = FormatOpt, key: str | None = AgentKeyOpt) -> None:
     """Run a decision's accepted actions (or an approved review item's) exactly once.
 
     The chain is verified again against the graph as it is now; running it again shows the
@@ -234,6 +244,7 @@ def execute_cmd(ident: str = typer.Argument(..., help="A decision id, or an appr
     from engine.govern.review import ReviewError
 
     engine = _open_engine(workspace, fmt)
+    assert engine.ws.store is not None  # an engine is opened with its graph
     revision_before = engine.ws.store.revision
     try:
         res = engine.execute(ident, key=key)
@@ -254,7 +265,7 @@ def execute_cmd(ident: str = typer.Argument(..., help="A decision id, or an appr
 
 @app.command()
 def explain(case_file: Path = typer.Argument(..., help="A case as JSON: {type, payload}."),
-            workspace: Path = WorkspaceOpt, fmt: Format = FormatOpt, key: Optional[str] = AgentKeyOpt) -> None:
+            workspace: Path = WorkspaceOpt, fmt: Format = FormatOpt, key: str | None = AgentKeyOpt) -> None:
     """Decide one case and show why each rule matched or not."""
     _decide(case_file, workspace, fmt, explain=True, key=key)
 
@@ -264,10 +275,10 @@ DEMO_RESPONSES = Path("examples/llm/demo_responses.jsonl")
 
 @app.command()
 def demo(workspace: Path = WorkspaceOpt,
-         cases: Optional[Path] = typer.Option(None, "--cases", help="A JSON Lines file of cases "
+         cases: Path | None = typer.Option(None, "--cases", help="A JSON Lines file of cases "
                                               "(default: examples/demo_cases.jsonl, else sampled from the graph)."),
          count: int = typer.Option(240, "--count", "-n", help="How many cases to sample when no file is used."),
-         responses: Optional[Path] = typer.Option(None, "--responses", help="The recorded LLM answers to replay "
+         responses: Path | None = typer.Option(None, "--responses", help="The recorded LLM answers to replay "
                                                   "when no live model is configured "
                                                   f"(default: {DEMO_RESPONSES})."),
          fmt: Format = FormatOpt) -> None:
@@ -279,9 +290,9 @@ def demo(workspace: Path = WorkspaceOpt,
     from rich.progress import Progress
 
     from engine.demo import load_cases, run_demo, sample_cases
+    from engine.errors import DiagnosticSink
     from engine.llm.config import LLMConfig, load_llm_config
     from engine.workspace import load_config
-    from engine.errors import DiagnosticSink
 
     t_open = time.perf_counter()
     cfg, _ = load_llm_config(load_config(workspace.resolve(), DiagnosticSink()).section("llm"), workspace.resolve())
@@ -331,7 +342,8 @@ def demo(workspace: Path = WorkspaceOpt,
               f"{result.revision_decided})")
     out.print(f"{summary['review_pending']} escalation(s) wait in the review queue: rulebridge review list")
     parts = ", ".join(f"{n} {k}" for k, n in sorted(result.executed.items())) or "none"
-    where = "the embedded graph" if engine.ws.store.backend != "sparql" else "the SPARQL endpoint"
+    where = "the SPARQL endpoint" if engine.ws.store is not None and engine.ws.store.backend == "sparql" \
+        else "the embedded graph"
     out.print(f"executed the {result.accepted} accepted decisions against {where}, each exactly once "
               f"after re-verification: {parts} ({result.execute_s:.2f} s; graph revision now {result.revision_after})",
               markup=False)
@@ -402,11 +414,11 @@ def review_show(item_id: str = typer.Argument(..., help="The review item id (R-.
 
 @review_app.command("approve")
 def review_approve(item_id: str = typer.Argument(..., help="The review item id (R-...)."),
-                   reviewer: Optional[str] = ReviewerOpt, key: Optional[str] = ReviewerKeyOpt,
-                   action: Optional[str] = typer.Option(None, "--action", help="Approve this action instead of "
+                   reviewer: str | None = ReviewerOpt, key: str | None = ReviewerKeyOpt,
+                   action: str | None = typer.Option(None, "--action", help="Approve this action instead of "
                                                         "the proposal waiting in the item."),
-                   params: Optional[str] = typer.Option(None, "--params", help="Its parameters as a JSON object."),
-                   expect_hash: Optional[str] = typer.Option(None, "--hash", help="The proposal hash you reviewed "
+                   params: str | None = typer.Option(None, "--params", help="Its parameters as a JSON object."),
+                   expect_hash: str | None = typer.Option(None, "--hash", help="The proposal hash you reviewed "
                                                              "(at least its first 12 characters): refuse if "
                                                              "it changed."),
                    note: str = typer.Option("", "--note"),
@@ -439,7 +451,7 @@ def review_approve(item_id: str = typer.Argument(..., help="The review item id (
 
 @review_app.command("reject")
 def review_reject(item_id: str = typer.Argument(..., help="The review item id (R-...)."),
-                  reviewer: Optional[str] = ReviewerOpt, key: Optional[str] = ReviewerKeyOpt,
+                  reviewer: str | None = ReviewerOpt, key: str | None = ReviewerKeyOpt,
                   reason: str = typer.Option(..., "--reason", help="Why (recorded)."),
                   workspace: Path = WorkspaceOpt, fmt: Format = FormatOpt) -> None:
     """Reject an item, with a reason."""

@@ -131,8 +131,8 @@ def render_llm(console: Console, llm: dict[str, Any]) -> None:
                   f"permitted actions: {', '.join(llm.get('permitted_actions') or []) or '-'}", markup=False)
     for i, a in enumerate(llm.get("attempts") or [], 1):
         state = a.get("error") or ("invalid" if a.get("errors") else "valid")
-        console.print(f"    {i}. {a['kind']}: {state} (prompt {a['prompt_hash'][:12]}, {a.get('latency_ms', 0):.1f} ms)",
-                      markup=False)
+        console.print(f"    {i}. {a['kind']}: {state} (prompt {a['prompt_hash'][:12]}, "
+                      f"{a.get('latency_ms', 0):.1f} ms)", markup=False)
         for e in a.get("errors") or []:
             console.print(f"       - {e}", markup=False)
 

@@ -29,6 +29,7 @@ class ModelError(Exception):
     def __init__(self, kind: str, message: str, *, transient: bool = False):
         super().__init__(message)
         # timeout | rate_limit | provider_error | circuit_open | budget_exhausted | replay_miss | live_forbidden
+        # | script_exhausted (the test double ran out of answers)
         self.kind = kind
         self.transient = transient
 
@@ -63,7 +64,7 @@ class LiteLLMModel:
         self.extra = extra  # e.g. mock_response= for litellm's own mock (tests)
 
     def complete(self, messages: Messages, *, timeout: float) -> Reply:
-        if os.environ.get(NO_LIVE_ENV) and "mock_response" not in self.extra:
+        if os.environ.get(NO_LIVE_ENV) and self.extra.get("mock_response") is None:
             blocked_live_calls.append(self.name)
             raise ModelError("live_forbidden", f"a live call to `{self.name}` was refused ({NO_LIVE_ENV} is set)")
         os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
@@ -179,7 +180,7 @@ class ScriptedModel:
                 item: Script = self.script
             else:
                 if self._i >= len(self.script):
-                    raise AssertionError(f"the scripted model has no answer left (call {self._i + 1})")
+                    raise ModelError("script_exhausted", f"the scripted model has no answer left (call {self._i + 1})")
                 item = self.script[self._i]
                 self._i += 1
         if self.delay_s:

@@ -70,7 +70,7 @@ def test_rule_tests_and_coverage_gate():
     r = runner.invoke(app, ["test", str(MINI), "--min-coverage", "90"])
     assert r.exit_code == 1
     # the coverage gate prints no `error[code]` yet: its message is what is stable
-    assert "error: rule coverage 50.0% is below --min-coverage 90.0%" in r.output
+    assert "error[coverage]: rule coverage 50.0% is below --min-coverage 90.0%" in r.output
 
 
 def test_demo_runs_sampled_cases():
