@@ -120,7 +120,7 @@ class InstantModel:
     every prompt and answer is kept, so calls and prompt sizes are counted by the model itself."""
 
     def __init__(self, script: Any, name: str = "instant"):
-        from engine.llm.models import ScriptedModel
+        from engine.llm.clients import ScriptedModel
 
         self.inner = ScriptedModel(script, name=name)
         self.name = name
@@ -608,7 +608,7 @@ class ReplayModelCounted:
     """`ReplayModel` over the recorded demo file, keeping prompts and answers like `InstantModel`."""
 
     def __init__(self, path: Path):
-        from engine.llm.models import ReplayModel, ResponseFile
+        from engine.llm.clients import ReplayModel, ResponseFile
 
         self.inner = ReplayModel(ResponseFile(path))
         self.name = self.inner.name

@@ -53,8 +53,8 @@ class Explanation:
 
 def make_fallback(cfg: Any, model: Any = None) -> Any:
     """The LLM fallback for a config (None when no model is configured or the mode is `off`)."""
+    from engine.llm.clients import LiteLLMModel, RecordingModel, ReplayModel, ResponseFile
     from engine.llm.fallback import Fallback
-    from engine.llm.models import LiteLLMModel, RecordingModel, ReplayModel, ResponseFile
 
     if model is None:
         if not cfg.enabled:
@@ -145,7 +145,7 @@ class Engine:
         """The hash-chained audit log (`engine.audit.AuditLog`): `RULEBRIDGE_AUDIT_URL`, else
         `[audit] url`, else the state database; masking rules from `[audit] mask`."""
         if self._audit is None:
-            from engine.audit.workspace import default_audit_url, open_audit_log
+            from engine.audit.settings import default_audit_url, open_audit_log
 
             url = default_audit_url(self.ws.root, self.ws.config, state=self.state_url)
             self._audit = open_audit_log(self.ws.root, url=url, now=self.now)
@@ -153,9 +153,9 @@ class Engine:
 
     @property
     def decisions(self) -> Any:
-        """Decisions that act, kept for `execute` (`engine.act.decisions.DecisionStore`)."""
+        """Decisions that act, kept for `execute` (`engine.act.decision_store.DecisionStore`)."""
         if self._decisions is None:
-            from engine.act.decisions import DecisionStore
+            from engine.act.decision_store import DecisionStore
 
             self._decisions = DecisionStore(self.state_url, clock=self.now)
         return self._decisions
@@ -194,7 +194,7 @@ class Engine:
         event, its outcome with theirs. Otherwise (`RULEBRIDGE_AUDIT_URL` / `[audit] url`
         elsewhere) each store commits on its own, the audit log first."""
         if self._one_db is None:
-            from engine.audit.workspace import default_audit_url
+            from engine.audit.settings import default_audit_url
 
             url = self._audit.url if self._audit is not None else default_audit_url(
                 self.ws.root, self.ws.config, state=self.state_url)

@@ -387,7 +387,7 @@ def execute_chain(run: Run, a: Acting) -> None:
 
 def settle(run: Run, a: Acting) -> None:
     """The `executed` event, then the decision's status (or the review item consumed, once)."""
-    from engine.act.decisions import DecisionNotFound
+    from engine.act.decision_store import DecisionNotFound
     from engine.audit.canonical import native
 
     outcome = run.outcome

@@ -10,7 +10,7 @@ import pytest
 
 from tests import model_guard
 
-# No test may reach a real model (engine/llm/models.py refuses and counts such calls) or write
+# No test may reach a real model (engine/llm/clients.py refuses and counts such calls) or write
 # state into a workspace of the repository: the review queue goes to a temporary database.
 os.environ["RULEBRIDGE_FORBID_LIVE_LLM"] = "1"
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
@@ -46,7 +46,7 @@ _GUARD_SINCE = pytest.StashKey[tuple[int, int]]()
 
 def _unplanned_calls(item: pytest.Item) -> list[str]:
     """The unplanned model calls made since the test's guard started, taken off the records."""
-    from engine.llm.models import blocked_live_calls
+    from engine.llm.clients import blocked_live_calls
 
     refused, recorded = item.stash[_GUARD_SINCE]
     calls = [f"a live `LiteLLMModel` for `{name}` (the engine refused it)"
@@ -65,7 +65,7 @@ def _fail_unplanned(calls: list[str]) -> None:
 def _model_requests_guard(request, monkeypatch):
     """Refuse live model calls unless the test is marked `allow_model_requests`; fail the test
     for every unplanned call made in its fixtures (the call itself is checked by the hook below)."""
-    from engine.llm.models import NO_LIVE_ENV, blocked_live_calls
+    from engine.llm.clients import NO_LIVE_ENV, blocked_live_calls
 
     allowed = request.node.get_closest_marker(model_guard.MARKER) is not None
     if allowed:

@@ -12,7 +12,7 @@ the test.
 
 The guard has three layers, so that no single bypass reaches a provider:
 - the engine's own refusal (`RULEBRIDGE_FORBID_LIVE_LLM`, set by the conftest; it also reaches
-  the CLI subprocesses), which records into `engine.llm.models.blocked_live_calls`;
+  the CLI subprocesses), which records into `engine.llm.clients.blocked_live_calls`;
 - litellm's entry points, wrapped the moment litellm is imported (it is imported lazily, and
   importing it costs seconds, so the suite does not import it up front);
 - `ScriptedModel.complete`, wrapped to record a call past the end of its script.
@@ -115,7 +115,7 @@ class _GuardOnImport(importlib.abc.MetaPathFinder):
 
 def guard_scripted_model() -> None:
     """Record a `ScriptedModel` call past its script (it raises; the engine escalates)."""
-    from engine.llm.models import ScriptedModel
+    from engine.llm.clients import ScriptedModel
 
     complete = ScriptedModel.complete
     if getattr(complete, "__model_guard__", False):
@@ -123,7 +123,7 @@ def guard_scripted_model() -> None:
 
     @functools.wraps(complete)
     def guarded(self: ScriptedModel, messages: Any, *, timeout: float) -> Any:
-        from engine.llm.models import ModelError
+        from engine.llm.clients import ModelError
 
         try:
             return complete(self, messages, timeout=timeout)

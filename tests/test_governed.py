@@ -312,7 +312,7 @@ def test_a_reviewer_refusal_is_audited(gov):
 
 
 def test_the_audit_record_comes_before_the_decision_can_be_executed(gov, monkeypatch):
-    from engine.act.decisions import DecisionNotFound
+    from engine.act.decision_store import DecisionNotFound
 
     def down(*a, **k):
         raise RuntimeError("audit database down")
@@ -353,7 +353,7 @@ def test_cli_decide_execute_exits_1_when_the_action_did_not_run(tmp_path, monkey
 def test_an_llm_decision_executes_later_with_the_confidence_it_was_decided_on(sql_url):
     """Regression: re-verification rebuilt an LLM proposal without its confidence, so every LLM
     decision executed later (`execute ID`, the demo) was refused as `low_confidence`."""
-    from engine.llm.models import ScriptedModel
+    from engine.llm.clients import ScriptedModel
     from tests.brightwater import answer
 
     e = engine(ScriptedModel([answer(confidence=0.95)]), ws=load_workspace(ROOT), state=sql_url)
@@ -418,7 +418,7 @@ def test_one_database_a_pending_case_keeps_its_review_item(gov):
 def test_one_database_a_failing_write_leaves_no_half_decision(gov, monkeypatch):
     """The decision record fails after the events were appended in the same unit: as with separate
     commits, the events stay (they came first) and the decision cannot be executed."""
-    from engine.act.decisions import DecisionNotFound
+    from engine.act.decision_store import DecisionNotFound
 
     def down(**kw):
         raise RuntimeError("decision store down")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.llm.models import NO_LIVE_ENV
+from engine.llm.clients import NO_LIVE_ENV
 from tests.model_guard import GUARD, MARKER, UnplannedModelCall
 
 pytest_plugins = ["pytester"]
@@ -60,7 +60,7 @@ def pytest_configure(config):
 """
 
 INNER_TESTS = """
-from engine.llm.models import LiteLLMModel, ScriptedModel
+from engine.llm.clients import LiteLLMModel, ScriptedModel
 from tests.brightwater import answer, discount_case, engine
 
 
@@ -82,7 +82,7 @@ def test_scripted_model_with_its_answer():
 
 
 def test_an_unplanned_call_fails_the_test_that_made_it(pytester, monkeypatch):
-    from engine.llm.models import blocked_live_calls
+    from engine.llm.clients import blocked_live_calls
 
     root = str(Path(__file__).resolve().parent.parent)
     monkeypatch.setenv("PYTHONPATH", root + os.pathsep + os.environ.get("PYTHONPATH", ""))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 
-from engine.act.decisions import DecisionStore
+from engine.act.decision_store import DecisionStore
 from engine.act.ledger import Ledger
 from engine.govern.identity import IdentityStore
 from engine.govern.review import ReviewQueue

@@ -66,7 +66,7 @@ def _open(workspace: Path, url: str | None, fmt: Format, *, corrupt: list[Any] |
     (`db_corrupt`) is put in the list and None is returned (`verify` reports it as its finding)."""
     from engine.audit.canonical import AuditError
     from engine.audit.log import AuditLog, hmac_key_from_env
-    from engine.audit.workspace import default_audit_url
+    from engine.audit.settings import default_audit_url
 
     try:
         return AuditLog(url or default_audit_url(workspace), hmac_key=hmac_key_from_env(), create=False)

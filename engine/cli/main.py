@@ -239,7 +239,7 @@ def execute_cmd(ident: str = typer.Argument(..., help="A decision id, or an appr
 
     The chain is verified again against the graph as it is now; running it again shows the
     recorded outcome and runs nothing twice. Exit 0 when done, 1 when refused or failed."""
-    from engine.act.decisions import DecisionNotFound
+    from engine.act.decision_store import DecisionNotFound
     from engine.act.execute import ExecutionError
     from engine.govern.review import ReviewError
 

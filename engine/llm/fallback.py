@@ -32,8 +32,8 @@ from engine.act.catalog import (
 )
 from engine.proposals import Proposal
 
+from .clients import Messages, Model, ModelError, ReplayModel, Reply, prompt_hash
 from .config import LLMConfig
-from .models import Messages, Model, ModelError, ReplayModel, Reply, prompt_hash
 from .prompt import repair_message
 
 _NoNul = AfterValidator(refuse_nul)

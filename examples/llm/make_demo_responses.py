@@ -95,8 +95,8 @@ def main() -> int:
     os.environ["RULEBRIDGE_STATE_URL"] = f"sqlite:///{tempfile.mkdtemp()}/state.db"
     from engine.api import Engine
     from engine.demo import sample_cases
+    from engine.llm.clients import RecordingModel, ResponseFile, ScriptedModel
     from engine.llm.config import LLMConfig
-    from engine.llm.models import RecordingModel, ResponseFile, ScriptedModel
 
     if OUT.exists():
         OUT.unlink()

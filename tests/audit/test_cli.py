@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from engine.audit.chain import hash_of
 from engine.audit.log import audit_events
 from engine.audit.report import read_events
-from engine.audit.workspace import default_audit_url
+from engine.audit.settings import default_audit_url
 from engine.cli.audit_cmd import audit_app
 from tests.audit.helpers import KEY, clock, decision, ids
 

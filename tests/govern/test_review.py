@@ -10,7 +10,7 @@ import pytest
 
 from engine.act.catalog import proposal_hash
 from engine.govern.review import ReviewError, ReviewQueue
-from engine.llm.models import ScriptedModel
+from engine.llm.clients import ScriptedModel
 from tests.brightwater import BWD, answer, discount_case, engine
 
 T0 = dt.datetime(2026, 11, 1, 9, 0, tzinfo=dt.UTC)

@@ -19,7 +19,7 @@ from engine.errors import LoadError
 from engine.govern.verify import Accept, Deny
 from engine.lang.actions import ActionSpec, ParamSpec
 from engine.lang.types import STRING, ref
-from engine.llm.models import ScriptedModel
+from engine.llm.clients import ScriptedModel
 from engine.proposals import Proposal
 from engine.workspace import load_workspace
 from tests.brightwater import BWD, ROOT, answer, discount_case, engine

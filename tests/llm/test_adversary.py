@@ -41,7 +41,7 @@ from engine.act.catalog import ValidationError
 from engine.demo import _instances, sample_cases
 from engine.govern.verify import Accept
 from engine.lang.checker import expand_iri
-from engine.llm.models import ScriptedModel
+from engine.llm.clients import ScriptedModel
 from engine.pipeline import OUTCOMES
 from engine.proposals import Proposal
 from engine.workspace import load_workspace

@@ -8,7 +8,7 @@ import io
 from rich.console import Console
 
 from engine.cli.render import render_explanation
-from engine.llm.models import ScriptedModel
+from engine.llm.clients import ScriptedModel
 from tests.brightwater import answer, discount_case, engine, escalation
 
 

@@ -9,8 +9,7 @@ import json
 
 import pytest
 
-from engine.llm.fallback import parse_answer
-from engine.llm.models import (
+from engine.llm.clients import (
     LiteLLMModel,
     ModelError,
     RecordingModel,
@@ -20,6 +19,7 @@ from engine.llm.models import (
     blocked_live_calls,
     prompt_hash,
 )
+from engine.llm.fallback import parse_answer
 from tests.brightwater import BWD, answer, discount_case, engine, escalation, workspace
 
 MODEL = "openai/gpt-4o-mini"
@@ -365,7 +365,7 @@ def test_calls_that_hang_past_their_deadline_do_not_starve_the_next_ones():
     every later call wait in the queue and time out too, however fast the model had become."""
     import threading
 
-    from engine.llm.models import Reply
+    from engine.llm.clients import Reply
 
     release = threading.Event()
 

@@ -1,4 +1,4 @@
-"""The audit log of a workspace: where it lives, which masking rules and which key it uses.
+"""The audit log of a workspace: where it lives, which masking rules and which key it uses (its settings).
 
     [audit]                       # rulebridge.toml, all optional
     url = ""                      # SQLAlchemy URL; empty = the workspace's state database

@@ -1,4 +1,4 @@
-"""Models the fallback can call: a live litellm model, a replay file, a recorder, a scripted double.
+"""Model clients the fallback can call: a live litellm model, a replay file, a recorder, a scripted double.
 
 Every model answers `complete(messages, timeout=...) -> Reply` or raises `ModelError` with a
 stable kind; the fallback turns each kind into a clean escalation.
