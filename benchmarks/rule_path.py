@@ -502,7 +502,7 @@ def run_config(n_rules: int, triples: int, *, cache: Path, n_cases: int, seconds
         # The same decisions without the writes to the state database (the audit events, the
         # decision record, the review queue): the pipeline's stages alone — payload, resolve,
         # match, hit policy, consequence, gate — what the engine runs before it records anything.
-        from engine.model import Case
+        from engine.case import Case
         from engine.pipeline import decide as pipeline_decide
 
         as_cases = [Case.from_json(c) for c in cases]

@@ -13,7 +13,7 @@ _NAMES = {
     "Engine": "engine.api", "Explanation": "engine.api",
     "AuthError": "engine.errors", "CaseError": "engine.errors", "Diagnostic": "engine.errors",
     "LoadError": "engine.errors", "RulebridgeError": "engine.errors", "Span": "engine.errors",
-    "Case": "engine.model", "Decision": "engine.decision", "Proposal": "engine.proposals",
+    "Case": "engine.case", "Decision": "engine.decision", "Proposal": "engine.proposals",
 }
 __all__ = sorted(_NAMES)  # noqa: PLE0605 - computed from the table above, so the two cannot drift
 __version__ = "0.1.0"

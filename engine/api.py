@@ -11,11 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from engine.case import MAX_CASE_BYTES, MAX_CASE_BYTES_LIMIT, Case
 from engine.errors import Diagnostic, LoadError
 from engine.lang.compiler import CompiledRuleset
 from engine.match import make_matcher
 from engine.match.reference import RuleTrace, explain_rules
-from engine.model import MAX_CASE_BYTES, MAX_CASE_BYTES_LIMIT, Case
 from engine.pipeline import Deciding, Decision, act, approve, govern, reject, verify_against
 from engine.proposals import Proposal
 from engine.storage import state_url

@@ -13,11 +13,11 @@ from enum import StrEnum
 from typing import Any
 
 from engine.act.catalog import proposal_hash
+from engine.case import Case
 from engine.govern.verify import Reason
 from engine.kg.resolver import Reads
 from engine.lang.compiler import CompiledRuleset
 from engine.lang.semantics import get_path, to_json_value
-from engine.model import Case
 from engine.proposals import Proposal
 
 

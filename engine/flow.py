@@ -14,13 +14,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
+from engine.case import Case
 from engine.decision import Decision, Outcome, Source
 from engine.govern.agents import Agent
 from engine.govern.verify import Reason
 from engine.kg.resolver import Reads
 from engine.lang.compiler import CompiledRuleset
 from engine.match.hit import HitResult
-from engine.model import Case
 from engine.ports import Ports
 from engine.proposals import Proposal
 

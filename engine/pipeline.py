@@ -19,6 +19,7 @@ import datetime as dt
 from contextlib import nullcontext, suppress
 from typing import Any
 
+from engine.case import Case
 from engine.decision import OUTCOMES, Decision, GuardResult, Outcome, Source, case_key, facts_of, review_item
 from engine.errors import AuthError, CaseError, Diagnostic, shown, suggest_help
 from engine.flow import Acting, Deciding, ExecutionOutcome, Flow, Run, Stage, run_stages
@@ -29,7 +30,6 @@ from engine.lang.compiler import CompiledRuleset, Rule
 from engine.lang.payload import validate_payload
 from engine.lang.semantics import to_json_value
 from engine.match.hit import apply_hit_policy
-from engine.model import Case
 from engine.ports import Ports
 from engine.proposals import Proposal
 
@@ -259,7 +259,7 @@ def govern(d: Deciding, ports: Ports, case: Case, *, key: str | None = None, llm
            review: bool = True, execute: bool = False, max_case_bytes: int | None = None) -> Decision:
     """The whole flow for one case: DECIDE, then RECORD, then (with `execute`) ACT. A refusal — an
     identity, a case too large to audit — is audited and raised before anything is decided."""
-    from engine.model import check_case_size
+    from engine.case import check_case_size
 
     try:
         if max_case_bytes is not None:

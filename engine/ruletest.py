@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from engine.case import Case
 from engine.errors import CaseError
 from engine.lang.checker import expand_iri
 from engine.lang.semantics import to_json_value
-from engine.model import Case
 
 
 @dataclass

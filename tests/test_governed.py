@@ -11,8 +11,8 @@ import pytest
 from typer.testing import CliRunner
 
 from engine.act.execute import Step
+from engine.case import IRI
 from engine.errors import AuthError
-from engine.model import IRI
 from engine.workspace import load_workspace
 from tests.brightwater import BWD, ROOT, discount_case, engine
 

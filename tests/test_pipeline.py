@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
+from engine.case import Case
 from engine.errors import AuthError
 from engine.match import make_matcher
-from engine.model import Case
 from engine.pipeline import DECIDE, Deciding, Outcome, Source, decide, govern
 from tests.brightwater import AS_OF, discount_case, workspace
 

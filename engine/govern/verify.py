@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine.act.catalog import Catalog, ParamContext, ValidationError, format_errors
+from engine.case import Entity
 from engine.govern.agents import Agent
 from engine.kg.resolver import Reads, resolve_params
 from engine.lang.compiler import CompiledRuleset
@@ -28,7 +29,6 @@ from engine.lang.conditions import ParamCondition, params_type
 from engine.lang.payload import validate_payload
 from engine.lang.semantics import TODAY, truth
 from engine.lang.targets import TargetBinding, bind_targets
-from engine.model import Entity
 from engine.proposals import Proposal
 
 MAX_TARGET_CASES = 16  # entity combinations one proposal may be checked on (`any` targets, lists)

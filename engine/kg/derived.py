@@ -23,12 +23,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from engine.case import Entity
 from engine.errors import DiagnosticSink, Span, suggest_help
 from engine.lang.checker import Checker, DerivedSignature
 from engine.lang.expr import Call, Lit
 from engine.lang.source import read_source
 from engine.lang.types import ANY, BOOLEAN, Schema, Type, list_of
-from engine.model import Entity
 
 GRAPH_KEY = "__graph__"
 _VAR = re.compile(r"[?$]([A-Za-z_][A-Za-z0-9_]*)")
@@ -191,7 +191,7 @@ def _select(env: dict[str, Any], raw: list[Any], args: list[Any], kwargs: dict[s
 
 
 def _bind(v: Any) -> Any:
-    from engine.model import IRI
+    from engine.case import IRI
 
     return IRI(v.iri) if type(v) is Entity else v
 

@@ -32,8 +32,8 @@ from typing import Any
 
 import httpx
 
+from engine.case import IRI
 from engine.errors import RulebridgeError
-from engine.model import IRI
 
 from .store import (
     EXECUTED,

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from engine.case import IRI, Entity, Provenance
 from engine.lang.compiler import CompiledRuleset, TrieEdge
 from engine.lang.semantics import TODAY
-from engine.model import IRI, Entity, Provenance
 
 from .derived import GRAPH_KEY, GraphContext
 

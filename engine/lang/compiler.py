@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path as FsPath
 from typing import Any
 
+from engine.case import as_of_date
 from engine.errors import DiagnosticSink, Span, suggest_help
-from engine.model import as_of_date
 
 from . import expr as E
 from .actions import ActionCatalog, parse_type

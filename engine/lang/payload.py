@@ -9,8 +9,8 @@ import string
 import sys
 from typing import Any
 
+from engine.case import Entity
 from engine.errors import Diagnostic, shown, shown_value
-from engine.model import Entity
 
 from .checker import expand_iri
 from .types import Type

@@ -17,7 +17,7 @@ import sys
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from engine.model import Entity
+from engine.case import Entity
 
 from .expr import Arith, BoolOp, Call, Compare, Comprehension, ListLit, Lit, Node, Path, Unary
 

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from engine.act.connectors.base import PermanentError
 from engine.act.connectors.kg import KgConnector
 from engine.act.connectors.registry import build_connectors
+from engine.case import IRI
 from engine.errors import DiagnosticSink
 from engine.kg.store import (
     EXECUTED,
@@ -32,7 +33,6 @@ from engine.kg.store import (
     sparql_variables,
 )
 from engine.lang.actions import load_actions
-from engine.model import IRI
 from tests.brightwater import ROOT, workspace
 
 BW = "https://brightwater.example/ontology#"

@@ -29,11 +29,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from engine.case import Case
 from engine.demo import _instances, sample_cases
 from engine.govern.verify import Accept, Deny
 from engine.kg.resolver import Reads, resolve_params
 from engine.lang.semantics import truth
-from engine.model import Case
 from engine.pipeline import prepare
 from engine.proposals import Proposal
 from engine.workspace import load_workspace

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 
+from engine.case import IRI
 from engine.kg.derived import GraphAlgorithms
 from engine.kg.store import OxigraphStore, RdflibStore, touched_iris
-from engine.model import IRI
 
 EX = "https://example.test/"
 DATA = f"""

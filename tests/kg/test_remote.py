@@ -17,8 +17,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from engine.case import IRI
 from engine.kg.remote import GraphUnavailable, SparqlStore
-from engine.model import IRI
 from engine.workspace import load_workspace
 from tests.brightwater import BWD, ROOT, engine, workspace
 

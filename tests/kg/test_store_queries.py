@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from engine.case import IRI
 from engine.kg.store import OxigraphStore, values_position
-from engine.model import IRI
 from tests.brightwater import workspace
 
 QUERIES = Path(__file__).parent.parent.parent / "knowledge_graph" / "queries"

@@ -14,6 +14,7 @@ import sys
 
 import pytest
 
+from engine.case import Entity
 from engine.errors import DiagnosticSink, Span
 from engine.lang import semantics as S
 from engine.lang.checker import Checker, Scope
@@ -30,7 +31,6 @@ from engine.lang.semantics import (
     truth,
 )
 from engine.lang.types import Schema, Type
-from engine.model import Entity
 
 T, F, N = True, False, None
 D = dt.date

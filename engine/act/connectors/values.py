@@ -12,9 +12,9 @@ import datetime as dt
 import math
 from typing import Any
 
+from engine.case import IRI
 from engine.lang.actions import ActionSpec
 from engine.lang.payload import is_iri
-from engine.model import IRI
 
 from .base import PermanentError
 

@@ -1,4 +1,4 @@
-"""Values shared by every stage: entities resolved from the graph, provenance, cases, decisions."""
+"""A case and the values every stage shares: IRIs and entities resolved from the graph, provenance."""
 
 from __future__ import annotations
 
