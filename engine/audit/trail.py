@@ -53,7 +53,7 @@ def _plain(value: dict[str, Any]) -> dict[str, Any]:
 
 
 def decision_events(d: Any, rs: Any = None, *, checked: bool = False) -> list[Item]:
-    """The events of one decision (an `engine.pipeline.Decision`) for `AuditLog.append_many`.
+    """The events of one decision (an `engine.decision.Decision`) for `AuditLog.append_many`.
 
     With `checked`, each event's data is a `Native` (checked and canonicalised here, once)
     instead of a dict: what the engine appends; the stored events are the same."""
