@@ -148,11 +148,12 @@ def open_engine(state_dir: Path) -> Any:
     """The repository's workspace with an instant model; budgets lifted (the benchmark makes
     thousands of calls a minute), every other [llm] setting as configured."""
     from engine.api import Engine
+    from engine.config import load_config
     from engine.errors import DiagnosticSink
     from engine.llm.config import LLMConfig, load_llm_config
-    from engine.workspace import load_config
 
-    cfg, _ = load_llm_config(load_config(REPO, DiagnosticSink()).section("llm"), REPO)
+    config = load_config(REPO, DiagnosticSink())
+    cfg, _ = load_llm_config(config.section("llm"), REPO, config.llm_environment())
     cfg = LLMConfig(**{**cfg.__dict__, "mode": "live", "model": "instant", "calls_per_minute": 10**9,
                        "cost_per_day": 1e12, "backoff_s": 0.0})
     ids = iter(range(10**12))

@@ -98,7 +98,7 @@ class Engine:
         self.new_id = new_id or (lambda: uuid.uuid4().hex)
         self._matchers: dict[str, Any] = {}
         self._lock = threading.Lock()
-        self.llm_config, problems = load_llm_config(ws.config.section("llm"), ws.root)
+        self.llm_config, problems = load_llm_config(ws.config.section("llm"), ws.root, ws.config.llm_environment())
         if problems:
             raise LoadError(problems)
         if llm is not None:  # an LLMConfig given by the caller

@@ -4,7 +4,6 @@ execution ledger and audit log — SQLite in the workspace by default, PostgreSQ
 from __future__ import annotations
 
 import datetime as dt
-import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import nullcontext
 from pathlib import Path
@@ -40,9 +39,9 @@ tracked: list[SAEngine] | None = None
 
 
 def state_url(root: Path, config: Any, override: str | None = None) -> str:
-    """The workspace's state database: `override`, else `RULEBRIDGE_STATE_URL`, else `[storage] url`,
-    else the embedded default (`default_url`)."""
-    return (override or os.environ.get("RULEBRIDGE_STATE_URL") or str(config.section("storage").get("url") or "")
+    """The workspace's state database: `override`, else `[storage] url` (which `RULEBRIDGE_STATE_URL`
+    overrides, `engine.config`), else the embedded default (`default_url`)."""
+    return (override or str(config.section("storage").get("url") or "")
             or default_url(root))
 
 

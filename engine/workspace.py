@@ -6,73 +6,18 @@ diagnostic found, so `rulebridge check` can report them all at once.
 
 from __future__ import annotations
 
-import os
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from engine.config import Config, load_config
 from engine.errors import Diagnostic, DiagnosticSink, Span
 from engine.kg.derived import DERIVED_IMPLS, GraphAlgorithms, GraphContext, NamedQuery, derived_signatures, load_queries
 from engine.kg.ontology import load_schema
 from engine.kg.store import BACKENDS, GraphStore, data_files, open_store
 from engine.lang.actions import ActionCatalog, load_actions
 from engine.lang.compiler import CompileContext, CompiledRuleset, RulesetCompiler
-from engine.lang.source import read_source
 from engine.lang.types import Schema
-
-DEFAULT_CONFIG: dict[str, Any] = {
-    "workspace": {"name": "workspace"},
-    "rules": {"dir": "rules", "actions": "rules/actions.yaml"},
-    "graph": {"backend": "oxigraph", "data": "knowledge_graph/data", "ontology": "knowledge_graph/ontology",
-              "shapes": "knowledge_graph/shapes", "queries": "knowledge_graph/queries", "store_path": ""},
-    "prefixes": {},
-    "agents": {"file": "rules/agents.yaml"},
-    "llm": {},
-    "review": {"expire_after_hours": 72},
-    "storage": {"url": ""},
-    "security": {"require_keys": False},
-    "audit": {"url": "", "mask": "rules/audit.yaml", "synchronous": "NORMAL"},
-}
-
-
-@dataclass
-class Config:
-    """`rulebridge.toml`, with defaults for everything left out."""
-
-    root: Path
-    data: dict[str, Any]
-
-    def section(self, name: str) -> dict[str, Any]:
-        return {**DEFAULT_CONFIG.get(name, {}), **self.data.get(name, {})}
-
-    def path(self, section: str, key: str) -> Path:
-        return self.root / str(self.section(section)[key])
-
-
-def load_config(root: Path, sink: DiagnosticSink) -> Config:
-    """Read `rulebridge.toml` (optional: defaults apply without it)."""
-    f = root / "rulebridge.toml"
-    data: dict[str, Any] = {}
-    if f.exists():
-        text, why = read_source(f)
-        if text is None:
-            sink.error("config", f"`rulebridge.toml` {why}", Span(str(f)))
-            return Config(root, data)
-        try:
-            data = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            msg = str(exc)
-            line, col = 0, 0
-            if "(at line" in msg:
-                tail = msg.rsplit("(at line", 1)[1]
-                try:
-                    line = int(tail.split(",")[0])
-                    col = int(tail.split("column")[1].strip(" )"))
-                except (ValueError, IndexError):
-                    pass
-            sink.error("config", f"invalid TOML: {msg.split(' (at line')[0].lower()}", Span(str(f), line, col))
-    return Config(root, data)
 
 
 @dataclass
@@ -168,7 +113,7 @@ def load_workspace(root: Path | str, *, load_graph: bool = True, only: list[Path
     store = None
     graph = None
     if load_graph:
-        backend = backend or os.environ.get("RULEBRIDGE_GRAPH_BACKEND") or str(graph_cfg.get("backend", "oxigraph"))
+        backend = backend or str(graph_cfg.get("backend", "oxigraph"))  # RULEBRIDGE_GRAPH_BACKEND: in the config
         if backend not in BACKENDS:
             from engine.errors import suggest_help
 
@@ -183,9 +128,6 @@ def load_workspace(root: Path | str, *, load_graph: bool = True, only: list[Path
                        "0 turns the cache off")
             cache = 0
         endpoint = {k: v for k, v in graph_cfg.items() if k in ("query_url", "update_url", "timeout")}
-        for k in ("query_url", "update_url"):
-            if os.environ.get(f"RULEBRIDGE_GRAPH_{k.upper()}"):
-                endpoint[k] = os.environ[f"RULEBRIDGE_GRAPH_{k.upper()}"]
         if backend in BACKENDS:
             try:
                 store = open_store(config.path("graph", "data"), backend=backend,
@@ -209,7 +151,7 @@ def load_workspace(root: Path | str, *, load_graph: bool = True, only: list[Path
     _check_unchecked_params(rulesets, actions, gate, sink)
     from engine.llm.config import load_llm_config
 
-    for d in load_llm_config(config.section("llm"), root)[1]:
+    for d in load_llm_config(config.section("llm"), root, config.llm_environment())[1]:
         sink.error(d.code, d.message, Span(str(root / "rulebridge.toml")), help=d.help)
     return Workspace(root, config, schema, prefixes, actions, queries, rulesets, by_type, store, graph,
                      sorted(sink.items, key=Diagnostic.sort_key), agents, gate)

@@ -516,8 +516,8 @@ def test_a_case_too_large_to_audit_is_refused_up_front(either):
 def test_max_case_bytes_is_read_from_the_security_section():
     import dataclasses
 
+    from engine.config import Config
     from engine.errors import LoadError
-    from engine.workspace import Config
 
     ws = load_workspace(ROOT)
     for value, ok in ((1000, True), (0, False), ("big", False), (10**9, False)):

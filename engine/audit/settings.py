@@ -13,7 +13,6 @@ the environment (`RULEBRIDGE_AUDIT_HMAC_KEY`), never from a file in the workspac
 from __future__ import annotations
 
 import datetime as dt
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,12 +23,12 @@ from engine.storage import state_url
 from .log import AuditLog, hmac_key_from_env
 from .mask import Masker
 
-AUDIT_URL_ENV = "RULEBRIDGE_AUDIT_URL"
+AUDIT_URL_ENV = "RULEBRIDGE_AUDIT_URL"  # read by `engine.config` (it overrides `[audit] url`)
 DEFAULT_MASK_FILE = "rules/audit.yaml"
 
 
 def _config(workspace: Path) -> Any:
-    from engine.workspace import load_config
+    from engine.config import load_config
 
     sink = DiagnosticSink()
     cfg = load_config(Path(workspace).resolve(), sink)
@@ -41,10 +40,7 @@ def _config(workspace: Path) -> Any:
 def default_audit_url(workspace: Path, cfg: Any = None, *, state: str | None = None) -> str:
     """`RULEBRIDGE_AUDIT_URL`, else `[audit] url`, else the workspace's state database (`state`, or
     as `engine.storage.state_url` chooses it)."""
-    env = os.environ.get(AUDIT_URL_ENV)
-    if env:
-        return env
-    cfg = cfg if cfg is not None else _config(workspace)
+    cfg = cfg if cfg is not None else _config(workspace)  # `[audit] url`: RULEBRIDGE_AUDIT_URL overrides it
     return (str(cfg.section("audit").get("url") or "")
             or state_url(Path(workspace).resolve(), cfg, state))
 
@@ -65,7 +61,8 @@ def open_audit_log(workspace: Path, *, url: str | None = None, create: bool = Tr
                    now: Callable[[], dt.datetime] | None = None) -> AuditLog:
     """The workspace's audit log with its masking rules and the key from the environment."""
     root = Path(workspace).resolve()
-    sync = str(_config(root).section("audit").get("synchronous") or "NORMAL")
+    cfg = _config(root)
+    sync = str(cfg.section("audit").get("synchronous") or "NORMAL")
     masker = load_masker(root)
-    return AuditLog(url or default_audit_url(root), hmac_key=hmac_key_from_env(), masker=masker or None,
-                    now=now, create=create, synchronous=sync)
+    return AuditLog(url or default_audit_url(root, cfg), hmac_key=hmac_key_from_env(dict(cfg.environ)),
+                    masker=masker or None, now=now, create=create, synchronous=sync)

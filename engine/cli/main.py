@@ -289,13 +289,14 @@ def demo(workspace: Path = WorkspaceOpt,
     review queue (`rulebridge review list`)."""
     from rich.progress import Progress
 
+    from engine.config import load_config
     from engine.demo import load_cases, run_demo, sample_cases
     from engine.errors import DiagnosticSink
     from engine.llm.config import LLMConfig, load_llm_config
-    from engine.workspace import load_config
 
     t_open = time.perf_counter()
-    cfg, _ = load_llm_config(load_config(workspace.resolve(), DiagnosticSink()).section("llm"), workspace.resolve())
+    config = load_config(workspace.resolve(), DiagnosticSink())
+    cfg, _ = load_llm_config(config.section("llm"), workspace.resolve(), config.llm_environment())
     live = cfg.enabled and cfg.mode in ("live", "record")
     replay_file = None
     if not live:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -46,8 +45,9 @@ MAX_ANSWER_BYTES_LIMIT = 1024 * 1024
 
 def load_llm_config(section: dict[str, Any], root: Path, env: dict[str, str] | None = None
                     ) -> tuple[LLMConfig, list[Diagnostic]]:
-    """The `[llm]` section with environment overrides; bad values become diagnostics."""
-    env = dict(os.environ) if env is None else env
+    """The `[llm]` section with its environment overrides (`RULEBRIDGE_LLM_<NAME>`, as
+    `engine.config.Config.llm_environment` gives them); bad values become diagnostics."""
+    env = {} if env is None else env
     cfg = LLMConfig()
     problems: list[Diagnostic] = []
     known = {f.name: f for f in fields(LLMConfig)}
