@@ -184,14 +184,11 @@ def _check_unchecked_params(rulesets: dict[str, CompiledRuleset], actions: Actio
     """Warn where an entity parameter an action only refers to (not a target: an approver, an
     owner) is read by no precondition of the action and no guard of the ruleset — any entity
     of that class a model or a reviewer names would pass the gate."""
+    from engine.lang.compiler import proposed_actions
     from engine.lang.targets import params_read
 
     for rs in rulesets.values():
-        where: dict[str, Span | None] = {}
-        for rule in rs.rules:
-            if rule.then.kind == "action" and rule.then.action:
-                where.setdefault(rule.then.action, rule.then.span or rule.span)
-        for action, at in sorted(where.items()):
+        for action, at in sorted(proposed_actions(rs.rules).items()):
             spec = actions.actions.get(action)
             if spec is None:
                 continue
@@ -243,12 +240,10 @@ def _gate(config: Config, schema: Schema, prefixes: dict[str, str], actions: Act
 
     compiler = ParamConditionCompiler(ctx, sink, actions.file or "actions.yaml")
     pre = {name: compiler.compile_all(spec.preconditions, spec) for name, spec in actions.actions.items()}
-    by_iri = {iri: name for name, iri in schema.classes.items()}
-
     def instance_of(iri: str, cls: str) -> bool:
         if store is None:
             return False
-        return any(schema.is_subclass(by_iri.get(str(t), ""), cls) for t in store.objects(iri, RDF_TYPE))
+        return any(schema.is_subclass(schema.class_named(str(t)), cls) for t in store.objects(iri, RDF_TYPE))
 
     llm = config.section("llm")
     threshold = float(llm.get("confidence_threshold", 0.8))

@@ -147,9 +147,7 @@ def verify(proposal: Proposal, *, gate: Gate, rs: CompiledRuleset, env: dict[str
     denies += _conditions(gate.preconditions.get(proposal.action, []), penv, "precondition", "precondition")
     # The guards read the facts: on each entity the action changes.
     for where, tenv in envs:
-        genv = dict(tenv)
-        genv["action"] = proposal.action
-        genv["params"] = values
+        genv = penv if tenv is env else {**tenv, "action": proposal.action, "params": values}
         for g in rs.guards:
             if g.applies_to and proposal.action not in g.applies_to:
                 continue

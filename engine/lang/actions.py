@@ -118,9 +118,9 @@ class ActionSpec:
 
     def class_params(self) -> list[str]:
         """The parameters whose values are graph entities (an ontology class, or a list of one)."""
-        return [p.name for p in self.params.values()
-                if p.type.kind == "ref" or (p.type.kind == "list" and p.type.elem is not None
-                                            and p.type.elem.kind == "ref")]
+        from .types import entity_class
+
+        return [p.name for p in self.params.values() if entity_class(p.type) is not None]
 
 
 @dataclass

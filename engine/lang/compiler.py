@@ -162,6 +162,15 @@ class CompiledRuleset:
         return {r.id: r for r in self.rules}
 
 
+def proposed_actions(rules: list[Rule]) -> dict[str, Span | None]:
+    """The actions the rules propose, each with where it is first proposed (for diagnostics)."""
+    where: dict[str, Span | None] = {}
+    for r in rules:
+        if r.then.kind == "action" and r.then.action:
+            where.setdefault(r.then.action, r.then.span or r.span)
+    return where
+
+
 @dataclass
 class CompileContext:
     """What a ruleset is compiled against: the ontology schema, the actions and graph functions."""
@@ -587,7 +596,8 @@ class RulesetCompiler:
 
     def _targets(self, spec: Any, case_schema: Type, top: Span) -> dict[str, dict[str, str]]:
         """`targets: {action.param: any | case.FIELD}` — how an action's targets bind in this ruleset."""
-        from .targets import case_fields_of_class
+        from .targets import case_fields_of_class, field_holds_class
+        from .types import entity_class
 
         out: dict[str, dict[str, str]] = {}
         if spec is None or isinstance(spec, LNone):
@@ -617,12 +627,9 @@ class RulesetCompiler:
             if text == "any":
                 out.setdefault(action, {})[param] = "any"
                 continue
-            fieldname = text[len("case."):] if text.startswith("case.") else None
-            t = aspec.params[param].type
-            cls = (t.elem.cls if t.kind == "list" and t.elem is not None else t.cls) or ""
-            allowed = case_fields_of_class(Type("object", fields=tuple(
-                (n, ft) for n, ft in case_schema.fields if n == fieldname)), cls, self.ctx.schema) if fieldname else []
-            if not allowed:
+            fieldname = text[len("case."):] if text.startswith("case.") else ""
+            cls = entity_class(aspec.params[param].type) or ""
+            if not field_holds_class(case_schema, fieldname, cls, self.ctx.schema):
                 fields = case_fields_of_class(case_schema, cls, self.ctx.schema)
                 self.sink.error("action_targets", f"`{key}` must be `any` or a case field of class `{cls}`, not "
                                 f"`{text}`", vspan, help=f"case fields of class `{cls}`: "
@@ -637,10 +644,7 @@ class RulesetCompiler:
         otherwise the gate can never accept it."""
         from .targets import bind_targets
 
-        where: dict[str, Span | None] = {}
-        for r in rules:
-            if r.then.kind == "action" and r.then.action:
-                where.setdefault(r.then.action, r.then.span or r.span)
+        where = proposed_actions(rules)
         for g in guards:
             for a in g.applies_to:
                 where.setdefault(a, g.span)

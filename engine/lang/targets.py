@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .actions import ActionSpec
-from .types import Schema, Type
+from .types import Schema, Type, entity_class
 
 
 @dataclass(frozen=True)
@@ -32,12 +32,11 @@ class TargetBinding:
     why: str = ""
 
 
-def _class_of(t: Type) -> str | None:
-    if t.kind == "ref":
-        return t.cls
-    if t.kind == "list" and t.elem is not None and t.elem.kind == "ref":
-        return t.elem.cls
-    return None
+def field_holds_class(case_schema: Type, name: str, cls: str, schema: Schema) -> bool:
+    """Whether case field `name` holds one entity of `cls` (or of a class related to it)."""
+    t = case_schema.field_map().get(name)
+    return t is not None and t.kind == "ref" and t.cls is not None and (
+        t.cls == cls or schema.is_subclass(cls, t.cls) or schema.is_subclass(t.cls, cls))
 
 
 def case_fields_of_class(case_schema: Type, cls: str, schema: Schema) -> list[str]:
@@ -56,7 +55,7 @@ def bind_targets(spec: ActionSpec, case_schema: Type, schema: Schema,
     `declared` is the ruleset's `targets:` for this action (param → `any` or `case.FIELD`)."""
     out = []
     for param, mode in (spec.targets or {}).items():
-        cls = _class_of(spec.params[param].type)
+        cls = entity_class(spec.params[param].type)
         decl = (declared or {}).get(param)
         field: str | None = None
         why = ""

@@ -51,6 +51,16 @@ def ref(cls: str) -> Type:
     return Type("ref", cls=cls)
 
 
+def entity_class(t: Type) -> str | None:
+    """The class of the graph entities a value of type `t` names (a `ref`, or a list of them); None
+    for any other type."""
+    if t.kind == "ref":
+        return t.cls
+    if t.kind == "list" and t.elem is not None and t.elem.kind == "ref":
+        return t.elem.cls
+    return None
+
+
 def list_of(t: Type) -> Type:
     """A list of `t` (lists of lists are flattened: paths map over list elements)."""
     if t.kind == "list":
