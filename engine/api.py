@@ -288,7 +288,8 @@ class Engine:
         INVARIANT: a refusal is always recorded. A name no identity may have is recorded as shown
         (escaped, cut to 80 characters) with its length and hash under `claimed`; a case too large
         for one event, by its size and hash."""
-        from engine.audit.canonical import canonical_json, jsonable
+        from engine.audit.canonical import jsonable
+        from engine.canonical import canonical_json
         from engine.errors import shown
         from engine.govern.agents import name_problem
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from engine.act.catalog import proposal_hash
+from engine.canonical import proposal_hash
 from engine.case import Case
 from engine.govern.verify import Reason
 from engine.kg.resolver import Reads

@@ -19,6 +19,7 @@ import datetime as dt
 from contextlib import nullcontext, suppress
 from typing import Any
 
+from engine.canonical import proposal_hash
 from engine.case import Case
 from engine.decision import OUTCOMES, Decision, GuardResult, Outcome, Source, case_key, facts_of, review_item
 from engine.errors import AuthError, CaseError, Diagnostic, shown, suggest_help
@@ -465,7 +466,6 @@ def approve(d: Deciding, ports: Ports, item_id: str, *, reviewer: str | None, ac
     verified again now as a `human` proposal (any deny refuses it; review reasons are what the
     reviewer settles), bound to the hash of the exact action and parameters, and audited with the
     decision it makes (source `human`)."""
-    from engine.act.catalog import proposal_hash
     from engine.audit.trail import review_events
     from engine.govern.review import ReviewError, expected_hash
 

@@ -10,8 +10,6 @@ its declared graph class, which is checked against the graph through the validat
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -160,12 +158,5 @@ def format_errors(exc: ValidationError) -> list[str]:
     return out
 
 
-def proposal_hash(action: str, params: dict[str, Any]) -> str:
-    """A stable hash of an exact action and its parameters (binds approvals and idempotency keys)."""
-    body = json.dumps({"action": action, "params": params}, sort_keys=True, separators=(",", ":"),
-                      ensure_ascii=False, default=str)
-    return hashlib.sha256(body.encode()).hexdigest()
-
-
 __all__ = ["Catalog", "ParamContext", "ValidationError", "action_model", "format_errors",
-           "proposal_hash", "refuse_negative_zero", "refuse_nul"]
+           "refuse_negative_zero", "refuse_nul"]

@@ -31,7 +31,8 @@ from typing import Any, Literal
 
 from engine.act.connectors.base import Connector, PermanentError, TransientError
 from engine.act.connectors.resilience import CIRCUIT_OPEN
-from engine.act.ledger import CHAIN_FINAL, ChainRecord, ExecutionRecord, Ledger, canonical_json, idempotency_key
+from engine.act.ledger import CHAIN_FINAL, ChainRecord, ExecutionRecord, Ledger, idempotency_key
+from engine.canonical import digest
 from engine.errors import RulebridgeError
 from engine.storage import utc as _utc
 
@@ -132,7 +133,7 @@ def _utcnow() -> dt.datetime:
 def plan_of(steps: list[Step]) -> tuple[list[dict[str, Any]], str]:
     """The JSON form of a chain and its hash (what the ledger stores and compares)."""
     plan = _jsonable([s.to_json() for s in steps])
-    return plan, hashlib.sha256(canonical_json(plan).encode()).hexdigest()
+    return plan, digest(plan)
 
 
 class Executor:

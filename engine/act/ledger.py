@@ -20,7 +20,6 @@ failed_needs_review.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
@@ -46,6 +45,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError, OperationalError
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
 
+from engine.canonical import digest, proposal_hash
 from engine.errors import RulebridgeError
 from engine.storage import Compiled as _Compiled
 from engine.storage import SharedStore, ensure_tables, open_db
@@ -110,25 +110,14 @@ class LedgerError(RulebridgeError):
     code = "ledger_error"
 
 
-def canonical_json(value: Any) -> str:
-    """The canonical JSON text of a value: sorted keys, no spaces (as `catalog.proposal_hash`)."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
-
-
-def proposal_digest(action: str, params: dict[str, Any]) -> str:
-    """The same digest as `engine.act.catalog.proposal_hash`, without importing the catalog (pydantic)."""
-    return hashlib.sha256(canonical_json({"action": action, "params": params}).encode()).hexdigest()
-
-
 def idempotency_key(decision_id: str, step: int, action: str, params: dict[str, Any], *,
                     compensation: bool = False) -> str:
     """The key of one execution: sha256 of the decision, the step index and the exact action and parameters.
 
     A compensation (the inverse of step `step`) gets a key of its own, so it is exactly-once too.
     """
-    body = {"decision_id": decision_id, "step": step, "proposal": proposal_digest(action, params),
-            "phase": "compensate" if compensation else "execute"}
-    return hashlib.sha256(canonical_json(body).encode()).hexdigest()
+    return digest({"decision_id": decision_id, "step": step, "proposal": proposal_hash(action, params),
+                   "phase": "compensate" if compensation else "execute"})
 
 
 @dataclass(frozen=True)
@@ -532,4 +521,4 @@ class Ledger(SharedStore):
 
 
 __all__ = ["CHAIN_FINAL", "CHAIN_STATUSES", "ChainRecord", "Claim", "ExecutionRecord", "Ledger", "LedgerError",
-           "STATUSES", "canonical_json", "idempotency_key", "proposal_digest"]
+           "STATUSES", "idempotency_key"]

@@ -22,6 +22,7 @@ from pathlib import PurePath
 from typing import Any
 from uuid import UUID
 
+from engine.canonical import canonical_json
 from engine.errors import RulebridgeError
 
 # Nesting deeper than this is a mistake or an attack; the recursive check would exhaust the stack.
@@ -32,11 +33,6 @@ class AuditError(RulebridgeError):
     """The audit log refused an operation; `code` is stable (audit_not_json, audit_invalid, ...)."""
 
     code = "audit_error"
-
-
-def canonical_json(value: Any) -> str:
-    """The canonical text of a JSON-native value (sorted keys, compact, UTF-8 as is)."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
 class Native:

@@ -19,7 +19,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from .canonical import canonical_json
+from engine.canonical import canonical_json
 
 SCHEMA_VERSION = 1
 GENESIS = "0" * 64  # the `prev` of the first event

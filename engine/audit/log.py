@@ -58,9 +58,10 @@ from sqlalchemy.exc import DatabaseError, IntegrityError, OperationalError, Prog
 from sqlalchemy.types import JSON
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
+from engine.canonical import canonical_json
 from engine.errors import shown
 
-from .canonical import AuditError, Native, canonical_json, check_json_native
+from .canonical import AuditError, Native, check_json_native
 
 if TYPE_CHECKING:
     import sqlite3

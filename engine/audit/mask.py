@@ -30,10 +30,9 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from engine.canonical import canonical_json
 from engine.errors import DiagnosticSink, LoadError, Span, suggest_help
 from engine.lang.source import LDict, LList, LStr, load_yaml, span_of
-
-from .canonical import canonical_json
 
 HOWS = ("hash", "redact")
 REDACTED = "***"

@@ -16,7 +16,9 @@ from typing import Any, TextIO
 
 from sqlalchemy import func, select
 
-from .canonical import AuditError, canonical_json
+from engine.canonical import canonical_json
+
+from .canonical import AuditError
 from .chain import AuditEvent
 
 FORMATS = ("jsonl", "csv")

@@ -7,7 +7,8 @@ import math
 
 import pytest
 
-from engine.act.catalog import Catalog, ParamContext, ValidationError, format_errors, proposal_hash
+from engine.act.catalog import Catalog, ParamContext, ValidationError, format_errors
+from engine.canonical import proposal_hash
 from tests.brightwater import BWD, workspace
 
 

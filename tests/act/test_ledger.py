@@ -8,8 +8,8 @@ import threading
 
 import pytest
 
-from engine.act.catalog import proposal_hash
-from engine.act.ledger import Ledger, LedgerError, idempotency_key, proposal_digest
+from engine.act.ledger import Ledger, LedgerError, idempotency_key
+from engine.canonical import digest, proposal_hash
 
 T0 = dt.datetime(2026, 11, 1, 9, 0, tzinfo=dt.UTC)
 PARAMS = {"account": "A1", "amount": 40}
@@ -50,10 +50,12 @@ def test_key_differs_with_the_action():
     assert idempotency_key("d1", 0, "credit", PARAMS) != key()
 
 
-def test_digest_is_the_catalogs_proposal_hash():
-    """The ledger hashes proposals like the approvals do, without importing the catalog."""
+def test_key_binds_the_same_proposal_hash_as_an_approval():
+    """The key is the digest of the decision, the step and the proposal hash a reviewer approves."""
     for params in (PARAMS, {"order": "bwd:SO-1", "percent": 7.5, "lines": [1, {"b": 2, "a": "é"}]}, {}):
-        assert proposal_digest("approve_discount", params) == proposal_hash("approve_discount", params)
+        body = {"decision_id": "d1", "step": 0, "phase": "execute",
+                "proposal": proposal_hash("approve_discount", params)}
+        assert idempotency_key("d1", 0, "approve_discount", params) == digest(body)
 
 
 # -- claims ----------------------------------------------------------------------------------------

@@ -14,8 +14,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.audit.canonical import AuditError, canonical_json, check_json_native, jsonable
+from engine.audit.canonical import AuditError, check_json_native, jsonable
 from engine.audit.chain import GENESIS, AuditEvent, event_hash, hash_of, hashed_text, sign
+from engine.canonical import canonical_json
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-2**63, 2**63) | st.floats(allow_nan=False, allow_infinity=False)

@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from engine.act.catalog import proposal_hash
+from engine.canonical import proposal_hash
 from engine.govern.review import ReviewError, ReviewQueue
 from engine.llm.clients import ScriptedModel
 from tests.brightwater import BWD, answer, discount_case, engine
