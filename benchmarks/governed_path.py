@@ -280,7 +280,7 @@ class Wrappers:
         # head read) and commit (head move + COMMIT), wherever they happen; their time is taken out of
         # the stage they happen in (an append that begins a unit, a ledger call that commits one).
         import engine.audit.trail as trail
-        from engine.audit.log import Unit
+        from engine.unit_of_work import Unit
 
         self.nested: dict[str, float] = defaultdict(float)
         self.rq_in_record = False

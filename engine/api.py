@@ -112,6 +112,7 @@ class Engine:
         self._decisions: Any = None
         self._executor: Any = None
         self._one_db: bool | None = None
+        self._database: Any = None
         self._deciding: Deciding | None = None
         self.recovery: Any = None  # what opening the executor reconciled (`engine.act.execute.RecoveryReport`)
         security = ws.config.section("security")
@@ -136,7 +137,7 @@ class Engine:
             from engine.govern.review import ReviewQueue
 
             hours = float(self.ws.config.section("review").get("expire_after_hours", 72))
-            self._queue = ReviewQueue(self.state_url, expire_after=dt.timedelta(hours=hours), clock=self.now,
+            self._queue = ReviewQueue(self.database, expire_after=dt.timedelta(hours=hours), clock=self.now,
                                       on_expired=self._audit_expired)
         return self._queue
 
@@ -148,7 +149,8 @@ class Engine:
             from engine.audit.settings import default_audit_url, open_audit_log
 
             url = default_audit_url(self.ws.root, self.ws.config, state=self.state_url)
-            self._audit = open_audit_log(self.ws.root, url=url, now=self.now)
+            self._audit = open_audit_log(self.ws.root, url=url, now=self.now,
+                                         database=self.database if self.one_database else None)
         return self._audit
 
     @property
@@ -157,7 +159,7 @@ class Engine:
         if self._decisions is None:
             from engine.act.decision_store import DecisionStore
 
-            self._decisions = DecisionStore(self.state_url, clock=self.now)
+            self._decisions = DecisionStore(self.database, clock=self.now)
         return self._decisions
 
     @property
@@ -174,11 +176,9 @@ class Engine:
 
             connectors = build_connectors(self.ws.config, self.ws.store, self.ws.actions, root=self.ws.root,
                                           prefixes=self.ws.prefixes)
-            ledger = Ledger(self.state_url)
-            units = None
-            if self.one_database:  # the ledger's writes and their audit events commit together
-                units = self.audit
-                ledger.share(units)
+            ledger = Ledger(self.database)
+            # one database: the ledger's writes and their audit events commit together
+            units = self.database if self.one_database else None
             ex = Executor(ledger, connectors, audit=self._audit_execution, units=units,
                           **({"now": self.now} if self.now else {}))
             after = float(self.ws.config.section("execution").get("recover_after_s", 60))
@@ -187,9 +187,29 @@ class Engine:
         return self._executor
 
     @property
+    def database(self) -> Any:
+        """The state database (`engine.storage.Database`): one connection pool and one set-up
+        for every store of this engine — and the audit log's too when it lives there
+        (`one_database`), whose units of work then hold a decision's rows and events together."""
+        if self._database is None:
+            from engine.storage import Database
+
+            sync = str(self.ws.config.section("audit").get("synchronous") or "NORMAL") if self.one_database \
+                else "NORMAL"
+            self._database = Database(self.state_url, synchronous=sync)
+        return self._database
+
+    def close(self) -> None:
+        """Release the state database's connections (and the audit log's, when it has its own)."""
+        if self._audit is not None:
+            self._audit.close()
+        if self._database is not None:
+            self._database.close()
+
+    @property
     def one_database(self) -> bool:
         """Whether the audit log lives in the state database (the default: one SQLite file). Then
-        what belongs together is written in one transaction (`engine.audit.log.Unit`): a
+        what belongs together is written in one transaction (`engine.unit_of_work.Unit`): a
         decision's events with its record (and its review item), an execution's claim with its
         event, its outcome with theirs. Otherwise (`RULEBRIDGE_AUDIT_URL` / `[audit] url`
         elsewhere) each store commits on its own, the audit log first."""
@@ -198,23 +218,22 @@ class Engine:
 
             url = self._audit.url if self._audit is not None else default_audit_url(
                 self.ws.root, self.ws.config, state=self.state_url)
-            # An in-memory SQLite URL is a new database for every engine that opens it: not one.
-            memory = url.startswith("sqlite") and (url.rstrip("/") in ("sqlite:", "sqlite:/", "sqlite:///:memory:")
-                                                   or ":memory:" in url or "mode=memory" in url)
-            self._one_db = url == self.state_url and not memory
+            from engine.storage import is_memory
+
+            # An in-memory SQLite URL is a new database for every pool that opens it: not one.
+            self._one_db = url == self.state_url and not is_memory(url)
         return self._one_db
 
     def units(self, *, review: bool, execute: bool) -> Any:
-        """The audit log, with the stores a decision writes joined to its units of work. Every
-        store is opened (its tables created) here, before a unit takes the write lock."""
-        log = self.audit
-        for store in (self.decisions, self.queue if review else None):
-            if store is not None and store._shared is None:
-                store.share(log)
+        """The state database, whose units of work a decision's writes join. Every store it
+        writes is opened (its tables created) here, before a unit takes the write lock."""
+        _ = self.audit, self.decisions
+        if review:
+            _ = self.queue
         if execute:
             _ = self.executor
             self.identities_if_used()
-        return log
+        return self.database
 
     def _audit_execution(self, decision_id: str, event: str, data: dict[str, Any]) -> None:
         self.audit.append(decision_id, event, str(data.get("agent") or "anonymous"), data)
@@ -225,7 +244,7 @@ class Engine:
         if self._identities is None:
             from engine.govern.identity import IdentityStore
 
-            self._identities = IdentityStore(self.state_url, clock=self.now)
+            self._identities = IdentityStore(self.database, clock=self.now)
         return self._identities
 
     def authenticate(self, key: str | None, kind: str = "agent") -> str | None:

@@ -22,7 +22,8 @@ class Unit(Protocol):
 
 
 class UnitsOfWork(Protocol):
-    """Where units of work are opened: the audit log, with the stores joined to it."""
+    """Where units of work are opened: the state database (`engine.storage.Database`), whose
+    stores (the audit log among them, when it lives there) join them."""
 
     def unit(self) -> ContextManager[Any]:
         """A unit of work for this thread; nested calls join the open one."""
@@ -134,7 +135,7 @@ class Ports(Protocol):
         ...
 
     def units(self, *, review: bool, execute: bool) -> UnitsOfWork:
-        """The units of work of one decision, with the stores it writes joined to them."""
+        """The database whose units of work hold one decision's writes (its stores opened first)."""
         ...
 
     def identities_if_used(self) -> Any:

@@ -1,18 +1,31 @@
-"""Where the engine keeps its state: one SQLAlchemy URL for the review queue, agent keys,
-execution ledger and audit log — SQLite in the workspace by default, PostgreSQL by URL."""
+"""Where the engine keeps its state: one SQLAlchemy URL for the decisions, review queue, agent
+keys, execution ledger and audit log — SQLite in the workspace by default, PostgreSQL by URL.
+
+One set-up for every store (`open_db`, `Database`), one helper for statements compiled once
+(`Compiled`, `row_reader`), and the base of the stores (`Store`), whose writes join the
+database's unit of work (`engine.unit_of_work.Unit`) when one is open in the calling thread."""
 
 from __future__ import annotations
 
 import datetime as dt
+import os
+import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
-from typing import Any, Protocol, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, overload
 
 from sqlalchemy import MetaData, Table, create_engine, event
+from sqlalchemy.engine import Connection
 from sqlalchemy.engine import Engine as SAEngine
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
+
+from engine.errors import RulebridgeError
+
+if TYPE_CHECKING:
+    from engine.unit_of_work import Unit
 
 
 @overload
@@ -45,21 +58,242 @@ def state_url(root: Path, config: Any, override: str | None = None) -> str:
             or default_url(root))
 
 
-def open_db(url: str) -> SAEngine:
-    """An SQLAlchemy engine; SQLite gets WAL and a busy timeout, and its folder is created."""
-    if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
-        Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
-    eng = create_engine(url, future=True, connect_args={"timeout": 30} if url.startswith("sqlite") else {})
-    if url.startswith("sqlite"):
+def is_sqlite(url: str) -> bool:
+    return url.startswith("sqlite")
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The database file of a SQLite URL (None for an in-memory database)."""
+    if not url.startswith("sqlite:///") or url.startswith("sqlite:///:memory:"):
+        return None
+    return Path(url[len("sqlite:///"):].split("?", 1)[0])
+
+
+def is_memory(url: str) -> bool:
+    """An in-memory SQLite URL: a new, empty database for every connection pool that opens it."""
+    return is_sqlite(url) and (url.rstrip("/") in ("sqlite:", "sqlite:/", "sqlite:///:memory:")
+                               or ":memory:" in url or "mode=memory" in url)
+
+
+class StorageError(RulebridgeError):
+    """The state database cannot be used; `code` is stable (state_unavailable, state_invalid)."""
+
+    code = "state_unavailable"
+
+
+# SQLite checkpoints (copies the WAL into the database file) inside the commit that takes the WAL
+# past `wal_autocheckpoint` pages (default 1,000): that one commit pays milliseconds — the governed
+# path's p99. Writers keep a high threshold as a safety net and a background thread checkpoints
+# instead, shortly after commits (`_Checkpointer`).
+AUTOCHECKPOINT_PAGES = 10_000
+CHECKPOINT_AFTER_S = 0.5
+
+
+class _Checkpointer:
+    """One daemon thread per process: a PASSIVE checkpoint of each SQLite file a unit of work or
+    the audit log committed to, at most `CHECKPOINT_AFTER_S` after the commit (one for a burst).
+
+    PASSIVE never waits for and never blocks readers or writers; what it cannot copy now (a reader
+    still uses an older snapshot) is copied by a later pass. Committed data is durable in the WAL
+    whether or not it was copied yet: the guarantees do not depend on when this runs, and if it
+    cannot run (no thread, a busy file) the writers' own checkpoint at `AUTOCHECKPOINT_PAGES`
+    still bounds the WAL."""
+
+    def __init__(self) -> None:
+        self._reset()
+        if hasattr(os, "register_at_fork"):  # a forked child starts without the thread
+            os.register_at_fork(after_in_child=self._reset)
+
+    def _reset(self) -> None:
+        self._lock = threading.Lock()
+        self._busy = threading.Lock()  # held while a file is checkpointed
+        self._dirty: set[str] = set()
+        self._closed: set[str] = set()  # files whose database was closed since they were taken for a pass
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def forget(self, path: str) -> None:
+        """The database on `path` was closed: no checkpoint of it any more (one running is waited
+        for), so the files can be removed without a late pass opening the database again."""
+        with self._busy, self._lock:
+            self._dirty.discard(path)
+            self._closed.add(path)
+
+    def touch(self, path: str) -> None:
+        """`path` had a commit: checkpoint it soon."""
+        with self._lock:
+            self._dirty.add(path)
+            self._closed.discard(path)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="rulebridge-wal-checkpoint", daemon=True)
+                self._thread.start()
+        self._wake.set()
+
+    def _run(self) -> None:
+        import sqlite3
+
+        while True:
+            self._wake.wait()
+            time.sleep(CHECKPOINT_AFTER_S)
+            self._wake.clear()  # before taking the files: a commit from now on wakes the next pass
+            with self._lock:
+                paths, self._dirty = self._dirty, set()
+                self._closed -= paths
+            for path in paths:
+                with self._busy:
+                    with self._lock:
+                        if path in self._closed:  # closed after it was taken: leave the files alone
+                            continue
+                    try:  # mode=rw: a file deleted meanwhile is not created again
+                        c = sqlite3.connect(Path(path).as_uri() + "?mode=rw", uri=True, timeout=0.05,
+                                            isolation_level=None)
+                        try:
+                            c.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                        finally:
+                            c.close()
+                    except sqlite3.Error:  # busy, or gone: a later commit asks again
+                        pass
+
+
+checkpointer = _Checkpointer()
+SYNCHRONOUS = ("FULL", "NORMAL", "EXTRA")
+
+
+def open_db(url: str, *, synchronous: str = "NORMAL") -> SAEngine:
+    """An SQLAlchemy engine: the one set-up of every store of the engine (state, ledger, review
+    queue, identities, audit log). SQLite gets WAL, a busy timeout, explicit transactions and its
+    folder created.
+
+    SQLite: the driver's own implicit BEGIN is switched off so that each transaction starts with
+    the BEGIN we choose — `BEGIN IMMEDIATE` for writers (execution option `write`, see
+    `Database.writer`), which takes the write lock before anything is read, plain `BEGIN` (a
+    snapshot) for readers. `synchronous=NORMAL` (the default) survives a crash of the process but
+    may lose the last commits on an OS crash or power cut — atomically, a unit's rows and events
+    together, so the audit chain stays valid and the loss is NOT visible to `verify`. `FULL`
+    fsyncs the WAL at every commit so a committed event survives a power cut, at the cost of one
+    fsync per commit. See benchmarks/audit_append.py."""
+    sync = synchronous.upper()
+    if sync not in SYNCHRONOUS:
+        raise StorageError(f"synchronous must be FULL, NORMAL or EXTRA, not `{synchronous}`", code="state_invalid")
+    if not is_sqlite(url):
+        eng = create_engine(url, future=True)
+    else:
+        file = sqlite_file(url)
+        if file is not None:
+            file.parent.mkdir(parents=True, exist_ok=True)
+        eng = create_engine(url, future=True, connect_args={"timeout": 30, "isolation_level": None})
+
         @event.listens_for(eng, "connect")
         def _pragmas(conn: Any, _record: Any) -> None:
             cur = conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute(f"PRAGMA synchronous={sync}")
+            if file is not None:  # checkpoints in the background (`_Checkpointer`); this is the safety net
+                cur.execute(f"PRAGMA wal_autocheckpoint={AUTOCHECKPOINT_PAGES}")
             cur.close()
+
+        @event.listens_for(eng, "begin")
+        def _begin(conn: Connection) -> None:
+            # Straight to the driver: this runs once per transaction, on every write path.
+            # (a `begin` event always has its driver connection)
+            conn.connection.driver_connection.execute(  # type: ignore[union-attr]
+                "BEGIN IMMEDIATE" if conn.get_execution_options().get("write") else "BEGIN")
     if tracked is not None:
         tracked.append(eng)
     return eng
+
+
+class Participant(Protocol):
+    """A store whose own bookkeeping moves once per transaction of a unit of work: the audit log,
+    whose head row is locked when the unit's transaction begins and moved just before it commits."""
+
+    def unit_begun(self, unit: Unit, c: Any) -> None:
+        """The unit's transaction began on `c` (keep per-unit state in `unit.state[self]`)."""
+
+    def unit_committing(self, unit: Unit, c: Any) -> None:
+        """The unit's transaction is about to commit on `c`."""
+
+
+class Database:
+    """One state database: its connection pool, and the units of work of its stores.
+
+    Every store of one database (decision store, review queue, ledger, identities, audit log) is
+    made on the same `Database`: one pool, one set-up (`open_db`), and one unit of work per thread
+    that their writes join (`unit`). The audit log takes part in each unit (`Participant`): its
+    head row is locked when the unit's transaction begins and moved once before it commits, so a
+    state change and its audit events commit together, in one chain."""
+
+    def __init__(self, url: str, *, synchronous: str = "NORMAL"):
+        self.url = url
+        self.engine = open_db(url, synchronous=synchronous)
+        self.synchronous = synchronous.upper()
+        self.dialect = self.engine.dialect.name
+        self.writer = self.engine.execution_options(write=True)  # SQLite: BEGIN IMMEDIATE
+        file = sqlite_file(url) if is_sqlite(url) else None
+        self.wal_file = str(file.resolve()) if file is not None else None  # checkpointed after commits
+        self.participants: list[Participant] = []
+        self._tls = threading.local()  # the unit of work open in each thread (`unit`)
+
+    def join(self, participant: Participant) -> None:
+        """`participant` takes part in every unit of work begun from now on."""
+        if participant not in self.participants:
+            self.participants.append(participant)
+
+    def committed(self) -> None:
+        """A transaction committed: checkpoint the SQLite file soon."""
+        if self.wal_file is not None:
+            checkpointer.touch(self.wal_file)
+
+    def close(self) -> None:
+        """Release the connections (and stop checkpointing the file: it may be removed now)."""
+        if self.wal_file:
+            checkpointer.forget(self.wal_file)
+        self.engine.dispose()
+
+    # -- units of work --------------------------------------------------------------------------
+    def unit(self) -> AbstractContextManager[Unit]:
+        """A unit of work on this database for the current thread (see `engine.unit_of_work.Unit`);
+        nested calls join the unit already open. Leaving it commits what is still open."""
+        return self._unit_scope()
+
+    @contextmanager
+    def _unit_scope(self) -> Iterator[Unit]:
+        u: Unit | None = getattr(self._tls, "unit", None)
+        if u is not None:
+            yield u
+            return
+        from engine.unit_of_work import Unit
+
+        u = self._tls.unit = Unit(self)
+        try:
+            yield u
+        except BaseException:
+            u.settle()
+            raise
+        else:
+            u.flush()
+        finally:
+            self._tls.unit = None
+            u.close()
+
+    def current_unit(self) -> Unit | None:
+        """The unit of work open in this thread, or None."""
+        return getattr(self._tls, "unit", None)
+
+    def flush(self) -> None:
+        """Commit the transaction of this thread's unit now, if one is open (the next write begins
+        another): what must be durable before something outside the database happens."""
+        u = self.current_unit()
+        if u is not None:
+            u.flush()
+
+
+def database(target: Database | str, **kw: Any) -> tuple[Database, bool]:
+    """`target` as a `Database`, and whether the caller owns it (made here from a URL: the caller
+    closes it)."""
+    if isinstance(target, Database):
+        return target, False
+    return Database(target, **kw), True
 
 
 def ensure_tables(metadata: MetaData, db: SAEngine) -> None:
@@ -93,30 +327,34 @@ class _Joined:
         return None
 
 
-class SharedStore:
-    """A store (`self.db`) that can join the units of work of an audit log on the same database.
+class Store:
+    """A store on a `Database` (given, or opened from a URL and then owned and closed here).
 
-    After `share(log)`, while `log.unit()` is open in the calling thread, the store's writes join
-    the unit's transaction (committed with the audit events appended meanwhile, at the unit's
-    `flush`) and its reads join it while it is open; outside a unit, every call is its own
-    transaction, as before."""
+    While a unit of work of its database is open in the calling thread, the store's writes join
+    the unit's transaction (committed with everything else written in the unit, at its `flush`)
+    and its reads join it while it is open; outside a unit, every call is its own transaction."""
 
-    db: SAEngine
-    _shared: Any = None
+    database: Database
+    db: SAEngine  # the database's engine, for Core statements and `ensure_tables`
+    _owned: bool = False
 
-    def share(self, log: Any) -> None:
-        """Join the units of work of `log` (an `engine.audit.log.AuditLog` on this store's database)."""
-        if log.db.dialect.name != self.db.dialect.name:
-            raise ValueError("a store joins only the units of an audit log on the same database")
-        self._shared = log
+    def _open(self, target: Database | str) -> None:
+        self.database, self._owned = database(target)
+        self.db = self.database.engine
 
-    def _unit(self) -> Any:
-        return self._shared.current_unit() if self._shared is not None else None
+    def close(self) -> None:
+        """Release the connection pool when this store opened it (a shared `Database` is closed by its owner)."""
+        if self._owned:
+            self.database.close()
+
+    def _unit(self) -> Unit | None:
+        return self.database.current_unit()
 
     def _tx(self) -> Any:
-        """A write transaction: this thread's unit of work (committed by it), or one of our own."""
+        """A write transaction: this thread's unit of work (committed by it), or one of our own
+        (SQLite: `BEGIN IMMEDIATE`, so a read-then-write never fails to upgrade its lock)."""
         u = self._unit()
-        return _Joined(u.conn()) if u is not None else self.db.begin()
+        return _Joined(u.conn()) if u is not None else self.database.writer.begin()
 
     def _rx(self) -> Any:
         """A connection to read from: the unit's open transaction (its writes are visible), or our own."""
@@ -134,7 +372,7 @@ T = TypeVar("T")
 
 class Rows(Protocol):
     """What `Compiled.run` returns: SQLAlchemy's cursor result, or the driver's rows on a unit's
-    SQLite connection (`engine.audit.log._Rows`)."""
+    SQLite connection (`engine.unit_of_work.DriverRows`)."""
 
     @property
     def rowcount(self) -> int: ...
@@ -173,7 +411,7 @@ class Compiled:
         return tuple(merged[k] for k in self.order) if self.order is not None else merged
 
     def run(self, c: Any, values: dict[str, Any]) -> Rows:
-        """Run on `c`: a SQLAlchemy connection, or a unit's SQLite one (`engine.audit.log._DriverConnection`)."""
+        """Run on `c`: a SQLAlchemy connection, or a unit's SQLite one (`engine.unit_of_work.DriverConnection`)."""
         rows: Rows = c.exec_driver_sql(self.sql, self.args(values))
         return rows
 

@@ -377,7 +377,9 @@ def _count_commits(e):
     def on_commit(_conn):
         seen["n"] += 1
 
-    for db in {id(x.db): x.db for x in (e.audit, e.executor.ledger, e.decisions, e.queue)}.values():
+    stores = (e.audit, e.executor.ledger, e.decisions, e.queue)
+    e.identities_if_used()  # opened (its tables made) before counting, as the other stores
+    for db in {id(x.db): x.db for x in stores}.values():
         event.listen(db, "commit", on_commit)
     return seen
 

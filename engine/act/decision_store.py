@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import JSON, Column, DateTime, MetaData, String, Table, bindparam, insert, select, update
 
 from engine.errors import RulebridgeError, shown
-from engine.storage import Compiled, SharedStore, ensure_tables, open_db, row_reader
+from engine.storage import Compiled, Database, Store, ensure_tables, row_reader
 
 metadata = MetaData()
 decisions = Table(
@@ -57,12 +57,11 @@ class StoredDecision:
     updated_at: dt.datetime | None
 
 
-class DecisionStore(SharedStore):
-    """The decisions table (`share(log)`: writes join the audit log's units of work, see
-    `engine.storage.SharedStore`)."""
+class DecisionStore(Store):
+    """The decisions table (its writes join the units of work of its database, `engine.storage.Store`)."""
 
-    def __init__(self, url: str, *, clock: Callable[[], dt.datetime] | None = None):
-        self.db = open_db(url)
+    def __init__(self, target: Database | str, *, clock: Callable[[], dt.datetime] | None = None):
+        self._open(target)
         ensure_tables(metadata, self.db)
         self.clock = clock or (lambda: dt.datetime.now(dt.UTC))
         d = self.db.dialect  # statements compiled once (see `engine.storage.Compiled`)

@@ -145,7 +145,8 @@ class Executor:
         self.connectors = dict(connectors)
         self.audit = audit
         self.now = now
-        # `units`: an `engine.audit.log.AuditLog` whose units of work the ledger joins (`Ledger.share`)
+        # `units`: the ledger's `engine.storage.Database`, whose units of work hold a claim and its
+        # audit event together (the audit log lives in the same database)
         # and `audit` appends into — the ledger and the log in one database. A run is then one unit:
         # the state changes and events between two connector calls commit together, and the unit is
         # flushed (committed) before every connector call.

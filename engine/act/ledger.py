@@ -48,7 +48,7 @@ from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_ex
 from engine.canonical import digest, proposal_hash
 from engine.errors import RulebridgeError
 from engine.storage import Compiled as _Compiled
-from engine.storage import SharedStore, ensure_tables, open_db
+from engine.storage import Database, Store, ensure_tables
 from engine.storage import row_reader as _row_reader
 from engine.storage import utc as _utc
 
@@ -266,23 +266,19 @@ _retry = retry(retry=retry_if_exception_type(OperationalError), stop=stop_after_
                wait=wait_exponential(multiplier=0.05, max=1.0), reraise=True)
 
 
-class Ledger(SharedStore):
+class Ledger(Store):
     """The execution ledger on one SQLAlchemy URL. Times are passed in (`now=`) by the executor.
 
-    `share(log)` (an `engine.audit.log.AuditLog` on the same database): while a unit of work of
-    the log is open in the calling thread (`log.unit()`), every write joins its transaction —
-    committed together with the audit events appended meanwhile, at the unit's `flush` — and
-    reads join it while it is open. Outside a unit, each call is its own transaction, as always."""
+    On a shared `engine.storage.Database`: while a unit of work of the database is open in the
+    calling thread (`database.unit()`), every write joins its transaction — committed together
+    with the audit events appended meanwhile, at the unit's `flush` — and reads join it while it
+    is open. Outside a unit, each call is its own transaction."""
 
-    def __init__(self, url: str):
-        self.url = url
-        self.db = open_db(url)
+    def __init__(self, target: Database | str):
+        self._open(target)
+        self.url = self.database.url
         self._do(lambda: ensure_tables(metadata, self.db))
         self._q = _Statements(self.db.dialect)
-
-    def close(self) -> None:
-        """Release the connection pool."""
-        self.db.dispose()
 
     def _do(self, fn: Callable[[], T]) -> T:
         try:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import DiagnosticSink, LoadError
-from engine.storage import state_url
+from engine.storage import Database, state_url
 
 from .log import AuditLog, hmac_key_from_env
 from .mask import Masker
@@ -58,11 +58,12 @@ def load_masker(workspace: Path) -> Masker:
 
 
 def open_audit_log(workspace: Path, *, url: str | None = None, create: bool = True,
-                   now: Callable[[], dt.datetime] | None = None) -> AuditLog:
-    """The workspace's audit log with its masking rules and the key from the environment."""
+                   now: Callable[[], dt.datetime] | None = None, database: Database | None = None) -> AuditLog:
+    """The workspace's audit log with its masking rules and the key from the environment; on
+    `database` (the state database, shared with the other stores) when given, else at `url`."""
     root = Path(workspace).resolve()
     cfg = _config(root)
     sync = str(cfg.section("audit").get("synchronous") or "NORMAL")
     masker = load_masker(root)
-    return AuditLog(url or default_audit_url(root, cfg), hmac_key=hmac_key_from_env(dict(cfg.environ)),
+    return AuditLog(database or url or default_audit_url(root, cfg), hmac_key=hmac_key_from_env(dict(cfg.environ)),
                     masker=masker or None, now=now, create=create, synchronous=sync)

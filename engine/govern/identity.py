@@ -31,7 +31,7 @@ from sqlalchemy import Column, DateTime, MetaData, String, Table, Text, insert, 
 from engine.errors import AuthError
 
 __all__ = ["AuthError", "IdentityStore", "IssuedKey", "KeyRecord"]
-from engine.storage import ensure_tables, open_db, utc
+from engine.storage import Database, Store, ensure_tables, utc
 
 KINDS = ("agent", "reviewer")
 _TOKEN = re.compile(r"rbk_([0-9a-f]{12})_([A-Za-z0-9_-]{20,100})")
@@ -86,11 +86,12 @@ def _sha(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-class IdentityStore:
+class IdentityStore(Store):
     """Issued keys and revoked identities in the state database."""
 
-    def __init__(self, url: str, *, clock: Callable[[], dt.datetime] | None = None, refresh: float = 1.0):
-        self.db = open_db(url)
+    def __init__(self, target: Database | str, *, clock: Callable[[], dt.datetime] | None = None,
+                 refresh: float = 1.0):
+        self._open(target)
         ensure_tables(metadata, self.db)
         self.clock = clock or (lambda: dt.datetime.now(dt.UTC))
         self.refresh = refresh
@@ -116,7 +117,7 @@ class IdentityStore:
         key_id, secret = secrets.token_hex(6), secrets.token_urlsafe(32)
         now = self.clock()
         revoked = 0
-        with self.db.begin() as conn:
+        with self.database.writer.begin() as conn:
             if rotate:
                 conn.execute(select(identity_keys.c.key_id).where(identity_keys.c.principal == principal)
                              .with_for_update()).all()
@@ -133,7 +134,7 @@ class IdentityStore:
     def revoke(self, principal: str, reason: str) -> int:
         """Revoke the identity and all its keys; returns how many active keys were revoked."""
         now = self.clock()
-        with self.db.begin() as conn:
+        with self.database.writer.begin() as conn:
             n = conn.execute(update(identity_keys).where(identity_keys.c.principal == principal,
                                                          identity_keys.c.revoked_at.is_(None))
                              .values(revoked_at=now)).rowcount

@@ -36,7 +36,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 
 from engine.errors import RulebridgeError, shown
-from engine.storage import Compiled, SharedStore, default_url, ensure_tables, open_db, row_reader
+from engine.storage import Compiled, Database, Store, default_url, ensure_tables, row_reader
 from engine.storage import utc as _utc
 
 __all__ = ["ReviewError", "ReviewItem", "ReviewQueue", "default_url"]
@@ -136,15 +136,15 @@ class ReviewItem:
         return d
 
 
-class ReviewQueue(SharedStore):
-    """Persisted escalations. Time is injected (`clock`) so expiry can be tested. With
-    `share(log)` its writes join the audit log's units of work (`engine.storage.SharedStore`)."""
+class ReviewQueue(Store):
+    """Persisted escalations. Time is injected (`clock`) so expiry can be tested. Its writes join
+    the units of work of its database (`engine.storage.Store`)."""
 
-    def __init__(self, url: str, *, expire_after: dt.timedelta = dt.timedelta(hours=72),
+    def __init__(self, target: Database | str, *, expire_after: dt.timedelta = dt.timedelta(hours=72),
                  clock: Callable[[], dt.datetime] | None = None,
                  on_expired: Callable[[list[ReviewItem]], None] | None = None):
-        self.url = url
-        self.db = open_db(url)
+        self._open(target)
+        self.url = self.database.url
         ensure_tables(metadata, self.db)
         self.expire_after = expire_after
         self.clock = clock or (lambda: dt.datetime.now(dt.UTC))

@@ -320,13 +320,13 @@ def test_sqlite_wal_is_checkpointed_in_the_background_not_in_a_commit(tmp_path):
     import sqlite3
     import time
 
-    from engine.audit import log as log_module
+    from engine import storage
 
     path = tmp_path / "audit.db"
     log = AuditLog(f"sqlite:///{path}")
     try:
         with log.db.connect() as c:
-            assert c.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == log_module.AUTOCHECKPOINT_PAGES
+            assert c.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == storage.AUTOCHECKPOINT_PAGES
         before = path.stat().st_size
         for i in range(40):
             log.append_many(decision(i))
@@ -341,8 +341,8 @@ def test_sqlite_wal_is_checkpointed_in_the_background_not_in_a_commit(tmp_path):
         log.close()
         for p in tmp_path.iterdir():
             p.unlink()
-        log_module._checkpointer.touch(str(path))
-        time.sleep(log_module.CHECKPOINT_AFTER_S + 0.3)
+        storage.checkpointer.touch(str(path))
+        time.sleep(storage.CHECKPOINT_AFTER_S + 0.3)
         assert not path.exists()
         with pytest.raises(sqlite3.OperationalError):
             sqlite3.connect(path.as_uri() + "?mode=rw", uri=True).execute("select 1")
@@ -357,7 +357,7 @@ def test_a_closed_log_is_not_checkpointed_again(tmp_path, monkeypatch):
     import sqlite3
     import time
 
-    from engine.audit import log as log_module
+    from engine import storage
 
     opened: list[str] = []
     real = sqlite3.connect
@@ -371,7 +371,7 @@ def test_a_closed_log_is_not_checkpointed_again(tmp_path, monkeypatch):
     log.append_many(decision(1))  # a checkpoint of the file is now pending
     log.close()
     monkeypatch.setattr(sqlite3, "connect", spy)
-    time.sleep(log_module.CHECKPOINT_AFTER_S + 0.3)
+    time.sleep(storage.CHECKPOINT_AFTER_S + 0.3)
     assert [o for o in opened if "audit.db" in o] == []
 
 

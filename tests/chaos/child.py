@@ -91,11 +91,10 @@ def main() -> None:
             log.append(decision_id, step, data.get("agent", AGENT), data)
 
         audit = append
-    ledger = KillingLedger(os.environ["RULEBRIDGE_CHAOS_LEDGER_URL"])
     units = None
     if os.environ.get("RULEBRIDGE_CHAOS_ONE_DB") == "1":  # ledger and audit log in one database: units of work
-        units = log
-        ledger.share(log)
+        units = log.database
+    ledger = KillingLedger(units or os.environ["RULEBRIDGE_CHAOS_LEDGER_URL"])
     recs = records(folder, after_commit=lambda connector, action, key: reach(
         "compensation_committed" if compensating else "blind_after_commit" if connector == "crm" else "after_commit"))
     executor = Executor(ledger, recs, audit=audit, units=units)

@@ -144,11 +144,8 @@ def one_run(seed: int, folder: Path, ledger_url: str, tally: Tally, *, one_db: b
     audit: Callable[[str, str, dict[str, Any]], None] | None = None
     if audit_log is not None:
         audit = lambda d, step, data: audit_log.append(d, step, data.get("agent", AGENT), data)  # noqa: E731
-    ledger = Ledger(ledger_url)
-    units = None
-    if one_db and audit_log is not None:
-        units = audit_log
-        ledger.share(audit_log)
+    units = audit_log.database if one_db and audit_log is not None else None
+    ledger = Ledger(units or ledger_url)  # one database: the ledger joins the audit log's units of work
     recs = records(folder)
     try:
         executor = Executor(ledger, recs, audit=audit, units=units)
