@@ -1,4 +1,4 @@
-"""The Brightwater graph generator (`engine/kg/generate.py`), the committed workspace data,
+"""The Brightwater graph generator (`benchmarks/brightwater.py`), the committed workspace data,
 its ontology, SHACL shapes and named queries.
 
 Which entities are exceptions depends on their index only (never on the seed), so the IRIs
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.kg import generate as gen
+from benchmarks import brightwater as gen
 
 ROOT = Path(__file__).resolve().parents[2]
 KG = ROOT / "knowledge_graph"
@@ -111,7 +111,7 @@ def test_committed_data_is_exactly_what_the_generator_writes(tmp_path):
     assert gen.main(["--seed", "7", "--format", "turtle", "--out", str(out)]) == 0
     assert out.read_bytes() == DATA.read_bytes(), (
         "knowledge_graph/data/brightwater.ttl is stale: regenerate it with "
-        "`python -m engine.kg.generate --seed 7 --format turtle --out knowledge_graph/data/brightwater.ttl`")
+        "`python -m benchmarks.brightwater --seed 7 --format turtle --out knowledge_graph/data/brightwater.ttl`")
 
 
 def test_data_folder_holds_only_the_workspace_graph():
