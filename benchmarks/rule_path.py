@@ -201,7 +201,7 @@ def make_workspace(root: Path, n_rules: int, data_dir: Path, *, store_dir: Path 
 def prepare_graph(triples: int, cache: Path, *, seed: int = 7, log: Callable[[str], None] = print
                   ) -> tuple[Path, Path]:
     """The cached N-Triples file and on-disk Oxigraph store of a generated graph (built on first use)."""
-    from engine.kg import generate
+    from benchmarks import brightwater
     from engine.kg.store import OxigraphStore
 
     base = cache / f"g{triples}_s{seed}"
@@ -211,7 +211,7 @@ def prepare_graph(triples: int, cache: Path, *, seed: int = 7, log: Callable[[st
         data.mkdir(parents=True, exist_ok=True)
         t0 = time.perf_counter()
         tmp = nt.with_suffix(".part")
-        n = generate.write(tmp, seed=seed, triples=triples, fmt="nt")
+        n = brightwater.write(tmp, seed=seed, triples=triples, fmt="nt")
         tmp.rename(nt)
         log(f"generated {n} triples in {time.perf_counter() - t0:.1f} s -> {nt}")
     done = base / "store.ok"

@@ -573,18 +573,6 @@ def agents_revoke(ident: str = typer.Argument(..., help="A declared agent or rev
         out.print(f"[red]revoked[/] {ident} ({n} active key(s) revoked): {reason}")
 
 
-@app.command()
-def generate(triples: int = typer.Option(100_000, "--triples", "-t", help="Approximate number of triples."),
-             seed: int = typer.Option(7, "--seed"),
-             out_file: Path = typer.Option(..., "--out", "-o", help="Output file (.nt or .ttl)."),
-             ) -> None:
-    """Write a synthetic Brightwater graph of any size (for benchmarks)."""
-    from engine.kg import generate as gen
-
-    fmt = "turtle" if out_file.suffix == ".ttl" else "nt"
-    gen.main(["--triples", str(triples), "--seed", str(seed), "--out", str(out_file), "--format", fmt])
-
-
 def main() -> None:
     """The `rulebridge` console script: `app`, every failure reported as one coded line."""
     run(app)

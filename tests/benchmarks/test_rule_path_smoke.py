@@ -11,9 +11,9 @@ import datetime as dt
 
 import pytest
 
+from benchmarks import brightwater
 from benchmarks import rule_path as rp
 from engine.api import Engine
-from engine.kg import generate
 from engine.kg.resolver import resolve_facts
 from engine.lang.payload import validate_payload
 from engine.match.reference import match_reference
@@ -26,7 +26,7 @@ def bench_engine(tmp_path_factory):
     base = tmp_path_factory.mktemp("bench")
     data = base / "data"
     data.mkdir()
-    generate.write(data / "graph.nt", seed=7, scale=0.05, fmt="nt")
+    brightwater.write(data / "graph.nt", seed=7, scale=0.05, fmt="nt")
     root = rp.make_workspace(base / "ws", 40, data, store_dir=base / "store")
     return Engine.open(root, clock=lambda: dt.date(2026, 11, 1))
 

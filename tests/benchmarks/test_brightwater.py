@@ -1,4 +1,4 @@
-"""The Brightwater graph generator (`engine/kg/generate.py`), the committed workspace data,
+"""The Brightwater graph generator (`benchmarks/brightwater.py`), the committed workspace data,
 its ontology, SHACL shapes and named queries.
 
 Which entities are exceptions depends on their index only (never on the seed), so the IRIs
@@ -7,13 +7,16 @@ below are stable; `knowledge_graph/README.md` lists them for rule authors.
 
 from __future__ import annotations
 
+import ast
 import collections
 import datetime as dt
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from engine.kg import generate as gen
+from benchmarks import brightwater as gen
 
 ROOT = Path(__file__).resolve().parents[2]
 KG = ROOT / "knowledge_graph"
@@ -111,7 +114,32 @@ def test_committed_data_is_exactly_what_the_generator_writes(tmp_path):
     assert gen.main(["--seed", "7", "--format", "turtle", "--out", str(out)]) == 0
     assert out.read_bytes() == DATA.read_bytes(), (
         "knowledge_graph/data/brightwater.ttl is stale: regenerate it with "
-        "`python -m engine.kg.generate --seed 7 --format turtle --out knowledge_graph/data/brightwater.ttl`")
+        "`python -m benchmarks.brightwater --seed 7 --format turtle --out knowledge_graph/data/brightwater.ttl`")
+
+
+@pytest.mark.parametrize(("suffix", "rdf_format"), [(".nt", "nt"), (".ttl", "turtle")])
+def test_the_module_entry_point_writes_a_graph_of_about_the_asked_size(tmp_path, suffix, rdf_format):
+    """`python -m benchmarks.brightwater` from the repository root (it replaced `rulebridge generate`)."""
+    from rdflib import Graph
+
+    out = tmp_path / f"g{suffix}"
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.brightwater", "--triples", "20000", "--seed", "3",
+                           "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    n = len(Graph().parse(str(out), format=rdf_format))
+    assert abs(n - 20_000) <= 0.15 * 20_000, n
+    assert f"wrote {n} triples to {out}" in proc.stderr
+
+
+def test_the_engine_package_never_imports_the_generator():
+    """The installed package holds `engine` only: nothing in it may import `benchmarks`."""
+    offenders = []
+    for path in sorted((ROOT / "engine").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            offenders += [f"{path.relative_to(ROOT)}: {m}" for m in names if m.split(".")[0] == "benchmarks"]
+    assert offenders == []
 
 
 def test_data_folder_holds_only_the_workspace_graph():

@@ -1,7 +1,11 @@
 """A seeded generator of Brightwater Supply Co. graphs, from the workspace size to millions of triples.
 
-    python -m engine.kg.generate --seed 7 --format turtle --out knowledge_graph/data/brightwater.ttl
-    python -m engine.kg.generate --triples 1000000 --seed 7 --out /tmp/graph.nt
+    python -m benchmarks.brightwater --seed 7 --format turtle --out knowledge_graph/data/brightwater.ttl
+    python -m benchmarks.brightwater --triples 1000000 --seed 7 --out /tmp/graph.nt
+
+Run it from the repository root (`python benchmarks/brightwater.py ...` works too: the standard
+library is all it imports). It lives outside the `engine` package, which never imports it: the
+engine reads the committed `knowledge_graph/data/` like any other data.
 
 N-Triples are written line by line (nothing is held in memory); Turtle is written entity by
 entity, also streaming. Scale 1.0 is the committed workspace data; every count grows with
@@ -338,7 +342,7 @@ def _invoice_band(j: int) -> tuple[int, int]:
 
 class _Gen:
     def __init__(self, seed: int, scale: float):
-        self.rng = random.Random(seed)  # noqa: S311 - reproducible sample data, not a secret
+        self.rng = random.Random(seed)  # reproducible sample data, not a secret
         self.c = counts(scale)
         self.used_names: set[str] = set()
 
@@ -823,7 +827,7 @@ def _turtle_term(term: str) -> str:
 
 def _write_turtle(f: TextIO, blocks_: Iterable[Block], seed: int, scale: float) -> int:
     f.write("# Brightwater Supply Co. - example knowledge graph (generated; do not edit by hand).\n"
-            f"# Seed {seed}, scale {scale:g}; regenerate with `python -m engine.kg.generate`, "
+            f"# Seed {seed}, scale {scale:g}; regenerate with `python -m benchmarks.brightwater`, "
             "see knowledge_graph/README.md.\n"
             f"# Reference date {REFERENCE_DATE.isoformat()}. Ontology: knowledge_graph/ontology/brightwater.ttl\n\n"
             f"@prefix bw: <{BW}> .\n@prefix bwd: <{BWD}> .\n@prefix xsd: <{XSD}> .\n")
@@ -876,7 +880,7 @@ def write(path: Path | str, *, seed: int = 7, triples: int | None = None, scale:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m engine.kg.generate",
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.brightwater",
                                  description="Write a synthetic Brightwater Supply Co. knowledge graph.")
     size = ap.add_mutually_exclusive_group()
     size.add_argument("--triples", type=int, default=None, help="approximate number of triples (10k to millions)")
@@ -888,7 +892,7 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     t0 = time.perf_counter()
     n = write(a.out, seed=a.seed, triples=a.triples, scale=a.scale, fmt=a.format)
-    print(f"wrote {n} triples to {a.out} in {time.perf_counter() - t0:.1f} s", file=sys.stderr)  # noqa: T201 - a CLI
+    print(f"wrote {n} triples to {a.out} in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
     return 0
 
 
