@@ -210,7 +210,7 @@ def _check_unchecked_params(rulesets: dict[str, CompiledRuleset], actions: Actio
 def _check_literal_params(rulesets: dict[str, CompiledRuleset], gate: Any, sink: DiagnosticSink, *,
                           with_graph: bool) -> None:
     """A consequence parameter written as a literal must fit its action's schema (ranges, enums, IRIs)."""
-    from engine.act.catalog import literal_errors
+    from engine.lang.action_models import literal_errors
     from engine.lang.expr import Lit
 
     for rs in rulesets.values():
@@ -221,7 +221,7 @@ def _check_literal_params(rulesets: dict[str, CompiledRuleset], gate: Any, sink:
             for name, (node, _fn) in then.params.items():
                 if not isinstance(node, Lit) or node.value is None:
                     continue
-                spec = gate.catalog.specs[then.action].params.get(name)
+                spec = gate.catalog.actions[then.action].params.get(name)
                 if spec is not None and spec.type.kind == "ref" and not with_graph:
                     continue
                 for msg in literal_errors(gate.catalog, then.action, name, node.value, gate.param_ctx):
@@ -232,10 +232,10 @@ def _check_literal_params(rulesets: dict[str, CompiledRuleset], gate: Any, sink:
 
 def _gate(config: Config, schema: Schema, prefixes: dict[str, str], actions: ActionCatalog, ctx: CompileContext,
           sink: DiagnosticSink, store: GraphStore | None) -> Any:
-    """The verification gate: action models, compiled preconditions, the class-membership test."""
-    from engine.act.catalog import Catalog, ParamContext
+    """The verification gate: the action catalog, compiled preconditions, the class-membership test."""
     from engine.govern.verify import Gate
     from engine.kg.store import RDF_TYPE
+    from engine.lang.action_models import ParamContext
     from engine.lang.conditions import ParamConditionCompiler
 
     compiler = ParamConditionCompiler(ctx, sink, actions.file or "actions.yaml")
@@ -247,7 +247,7 @@ def _gate(config: Config, schema: Schema, prefixes: dict[str, str], actions: Act
 
     llm = config.section("llm")
     threshold = float(llm.get("confidence_threshold", 0.8))
-    return Gate(Catalog(actions), pre, compiler.plan, {}, ParamContext(prefixes, instance_of), prefixes, threshold,
+    return Gate(actions, pre, compiler.plan, {}, ParamContext(prefixes, instance_of), prefixes, threshold,
                 schema=schema)
 
 

@@ -1,1 +1,1 @@
-"""Acting on systems of record: the action catalog as typed models (connectors arrive later)."""
+"""Acting on systems of record: connectors, the ledger, the decision store and the executor."""

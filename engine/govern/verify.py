@@ -20,10 +20,11 @@ import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.act.catalog import Catalog, ParamContext, ValidationError, format_errors
 from engine.case import Entity
 from engine.govern.agents import Agent
 from engine.kg.resolver import Reads, resolve_params
+from engine.lang.action_models import ParamContext, ValidationError, format_errors
+from engine.lang.actions import ActionCatalog
 from engine.lang.compiler import CompiledRuleset
 from engine.lang.conditions import ParamCondition, params_type
 from engine.lang.payload import validate_payload
@@ -72,7 +73,7 @@ Verdict = Accept | Deny | Review
 class Gate:
     """What the gate needs from the workspace; built once, shared by every case."""
 
-    catalog: Catalog
+    catalog: ActionCatalog
     preconditions: dict[str, list[ParamCondition]]
     precondition_plan: dict[str, Any]
     agents_plan: dict[str, Any]
@@ -87,7 +88,7 @@ class Gate:
         key = (rs.name + "@" + rs.version, action)
         found = self._bindings.get(key)
         if found is None:
-            spec = self.catalog.specs[action]
+            spec = self.catalog.actions[action]
             found = self._bindings[key] = bind_targets(spec, rs.case_schema, self.schema, rs.targets.get(action))
         return found
 
@@ -110,7 +111,7 @@ def verify(proposal: Proposal, *, gate: Gate, rs: CompiledRuleset, env: dict[str
     """Verify one proposal against the case's facts (`env`) for `agent`. Never raises."""
     from engine.kg.derived import GRAPH_KEY
 
-    spec = gate.catalog.specs.get(proposal.action)
+    spec = gate.catalog.actions.get(proposal.action)
     if spec is None:
         return Deny((Reason("unknown_action", f"`{proposal.action}` is not an action of this workspace"),))
     denies: list[Reason] = []

@@ -23,13 +23,8 @@ import pybreaker
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
-from engine.act.catalog import (
-    Catalog,
-    ParamContext,
-    format_errors,
-    refuse_negative_zero,
-    refuse_nul,
-)
+from engine.lang.action_models import ParamContext, format_errors, refuse_negative_zero, refuse_nul
+from engine.lang.actions import ActionCatalog
 from engine.proposals import Proposal
 
 from .clients import Messages, Model, ModelError, ReplayModel, Reply, prompt_hash
@@ -49,7 +44,7 @@ class _Propose(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
     decision: Literal["propose"]
     action: _Name
-    params: dict[str, Any]  # checked against the action's model (`Catalog.validate`), as strictly
+    params: dict[str, Any]  # checked against the action's model (`ActionCatalog.validate`), as strictly
     rationale: _Text
     confidence: _Confidence
     facts_relied_on: list[_Fact] = Field(default_factory=list, max_length=100)
@@ -101,7 +96,7 @@ class LLMOutcome:
     message: str = ""
 
 
-def parse_answer(text: str, *, catalog: Catalog, permitted: list[str], ctx: ParamContext
+def parse_answer(text: str, *, catalog: ActionCatalog, permitted: list[str], ctx: ParamContext
                  ) -> tuple[Proposal | str | None, list[str]]:
     """(proposal | escalation reason, errors). Errors are phrased for the model to fix them."""
     m = _FENCE.match(text)
@@ -227,7 +222,7 @@ class Fallback:
         self.budget.spend(reply.cost)
         return reply
 
-    def session(self, messages: Messages, *, catalog: Catalog, permitted: list[str], ctx: ParamContext
+    def session(self, messages: Messages, *, catalog: ActionCatalog, permitted: list[str], ctx: ParamContext
                 ) -> Session:
         return Session(self, list(messages), catalog, permitted, ctx)
 
@@ -235,7 +230,8 @@ class Fallback:
 class Session:
     """The conversation about one case: the first answer, schema repairs, guard repairs."""
 
-    def __init__(self, fb: Fallback, messages: Messages, catalog: Catalog, permitted: list[str], ctx: ParamContext):
+    def __init__(self, fb: Fallback, messages: Messages, catalog: ActionCatalog, permitted: list[str],
+                 ctx: ParamContext):
         self.fb = fb
         self.messages = messages
         self.catalog = catalog

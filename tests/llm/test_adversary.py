@@ -37,9 +37,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine.act.catalog import ValidationError
 from engine.demo import _instances, sample_cases
 from engine.govern.verify import Accept
+from engine.lang.action_models import ValidationError
 from engine.lang.checker import expand_iri
 from engine.llm.clients import ScriptedModel
 from engine.pipeline import OUTCOMES

@@ -1,6 +1,10 @@
 """One pydantic model per action: the single schema for rule consequences, LLM output, HTTP and MCP.
 
-The models are built at load time from the workspace's action catalog (`rules/actions.yaml`).
+The models are built from the workspace's action catalog (`rules/actions.yaml`), each on its
+first use through `ActionCatalog.model`, `json_schema` or `validate`
+(`engine/lang/actions.py`), which import this module only then: code that does not validate
+parameters does not load pydantic.
+
 Values are validated strictly — no `"2.5"` for a number, no `true` for `1`, no NaN, no negative
 zero, no NUL character in text, no extra fields — and an IRI parameter must name an instance of
 its declared graph class, which is checked against the graph through the validation context
@@ -17,10 +21,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict, ValidationError, ValidationInfo, create_model
 
-from engine.lang.actions import ActionCatalog, ActionSpec, ParamSpec
-from engine.lang.checker import expand_iri
-from engine.lang.payload import is_iri
-from engine.lang.types import Type
+from .actions import ActionCatalog, ActionSpec, ParamSpec
+from .checker import expand_iri
+from .payload import is_iri
+from .types import Type
 
 MAX_TEXT = 4000  # a parameter of type string longer than this is refused
 
@@ -112,34 +116,13 @@ def action_model(spec: ActionSpec) -> type[BaseModel]:
     return model
 
 
-class Catalog:
-    """The action catalog with one model per action, built once per workspace."""
-
-    def __init__(self, catalog: ActionCatalog):
-        self.specs = catalog.actions
-        self.models = {name: action_model(spec) for name, spec in catalog.actions.items()}
-        self._schemas: dict[str, dict[str, Any]] = {}
-
-    def json_schema(self, name: str) -> dict[str, Any]:
-        """The JSON schema of an action's parameters (for the LLM prompt, HTTP and MCP); built
-        once per action (pydantic regenerates it on every call: 0.3 ms of each LLM prompt).
-        Callers must not change the returned dict."""
-        schema = self._schemas.get(name)
-        if schema is None:
-            schema = self._schemas[name] = self.models[name].model_json_schema()
-        return schema
-
-    def validate(self, name: str, params: Any, ctx: ParamContext) -> dict[str, Any]:
-        """Validated, normalised parameters (IRIs expanded); raises `ValidationError` or `KeyError`."""
-        model = self.models[name]
-        obj = model.model_validate(params, context={"params": ctx})
-        return obj.model_dump(mode="json", exclude_none=True)
-
-
-def literal_errors(catalog: Catalog, action: str, name: str, value: Any, ctx: ParamContext | None) -> list[str]:
+def literal_errors(catalog: ActionCatalog, action: str, name: str, value: Any,
+                   ctx: ParamContext | None) -> list[str]:
     """Errors of one literal parameter value (ranges, enums, types) — for load-time checks of rules."""
-    model = catalog.models.get(action)
-    if model is None or name not in model.model_fields:
+    if action not in catalog.actions:
+        return []
+    model = catalog.model(action)
+    if name not in model.model_fields:
         return []
     try:
         model.__pydantic_validator__.validate_assignment(model.model_construct(), name, value,
@@ -158,5 +141,5 @@ def format_errors(exc: ValidationError) -> list[str]:
     return out
 
 
-__all__ = ["Catalog", "ParamContext", "ValidationError", "action_model", "format_errors",
+__all__ = ["MAX_TEXT", "ParamContext", "ValidationError", "action_model", "format_errors", "literal_errors",
            "refuse_negative_zero", "refuse_nul"]

@@ -1,5 +1,5 @@
-"""The action catalog (`engine/act/catalog.py`): one strict pydantic model per action of
-rules/actions.yaml, checked against the Brightwater graph."""
+"""The action models (`engine/lang/action_models.py`, through `ActionCatalog`): one strict pydantic
+model per action of rules/actions.yaml, checked against the Brightwater graph."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ import math
 
 import pytest
 
-from engine.act.catalog import Catalog, ParamContext, ValidationError, format_errors
 from engine.canonical import proposal_hash
+from engine.lang.action_models import ParamContext, ValidationError, format_errors
+from engine.lang.actions import ActionCatalog
 from tests.brightwater import BWD, workspace
 
 
@@ -18,7 +19,7 @@ def gate():
 
 
 @pytest.fixture(scope="module")
-def catalog(gate) -> Catalog:
+def catalog(gate) -> ActionCatalog:
     return gate.catalog
 
 
