@@ -145,9 +145,11 @@ def load_workspace(root: Path | str, *, load_graph: bool = True, only: list[Path
     from engine.govern.agents import load_agents
 
     agents = load_agents(agents_file, actions, ctx, sink)
+    models_built = _build_models(actions, sink)
     gate = _gate(config, schema, prefixes, actions, ctx, sink, store)
     gate.agents_plan = agents.plan
-    _check_literal_params(rulesets, gate, sink, with_graph=store is not None)
+    if models_built:
+        _check_literal_params(rulesets, gate, sink, with_graph=store is not None)
     _check_unchecked_params(rulesets, actions, gate, sink)
     from engine.llm.config import load_llm_config
 
@@ -205,6 +207,20 @@ def _check_unchecked_params(rulesets: dict[str, CompiledRuleset], actions: Actio
                              f"any `{spec.params[p].type}` a model or reviewer names passes the gate", at,
                              help=f"add a precondition over `params.{p}` to `{action}` in the action catalog, or a "
                              f"guard of this ruleset that reads it")
+
+
+def _build_models(actions: ActionCatalog, sink: DiagnosticSink) -> bool:
+    """Build every action's validation model now, so that one pydantic cannot build fails the
+    load (not the first proposal, which would be denied as unverifiable); whether all were built."""
+    ok = True
+    for name, spec in actions.actions.items():
+        try:
+            actions.model(name)
+        except Exception as exc:  # noqa: BLE001 - pydantic's errors for a field it refuses vary in type
+            ok = False
+            sink.error("schema", f"the parameters of action `{name}` cannot be checked: {str(exc).splitlines()[0]}",
+                       spec.span, help="see the parameter types and names in the action catalog")
+    return ok
 
 
 def _check_literal_params(rulesets: dict[str, CompiledRuleset], gate: Any, sink: DiagnosticSink, *,

@@ -14,6 +14,7 @@ because only it knows its template language.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -156,11 +157,6 @@ class ActionCatalog:
     _schemas: dict[str, dict[str, Any]] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
-    def specs(self) -> dict[str, ActionSpec]:
-        """The actions by name (the same dict as `actions`)."""
-        return self.actions
-
-    @property
     def models(self) -> dict[str, type[BaseModel]]:
         """Every action's model by name (builds the ones not built yet)."""
         return {name: self.model(name) for name in self.actions}
@@ -270,6 +266,11 @@ def load_actions(path: Path, schema: Schema, sink: DiagnosticSink) -> ActionCata
             raw_params = {}
         for pname, pspec in raw_params.items():
             pspan = raw_params.key_spans.get(pname) if isinstance(raw_params, LDict) else where
+            if not _PARAM_NAME.fullmatch(str(pname)) or str(pname).startswith("model_"):
+                sink.error("schema", f"parameter `{pname}` of action `{name}` is not a usable name", pspan,
+                           help="a parameter name is a letter followed by letters, digits or `_`, and does not "
+                                "start with `model_` (the names of the validation model's own members)")
+                continue
             opts: dict[str, Any] = {}
             tspec = pspec
             if isinstance(pspec, LDict) and "type" in pspec:
@@ -298,6 +299,7 @@ def load_actions(path: Path, schema: Schema, sink: DiagnosticSink) -> ActionCata
 
 
 TARGET_MODES = ("case", "any")
+_PARAM_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 
 
 def parse_targets(raw: Any, spec: ActionSpec, where: Span | None, sink: DiagnosticSink) -> dict[str, str] | None:

@@ -94,7 +94,7 @@ def setups(tmp_path_factory):
 def proposal_for(draw, s: Setup, ruleset: str, case: dict[str, Any]) -> Proposal:
     rs = s.ws.rulesets[ruleset]
     action = draw(st.sampled_from(rs.actions))
-    spec = s.ws.gate.catalog.specs[action]
+    spec = s.ws.gate.catalog.actions[action]
     params: dict[str, Any] = {}
     for p in spec.params.values():
         k = p.type.kind
@@ -131,7 +131,7 @@ def deny_guards_on(s: Setup, ruleset: str, case: dict[str, Any], p: Proposal) ->
     from engine.lang.conditions import params_type
     from engine.lang.payload import validate_payload
 
-    values, problems = validate_payload(params_type(ws.gate.catalog.specs[p.action]), p.params, ws.prefixes,
+    values, problems = validate_payload(params_type(ws.gate.catalog.actions[p.action]), p.params, ws.prefixes,
                                         where="params")
     assert not problems, problems
     values = resolve_params(values, [rs.plan.get("params", {}), ws.gate.precondition_plan, ws.gate.agents_plan],

@@ -44,7 +44,7 @@ def test_one_model_per_declared_action(catalog):
                                    # the inverses that compensate them
                                    "reopen_invoice", "release_invoice_hold", "release_payment_hold",
                                    "revoke_discount", "unassign_lead"}
-    assert set(catalog.models) == set(catalog.specs)
+    assert set(catalog.models) == set(catalog.actions)
 
 
 def test_unknown_action_is_a_key_error(catalog, gate):
@@ -225,7 +225,7 @@ def test_iri_check_uses_the_graph_it_is_given(catalog, gate):
                                     "approve_discount", "assign_lead"])
 def test_json_schema_per_action(catalog, action):
     schema = catalog.json_schema(action)
-    spec = catalog.specs[action]
+    spec = catalog.actions[action]
     assert schema["type"] == "object"
     assert schema["title"] == action
     assert schema["additionalProperties"] is False
@@ -286,3 +286,47 @@ def test_proposal_hash_known_value():
 
     body = json.dumps({"action": "a", "params": {"x": 1}}, sort_keys=True, separators=(",", ":"))
     assert proposal_hash("a", {"x": 1}) == hashlib.sha256(body.encode()).hexdigest()
+
+
+@pytest.mark.parametrize("pname", ["_secret", "model_config", "model_x", "2nd", "per-cent"])
+def test_a_parameter_name_the_model_cannot_take_is_a_load_error(tmp_path, pname):
+    """`model_config` would silently configure the validation model instead of being a field,
+    `_secret` is refused by pydantic: both are load errors at the parameter, never a surprise at
+    the first proposal."""
+    import shutil
+
+    from engine.workspace import load_workspace
+    from tests.brightwater import ROOT
+
+    for name in ("rules", "knowledge_graph"):
+        shutil.copytree(ROOT / name, tmp_path / name, ignore=shutil.ignore_patterns(".*", "__pycache__"))
+    shutil.copy(ROOT / "rulebridge.toml", tmp_path / "rulebridge.toml")
+    p = tmp_path / "rules/actions.yaml"
+    anchor = "      note: {type: string, required: false}\n"
+    text = p.read_text(encoding="utf-8")
+    assert anchor in text
+    p.write_text(text.replace(anchor, anchor + f"      '{pname}': {{type: string, required: false}}\n", 1),
+                 encoding="utf-8")
+    errs = [(d.code, d.message) for d in load_workspace(tmp_path).errors]
+    want = f"parameter `{pname}` of action `approve_invoice` is not a usable name"  # the anchor's first action
+    assert ("schema", want) in errs, errs
+
+
+def test_a_model_that_cannot_be_built_is_a_load_error(monkeypatch):
+    """Whatever pydantic refuses when a model is built is reported at load, with the action."""
+    from engine.errors import DiagnosticSink
+    from engine.lang.actions import ActionSpec
+    from engine.workspace import _build_models
+
+    catalog = ActionCatalog(actions={"a": ActionSpec("a", "", {}), "b": ActionSpec("b", "", {})})
+
+    def refuse(name):
+        if name == "b":
+            raise TypeError("a field pydantic cannot take\nmore detail")
+        return object
+
+    monkeypatch.setattr(catalog, "model", refuse)
+    sink = DiagnosticSink()
+    assert _build_models(catalog, sink) is False
+    assert [(d.code, d.message) for d in sink.items] == [
+        ("schema", "the parameters of action `b` cannot be checked: a field pydantic cannot take")]

@@ -128,7 +128,7 @@ class Target:
         cache: dict[str, list[str]] = {}
         self.pools = {cls: _instances(ws, cls, cache)[:60] for cls in
                       ("Invoice", "SalesOrder", "Lead", "Employee", "Customer", "Vendor")}
-        self.actions = sorted(ws.gate.catalog.specs)
+        self.actions = sorted(ws.gate.catalog.actions)
 
 
 @pytest.fixture(scope="module")
@@ -238,7 +238,7 @@ def own_entities(t: Target, case: dict[str, Any], cls: str | None) -> list[str]:
 def other_entity_params(draw, t: Target, action: str, case: dict[str, Any]):
     """Sound parameters, except that every entity the action changes is another one of its class
     than the case's: what a model that followed injected text ("also settle INV-10097") writes."""
-    spec = t.ws.gate.catalog.specs[action]
+    spec = t.ws.gate.catalog.actions[action]
     params = {p.name: draw(sound_value(t, p, case)) for p in spec.params.values() if p.required}
     for name in spec.targets or {}:
         cls = spec.params[name].type.cls
@@ -250,7 +250,7 @@ def other_entity_params(draw, t: Target, action: str, case: dict[str, Any]):
 
 @st.composite
 def params_for(draw, t: Target, action: str, case: dict[str, Any], sound: bool = False):
-    spec = t.ws.gate.catalog.specs.get(action)
+    spec = t.ws.gate.catalog.actions.get(action)
     params: dict[str, Any] = {}
     if spec is None:
         return draw(st.dictionaries(st.text(max_size=8), st.one_of(st.text(max_size=10), st.integers()), max_size=3))
@@ -345,7 +345,7 @@ def check_decision(t: Target, case: dict[str, Any], d: Any) -> None:
         if agent.id == "ap-assistant" and p.action == "release_payment":
             assert p.params["amount"] <= 50000
         # what it changes is the case's own entity (every shipped action binds its targets `case`) ...
-        spec = t.ws.gate.catalog.specs[p.action]
+        spec = t.ws.gate.catalog.actions[p.action]
         rs = t.ws.rulesets[t.ruleset]
         about = dict(case["payload"])
         for b in t.ws.gate.targets(rs, p.action):
@@ -420,7 +420,7 @@ def test_the_copy_only_lacks_the_dropped_rules(targets):
         assert {r.id for r in copy.rulesets[name].rules} == ids - dropped
         assert [g.id for g in copy.rulesets[name].guards] == [g.id for g in rs.guards]
     assert set(copy.agents.agents) == set(shipped.agents.agents)
-    assert set(copy.gate.catalog.specs) == set(shipped.gate.catalog.specs)
+    assert set(copy.gate.catalog.actions) == set(shipped.gate.catalog.actions)
 
 
 def test_the_adversary_can_get_a_proposal_executed(targets):
