@@ -67,3 +67,13 @@ def open_audit_log(workspace: Path, *, url: str | None = None, create: bool = Tr
     masker = load_masker(root)
     return AuditLog(database or url or default_audit_url(root, cfg), hmac_key=hmac_key_from_env(dict(cfg.environ)),
                     masker=masker or None, now=now, create=create, synchronous=sync)
+
+
+def read_audit_log(workspace: Path, *, url: str | None = None) -> AuditLog:
+    """The workspace's audit log for reading (verify, show, export, stats): it must exist
+    (`audit_not_found` otherwise), signatures are checked with the key from the environment, and
+    no masking rules are loaded (nothing is written)."""
+    root = Path(workspace).resolve()
+    cfg = _config(root)
+    return AuditLog(url or default_audit_url(root, cfg), hmac_key=hmac_key_from_env(dict(cfg.environ)),
+                    create=False)

@@ -65,11 +65,10 @@ def _open(workspace: Path, url: str | None, fmt: Format, *, corrupt: list[Any] |
     With `corrupt`, a database file too damaged to open is not an error here: the `AuditError`
     (`db_corrupt`) is put in the list and None is returned (`verify` reports it as its finding)."""
     from engine.audit.canonical import AuditError
-    from engine.audit.log import AuditLog, hmac_key_from_env
-    from engine.audit.settings import default_audit_url
+    from engine.audit.settings import read_audit_log
 
     try:
-        return AuditLog(url or default_audit_url(workspace), hmac_key=hmac_key_from_env(), create=False)
+        return read_audit_log(workspace, url=url)
     except LoadError as exc:
         if fmt == Format.json:
             typer.echo(render_json(exc.diagnostics))
@@ -229,105 +228,17 @@ def stats(workspace: Path = WorkspaceOpt, url: str | None = UrlOpt, fmt: Format 
 
 
 # -- the trace, for people ------------------------------------------------------------------------
-def _j(value: Any, limit: int = 200) -> str:
-    text = json.dumps(value, ensure_ascii=False, sort_keys=True)
-    return text if len(text) <= limit else text[:limit - 1] + "…"
-
-
-def _who(w: dict[str, Any]) -> str:
-    if w["by"] == "rule":
-        return f"rule `{w['name']}`" + (f" (ruleset {w['ruleset']})" if w.get("ruleset") else "")
-    if w["by"] == "llm":
-        return f"the LLM `{w['name'] or 'unknown model'}`"
-    if w["by"] == "human":
-        return f"reviewer `{w['name'] or 'unknown'}`"
-    if w["by"] == "agent":
-        return f"agent `{w['name']}`"
-    if w.get("review_id"):
-        return f"no one yet: waiting for a person in review item `{w['review_id']}`"
-    return "no one" + (f" ({w['reason']})" if w.get("reason") else "")
-
-
-def _step_lines(step: str, d: dict[str, Any]) -> list[str]:
-    """The key data of one step, as short lines."""
-    if step == "received":
-        case = d.get("case", {})
-        return [f"case {case.get('type')} {_j(case.get('payload'))}",
-                (f"ruleset {d.get('ruleset')} · rules {d.get('rule_revision')} · graph {d.get('graph_revision')}"
-                 f" · as of {d.get('as_of')}")]
-    if step == "facts":
-        lines = [f"{k} = {_j(v, 120)}" for k, v in list((d.get("facts") or {}).items())[:20]]
-        return lines + [(f"{len(d.get('provenance') or [])} graph triples read, "
-                         f"{len(d.get('queries') or [])} named queries")]
-    if step == "matched":
-        return [f"rules matched: {', '.join(d.get('rules_matched') or []) or '-'}",
-                f"deciding: {', '.join(d.get('rules_deciding') or []) or '-'} (hit policy {d.get('hit_policy')})"]
-    if step == "llm":
-        lines = [(f"model {d.get('model')}{' (replayed)' if d.get('replayed') else ''} · {d.get('calls', 0)} calls, "
-                  f"{d.get('schema_repairs', 0)} schema repairs, {d.get('guard_repairs', 0)} guard repairs")]
-        for a in d.get("attempts") or []:
-            lines.append(f"attempt {a.get('kind')}: prompt {str(a.get('prompt_hash'))[:16]}"
-                         + (f" · error {a['error']}" if a.get("error") else "")
-                         + (f" · invalid: {'; '.join(a['errors'])}" if a.get("errors") else ""))
-        return lines
-    if step == "verified":
-        lines = [f"proposal {p.get('action')} {_j(p.get('params'), 160)} by {p.get('source')}"
-                 + (f" {p['rule']}" if p.get("rule") else "") for p in d.get("proposals") or []]
-        return lines + [f"check {c.get('code')}{' ' + c['id'] if c.get('id') else ''}: {c.get('message')}"
-                        for c in d.get("checks") or []]
-    if step == "decided":
-        lines = [f"{d.get('outcome')} (source {d.get('source')}, reason {d.get('reason')})"
-                 + (f": {d['message']}" if d.get("message") else "")]
-        if d.get("review_id"):
-            lines.append(f"review item {d['review_id']}")
-        return lines
-    if step == "reviewed":
-        return [(f"{d.get('verdict')} by {d.get('reviewer')}" if d.get("reviewer") else str(d.get("verdict")))
-                + (f": {d['note']}" if d.get("note") else ""),
-                *([f"approved {_j(d['proposal'], 160)} (hash {str(d.get('proposal_hash'))[:12]})"]
-                  if d.get("proposal") else [])]
-    if step == "executed" and "steps" in d and not d.get("refused"):  # a chain run (trail.execution_event)
-        lines = [f"chain {d.get('chain_id')}: {d.get('outcome')}"
-                 + (f" ({d['error_code']}: {d.get('error_message')})" if d.get("error_code") else "")]
-        for st in d.get("steps") or []:
-            lines.append(f"{st.get('action')} → {st.get('status')} (key {str(st.get('key'))[:16]})"
-                         + (f" result {_j(st['result'], 120)}" if st.get("result") is not None else "")
-                         + (f" error {st['error_code']}: {st.get('error_message')}" if st.get("error_code") else "")
-                         + (f" compensation {st['compensation']}" if st.get("compensation") else ""))
-        return lines
-    if "key" in d and "action" in d and "status" in d:  # one ledger state change (engine.act.execute)
-        return [f"{d['action']} via {d.get('connector')}: {d['status']} (attempt {d.get('attempt')}, step "
-                f"{d.get('step')}, key {str(d['key'])[:16]})"
-                + (f" compensates {str(d['compensates'])[:16]}" if d.get("compensates") else "")
-                + (" [replayed]" if d.get("replayed") else ""),
-                *([f"result {_j(d['result'], 160)}"] if d.get("result") is not None else []),
-                *([f"error {d['error_code']}: {d.get('error_message')}"] if d.get("error_code") else [])]
-    if step == "chain_finished":
-        return [f"chain {d.get('chain_id')}: {d.get('outcome')}"
-                + (f" ({d['error_code']}: {d.get('error_message')})" if d.get("error_code") else "")]
-    if step == "refused":
-        return [f"refused: {d.get('code')}: {d.get('message')}"]
-    if step == "executed" and "refused" in d:  # re-verification refused the chain (engine.api)
-        return [f"{d.get('outcome')}"] + [f"step {r.get('step', 0) + 1} {r.get('action')}: {r.get('code')}: "
-                                          f"{r.get('message')}" for r in d.get("refused") or []] + \
-            [f"{st.get('action')} → {st.get('status')} (key {str(st.get('key'))[:16]})" for st in d.get("steps") or []]
-    if step == "executed":
-        return [f"{d.get('action')} → {d.get('status')}" + (f" via {d['connector']}" if d.get("connector") else ""),
-                *([f"result {_j(d['result'], 160)}"] if d.get("result") is not None else []),
-                *([f"error {d['error']}"] if d.get("error") else [])]
-    return [_j(d)]
-
-
 def render_trace(console: Console, events: list[Any]) -> None:
     """A decision's trace for people: who decided, then each step (time, agent, key data)."""
+    from engine.audit.lines import event_lines, who_text
     from engine.audit.trail import who_decided
 
     w = who_decided(events)
     ran = [e.data.get("outcome") for e in events if e.step == "executed"]
     console.print(f"decision [bold]{escape(events[0].decision_id)}[/]: [bold]{escape(str(w['outcome']))}[/], "
-                  f"decided by {escape(_who(w))}" + (f"; executed: {escape(str(ran[-1]))}" if ran else ""))
+                  f"decided by {escape(who_text(w))}" + (f"; executed: {escape(str(ran[-1]))}" if ran else ""))
     for e in events:
         console.print(f"  {e.ts}  [bold]{e.step:<9}[/] {escape(e.agent)}  (seq {e.seq}, {e.id})")
-        for line in _step_lines(e.step, e.data):
+        for line in event_lines(e.step, e.data):
             console.print(f"      {line}", markup=False)
     console.print(f"{len(events)} events; `rulebridge audit verify` checks that none was changed", markup=False)
