@@ -91,8 +91,8 @@ class Decision:
             "id": self.id,
             "case": self.case.to_json(),
             "ruleset": self.ruleset,
-            "outcome": self.outcome.value,
-            "source": self.source.value,
+            "outcome": self.outcome._value_,  # `_value_`: the plain text, without the enum descriptor's call
+            "source": self.source._value_,
             "reason": self.reason,
             "message": self.message,
             "proposals": [p.to_json() for p in self.proposals],

@@ -178,14 +178,14 @@ def verify_proposals(flow: Flow, d: Deciding) -> None:
                                  for v in blocking for r in _verdict_outcome(v)[2])
     elif verdicts:
         flow.proposals = [v.proposal for v in verdicts if isinstance(v, Accept)]
-        flow.outcome, flow.reason = Outcome.EXECUTE, flow.source.value
+        flow.outcome, flow.reason = Outcome.EXECUTE, flow.source._value_
         if flow.source == Source.LLM:
             flow.message = flow.proposals[0].rationale
     if flow.session is not None and flow.llm is not None:
         s = flow.session
         flow.llm.update(attempts=[a.to_json() for a in s.attempts], calls=sum(a.calls for a in s.attempts),
                         schema_repairs=s.schema_repairs, guard_repairs=s.guard_repairs,
-                        verdict={"outcome": flow.outcome.value, "reason": flow.reason})
+                        verdict={"outcome": flow.outcome._value_, "reason": flow.reason})
 
 
 DECIDE: tuple[Stage[Flow, Deciding], ...] = (
@@ -252,7 +252,7 @@ def record(ports: Ports, decision: Decision, rs: CompiledRuleset, *, enqueue: bo
                 raise
     if decision.outcome == Outcome.EXECUTE:
         ports.decisions.record(id=decision.id, agent=decision.agent, ruleset=decision.ruleset,
-                               outcome=decision.outcome.value, source=decision.source.value,
+                               outcome=decision.outcome._value_, source=decision.source._value_,
                                case=decision.case.to_json(), proposals=[p.to_json() for p in decision.proposals])
 
 
@@ -290,7 +290,7 @@ def load(run: Run, a: Acting) -> None:
 
     if run.decided is not None:
         dec = run.decided
-        run.decision_id, run.agent, run.case, run.source = dec.id, dec.agent, dec.case, dec.source.value
+        run.decision_id, run.agent, run.case, run.source = dec.id, dec.agent, dec.case, dec.source._value_
         run.proposals = [p.to_json() for p in dec.proposals]
         run.fresh = dec.graph_revision == a.deciding.graph_revision()
     elif run.ident.startswith("R-"):
