@@ -15,10 +15,12 @@ the matched rules come out in ruleset order. Built once per ruleset:
   leave, at most once per case (conditions of the same text share the answer, as they share
   a synthetic field in the durable-rules adapter).
 
-Per case each indexed path is read once (`get_path`, as the reference evaluator reads it),
-its masks are ANDed, and the candidate bits are walked lowest first: `match` keeps every
-rule whose closures hold (the audit records every matched rule); `first_match` stops at
-the first, which is the `first` hit policy's answer.
+Per case each indexed path is read once, a prefix shared by several paths once too (step by
+step, as `get_path` reads), and its masks are ANDed into the candidates. `match` walks the
+candidates that have closures left, lowest bit first, drops those whose closures do not all
+hold, and returns every rule left (the audit records every matched rule); `first_match`
+walks all candidates lowest bit first and stops at the first that holds: the `first` hit
+policy's answer (a `priority` one would need the bits in priority order).
 
 Unknown values give the reference evaluator's answer (`engine.lang.semantics`): a value
 that is missing, null, NaN or of another kind than the path's static type makes every
@@ -32,17 +34,19 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
+from itertools import compress
 from typing import Any
 
 from engine.case import Entity
 from engine.lang.compiler import CompiledRuleset, Condition
-from engine.lang.semantics import get_path, kind_of
+from engine.lang.semantics import get_path, get_step, kind_of
 
 from .intervals import INDEXED_KINDS, ORDERED, PathIndex
 
 PathKey = tuple[str, ...]  # a scalar path from its root: ('case', 'invoice', 'amount')
 _UNKNOWN = object()  # a value no atom holds on: each path's masks map it to its unknown mask
 _NO_LITERAL = object()  # key of the mask for a known value equal to no literal of the path
+_BIT_BYTES = bytes.maketrans(b"01", b"\x00\x01")  # binary digits as false / true selectors
 
 
 def _eq_number(v: Any) -> Any:
@@ -92,10 +96,10 @@ def _indexable(c: Condition, kinds: dict[PathKey, str]) -> bool:
 class _PathMasks:
     """What one path lets through, per value: its equality masks and its segment masks."""
 
-    __slots__ = ("eq", "eq_key", "eq_other", "kinds", "ord_key", "ord_unknown", "px", "root", "segs", "steps")
+    __slots__ = ("eq", "eq_key", "eq_other", "ord_key", "ord_unknown", "path", "px", "segs")
 
-    def __init__(self, path: PathKey, kinds: tuple[str, ...], kind: str):
-        self.root, self.steps, self.kinds = path[0], path[1:], kinds
+    def __init__(self, path: PathKey, kind: str):
+        self.path = path
         self.eq_key = EQ_KEY.get(kind, _never)
         self.ord_key = ORD_KEY.get(kind, _never)
         self.eq: dict[Any, int] | None = None  # literal (or `_NO_LITERAL`, `_UNKNOWN`) -> mask
@@ -127,6 +131,31 @@ def _equality_masks(everyone: int, eqs: dict[int, set[Any]], nes: dict[int, set[
     masks[_NO_LITERAL] = no_eq
     masks[_UNKNOWN] = everyone & ~(with_eq | with_ne)
     return masks
+
+
+# One read of a case: the read it continues (-1: the env itself), its step's name and kind,
+# the same as `get_path` takes them, and the masks of the path it ends (None: a shared prefix).
+_Read = tuple[int, str, str, tuple[str], tuple[str], "_PathMasks | None"]
+
+
+def _read_plan(kinds: dict[PathKey, tuple[str, ...]], masks: dict[PathKey, _PathMasks]) -> list[_Read]:
+    """The indexed paths as a trie of one-step reads, so that a shared prefix (`case.invoice.vendor`)
+    is read once per case. Following a path one step at a time is what `get_path` does; a step
+    from a value that is no list is `get_step`, called directly as compiled paths do (measured:
+    a third of the time of `get_path` per read)."""
+    slot: dict[PathKey, int] = {}
+    plan: list[_Read] = []
+    for path in masks:
+        for n in range(1, len(path) + 1):
+            prefix = path[:n]
+            if prefix not in slot:
+                slot[prefix] = len(plan)
+                parent = slot[path[:n - 1]] if n > 1 else -1
+                kind = kinds[path][n - 2] if n > 1 else ""
+                plan.append((parent, prefix[-1], kind, (prefix[-1],), (kind,), None))
+        i = slot[path]
+        plan[i] = (*plan[i][:5], masks[path])
+    return plan
 
 
 class IndexMatcher:
@@ -167,11 +196,17 @@ class IndexMatcher:
             ordered.append(mine)
             self._rest.append(tuple(rest))
         self._plain = [not rest for rest in self._rest]
+        self._closured = sum(1 << i for i, plain in enumerate(self._plain) if not plain)  # rules with closures
+        # Matched ids are picked bit by bit (per match ~0.1 µs, plus ~0.05 ns per rule of the
+        # ruleset) or, above this many matches, by `itertools.compress` over every rule (~9 ns
+        # per rule); measured, the break-even is ~16 matches at 200 rules, ~90 at 2,000, ~150 at 10,000.
+        n = len(rs.rules)
+        self._few = n * 9 // (100 + n // 20)
 
         paths: dict[PathKey, _PathMasks] = {}
         for path in (*eqs, *nes, *bounds):
             if path not in paths:
-                paths[path] = _PathMasks(path, rs.network_info[path][0], static[path])
+                paths[path] = _PathMasks(path, static[path])
         for path, pm in paths.items():
             if path in eqs or path in nes:
                 pm.eq = _equality_masks(everyone, eqs.get(path, {}), nes.get(path, {}))
@@ -180,6 +215,7 @@ class IndexMatcher:
             paths[path].px = PathIndex(path, sorted(lits))
         self._segment_masks(everyone, paths, ordered)
         self._paths = list(paths.values())
+        self._plan = _read_plan({p: rs.network_info[p][0] for p in paths}, paths)
         self._everyone = everyone
 
     @staticmethod
@@ -215,10 +251,17 @@ class IndexMatcher:
     def candidates(self, env: dict[str, Any]) -> int:
         """The rules whose indexed atoms all hold for this case, as a bitset."""
         cand = self._everyone
-        for pm in self._paths:
-            v = env.get(pm.root)
-            if pm.steps and v is not None:
-                v = get_path(v, pm.steps, pm.kinds)
+        vals: list[Any] = []
+        for parent, name, kind, names, kinds, pm in self._plan:
+            if parent < 0:
+                v = env.get(name)
+            else:
+                v = vals[parent]
+                if v is not None:
+                    v = get_path(v, names, kinds) if type(v) is list else get_step(v, name, kind)
+            vals.append(v)
+            if pm is None:
+                continue
             eq = pm.eq
             if eq is not None:
                 cand &= eq.get(pm.eq_key(v), pm.eq_other)
@@ -243,15 +286,25 @@ class IndexMatcher:
     def match(self, env: dict[str, Any]) -> list[str]:
         """Ids of every rule that matches, in ruleset order."""
         cand = self.candidates(env)
-        ids, plain = self._ids, self._plain
+        todo = cand & self._closured  # only these have closures left; lowest bit first
         memo: dict[int, bool] = {}
+        while todo:
+            low = todo & -todo
+            todo ^= low
+            if not self._holds(low.bit_length() - 1, env, memo):
+                cand ^= low
+        return self._ids_of(cand)
+
+    def _ids_of(self, bits: int) -> list[str]:
+        """The ids of the set bits, lowest first."""
+        ids = self._ids
+        if bits.bit_count() > self._few:  # in C: bit i is the i-th character of the reversed binary text
+            return list(compress(ids, bin(bits)[:1:-1].encode().translate(_BIT_BYTES)))
         out = []
-        while cand:
-            low = cand & -cand
-            i = low.bit_length() - 1
-            cand ^= low
-            if plain[i] or self._holds(i, env, memo):
-                out.append(ids[i])
+        while bits:
+            low = bits & -bits
+            bits ^= low
+            out.append(ids[low.bit_length() - 1])
         return out
 
     def first_match(self, env: dict[str, Any]) -> str | None:

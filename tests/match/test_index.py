@@ -152,7 +152,7 @@ def test_what_is_indexed_and_what_stays_a_closure(tmp_path):
                   tmp_path)
     m = IndexMatcher(rs)
     assert [len(r) for r in m._rest] == [1, 1, 1, 0, 1]
-    assert {pm.root + "." + ".".join(pm.steps) for pm in m._paths} == {"case.n", "case.m"}
+    assert {".".join(pm.path) for pm in m._paths} == {"case.n", "case.m"}
     calls = []
     for rule in rs.rules:
         for c in rule.conditions:
@@ -173,3 +173,15 @@ def test_make_matcher_knows_three_kinds(tmp_path):
     assert [make_matcher(rs, k).name for k in MATCHERS] == ["durable", "index", "reference"]
     with pytest.raises(ValueError, match="unknown matcher `indx`"):
         make_matcher(rs, "indx")
+
+
+def test_matched_ids_are_picked_alike_bit_by_bit_and_all_at_once(tmp_path):
+    """Few matches are picked bit by bit, many with `itertools.compress`: the same ids either way."""
+    rs = _compile('{n: "number?"}', [[f"case.n >= {i}", f"case.n != {i + 7}"] for i in range(300)], tmp_path)
+    m = IndexMatcher(rs)
+    assert 0 < m._few < 300
+    for few in (0, m._few, 10 ** 6):
+        m._few = few
+        for n in (-1, 0, 3, 8, 40, 150, 299, 1000, None):
+            env = {"case": {"n": n}}
+            assert m.match(env) == match_reference(rs, env), (few, n)
