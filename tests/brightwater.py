@@ -48,14 +48,14 @@ def llm_config(**kw: Any) -> LLMConfig:
 
 
 def engine(model: Any = None, *, state: str | Path | None = None, ws: Workspace | None = None,
-           now: Any = None, **llm: Any) -> Engine:
+           now: Any = None, matcher: str = "durable", **llm: Any) -> Engine:
     """An engine over the shared workspace with `model` as its LLM; `llm` sets `LLMConfig` fields."""
     ids = itertools.count(1)
     if state is None:  # a database of its own: an in-memory SQLite is per connection, hence per thread
         state = Path(tempfile.mkdtemp(prefix="rulebridge-bw-")) / "state.db"
     url = f"sqlite:///{state}" if isinstance(state, Path) else state
     return Engine(ws or workspace(), clock=lambda: dt.date(2026, 11, 1), new_id=lambda: f"dec-{next(ids)}",
-                  model=model, llm=llm_config(**llm), state=url, now=now)
+                  model=model, llm=llm_config(**llm), state=url, now=now, matcher=matcher)
 
 
 def discount_case(order: str = "bwd:SO-3002", percent: float = 7, *, agent: str = "sales-assistant",

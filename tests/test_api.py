@@ -28,7 +28,7 @@ def case(inv: str, **extra) -> dict:
     return {"type": "invoice.received", "payload": {"invoice": f"ex:{inv}"}, "as_of": AS_OF, **extra}
 
 
-@pytest.fixture(scope="module", params=["durable", "reference"])
+@pytest.fixture(scope="module", params=["durable", "index", "reference"])
 def engine(request) -> Engine:
     ids = iter(range(10**9))
     state = tempfile.mkdtemp(prefix="rulebridge-api-")  # its own state: the ids repeat per engine
@@ -98,13 +98,31 @@ def test_decide_each_fixture_invoice(engine, inv, outcome, matched, deciding, ac
     assert d.matcher == engine.matcher_kind
 
 
-def test_both_matchers_decide_identically():
-    a, b = Engine.open(MINI, matcher="durable"), Engine.open(MINI, matcher="reference")
+def test_the_three_matchers_decide_identically():
+    engines = [Engine.open(MINI, matcher=kind) for kind in ("durable", "index", "reference")]
     for inv in ("I1", "I2", "I3", "I4", "I5", "I6", "I7"):
-        ja, jb = a.decide(case(inv)).to_json(), b.decide(case(inv)).to_json()
-        for k in ("id", "matcher"):
-            ja.pop(k), jb.pop(k)
-        assert ja == jb
+        decisions = [e.decide(case(inv)).to_json() for e in engines]
+        assert [d.pop("matcher") for d in decisions] == ["durable", "index", "reference"]
+        for d in decisions:
+            d.pop("id")
+        assert decisions[0] == decisions[1] == decisions[2]
+
+
+def test_the_three_matchers_decide_the_demo_stream_identically():
+    """The demo's sampled cases on the Brightwater workspace (every ruleset), rules only."""
+    from engine.demo import sample_cases
+    from tests import brightwater
+
+    engines = [brightwater.engine(None, matcher=kind) for kind in ("durable", "index", "reference")]
+    cases = sample_cases(brightwater.workspace(), 240)
+    outcomes = set()
+    for c in cases:
+        decisions = [e.decide(c, llm=False, review=False).to_json() for e in engines]
+        for d in decisions:
+            d.pop("id"), d.pop("matcher")
+        assert decisions[0] == decisions[1] == decisions[2], c
+        outcomes.add(decisions[0]["outcome"])
+    assert outcomes >= {"execute", "deny", "escalate"}
 
 
 def test_an_invoice_without_an_amount_escalates(engine):

@@ -199,7 +199,8 @@ def _arith(op: str, a: Any, b: Any) -> Any:
     return a % b
 
 
-def _step(v: Any, name: str, kind: str) -> Any:
+def get_step(v: Any, name: str, kind: str) -> Any:
+    """One step of a path (`field`, `one` or `many`) from a value that is not a list (`get_path` maps over lists)."""
     if kind == "field":
         return v.get(name) if type(v) is dict else None
     if type(v) is not Entity:
@@ -219,7 +220,7 @@ def get_path(root: Any, steps: tuple[str, ...], kinds: tuple[str, ...]) -> Any:
         if type(v) is list:
             out: list[Any] = []
             for e in v:
-                x = _step(e, name, kind) if e is not None else None
+                x = get_step(e, name, kind) if e is not None else None
                 if x is None:
                     continue
                 if type(x) is list:
@@ -228,7 +229,7 @@ def get_path(root: Any, steps: tuple[str, ...], kinds: tuple[str, ...]) -> Any:
                     out.append(x)
             v = out
         else:
-            v = _step(v, name, kind)
+            v = get_step(v, name, kind)
     return v
 
 
@@ -395,7 +396,7 @@ def compile_node(node: Node, derived: dict[str, Callable[..., Any]] | None = Non
             if len(steps) == 1:
                 s0, k0 = steps[0], kinds[0]
                 return lambda env: (None if (r := env.get(root)) is None
-                                    else get_path(r, steps, kinds) if type(r) is list else _step(r, s0, k0))
+                                    else get_path(r, steps, kinds) if type(r) is list else get_step(r, s0, k0))
             return lambda env: get_path(env.get(root), steps, kinds)
         if isinstance(n, ListLit):
             items = [c(i) for i in n.items]

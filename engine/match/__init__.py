@@ -1,4 +1,17 @@
-"""Matching compiled rules against resolved facts: durable-rules in production, a reference evaluator."""
+"""Matching compiled rules against resolved facts: three matchers behind one interface.
+
+`make_matcher(rs, kind)` builds one for a compiled ruleset; `match(env)` returns the ids of
+every rule whose conditions all hold, in ruleset order (the hit policy, `engine.match.hit`,
+picks the deciding ones after):
+
+- `durable` (the default): durable-rules' Rete networks (`engine.match.durable`), the
+  production adapter, also the way to rules over event streams with state and time;
+- `index`: a compiled discrimination index for single-case rules (`engine.match.index`):
+  equality and range atoms indexed per path, candidate rules as bitsets in ruleset order,
+  every other condition evaluated as a closure only for the candidates;
+- `reference`: the plain-Python evaluator (`engine.match.reference`), the specification
+  the other two are held to by the differential tests, and the source of explanations.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +20,8 @@ from typing import Any
 from engine.lang.compiler import CompiledRuleset
 
 from .reference import match_reference
+
+MATCHERS = ("durable", "index", "reference")
 
 
 class ReferenceMatcher:
@@ -22,9 +37,15 @@ class ReferenceMatcher:
 
 
 def make_matcher(rs: CompiledRuleset, kind: str = "durable") -> Any:
-    """A matcher for one compiled ruleset: `durable` (production) or `reference`."""
+    """A matcher for one compiled ruleset: `durable` (the default), `index` or `reference`."""
     if kind == "reference":
         return ReferenceMatcher(rs)
-    from .durable import DurableMatcher
+    if kind == "index":
+        from .index import IndexMatcher
 
-    return DurableMatcher(rs)
+        return IndexMatcher(rs)
+    if kind == "durable":
+        from .durable import DurableMatcher
+
+        return DurableMatcher(rs)
+    raise ValueError(f"unknown matcher `{kind}`: expected one of {', '.join(MATCHERS)}")

@@ -20,7 +20,8 @@ Python itself (ints against floats exactly, dates, text by code point), exactly 
 `engine.lang.semantics.order` does.
 
 The atoms of the compiled plan are not changed: explanations and the reference evaluator
-still read them. Only the durable-rules adapter (`engine.match.durable`) uses the runs.
+still read them. The durable-rules adapter (`engine.match.durable`) sends the runs as
+interval fields; the index matcher (`engine.match.index`) keeps a bitset of rules per segment.
 """
 
 from __future__ import annotations

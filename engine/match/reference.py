@@ -1,4 +1,4 @@
-"""The plain-Python reference evaluator: the specification the durable-rules matcher must meet.
+"""The plain-Python reference evaluator: the specification the durable-rules and index matchers must meet.
 
 It evaluates every rule's conditions in order with the compiled closures. It is used for
 explanations ("why" and "why not") and by the differential tests.

@@ -1,4 +1,4 @@
-"""The conformance runner: every `tests/cases/*.yaml` through both matchers.
+"""The conformance runner: every `tests/cases/*.yaml` through all three matchers.
 
 A case file is data (one behaviour per file):
 
@@ -23,8 +23,8 @@ A case file is data (one behaviour per file):
         want_error: case_unknown_entity   # or: the case is refused with this code before any rule runs
 
 Without `want_errors` the file must compile with no diagnostic at all. Every case is
-decided by `Engine(ws, matcher="durable")` and `Engine(ws, matcher="reference")`, and the
-two decisions must be identical before they are compared with the wants.
+decided by `Engine(ws, matcher=...)` with `durable`, `index` and `reference`, and the three
+decisions must be identical before they are compared with the wants.
 """
 
 from __future__ import annotations
@@ -109,7 +109,7 @@ def test_case(path: Path, tmp_path: Path):
     if not cases:
         return
     assert rs is not None and not sink.errors, f"{path.name}: the ruleset has errors: {got}"
-    durable, reference = engine_for(rs, "durable"), engine_for(rs, "reference")
+    durable, index, reference = engine_for(rs, "durable"), engine_for(rs, "index"), engine_for(rs, "reference")
     prefixes = mini_workspace().prefixes
     for i, case in enumerate(cases):
         assert set(case) <= CASE_KEYS, f"case {i}: unknown keys {set(case) - CASE_KEYS}"
@@ -118,16 +118,18 @@ def test_case(path: Path, tmp_path: Path):
         if as_of is not None:
             request["as_of"] = as_of.isoformat() if isinstance(as_of, dt.date) else str(as_of)
         where = f"{path.name} case {i} ({case.get('note') or request['payload']})"
-        if "want_error" in case:  # refused before any rule runs, by both matchers alike
-            for eng in (durable, reference):
+        if "want_error" in case:  # refused before any rule runs, by every matcher alike
+            for eng in (durable, index, reference):
                 with pytest.raises(CaseError) as info:
                     eng.decide(request)
                 assert info.value.code == case["want_error"], f"{where}: {info.value}"
             continue
         d_durable = durable.decide(request)
         d_reference = reference.decide(request)
+        d_index = index.decide(request)
         assert durable.matcher_for(rs).stats["fallbacks"] == 0, f"{where}: durable-rules fell back"
         assert _summary(d_durable) == _summary(d_reference), f"{where}: the matchers disagree"
+        assert _summary(d_index) == _summary(d_reference), f"{where}: the index matcher disagrees"
         d = d_durable
         if "want_outcome" in case:
             assert d.outcome == case["want_outcome"], f"{where}: {d.outcome} ({d.reason}: {d.message})"

@@ -1,10 +1,11 @@
-"""Differential tests: the durable-rules matcher against the reference evaluator.
+"""Differential tests: the durable-rules matcher and the index matcher against the reference evaluator.
 
 The reference evaluator (`engine.match.reference.match_reference`) is the specification;
-the durable-rules adapter (`engine.match.durable.DurableMatcher`) must return exactly the
-same matched rule ids. Rulesets are generated as YAML text and compiled by the real
-compiler; case values come from small domains so that matches (and near misses) are
-frequent, with missing and null values mixed in.
+the durable-rules adapter (`engine.match.durable.DurableMatcher`) and the discrimination
+index (`engine.match.index.IndexMatcher`) must return exactly the same matched rule ids
+(and the index's `first_match` the first of them). Rulesets are generated as YAML text and
+compiled by the real compiler; case values come from small domains so that matches (and
+near misses) are frequent, with missing and null values mixed in.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from engine.kg.resolver import resolve_facts
 from engine.lang.payload import validate_payload
 from engine.lang.semantics import TODAY
 from engine.match.durable import DurableMatcher
+from engine.match.index import IndexMatcher
 from engine.match.reference import match_reference
 from tests.rulesets import CLOCK, compile_ruleset, mini_workspace
 
@@ -105,10 +107,13 @@ def _compile(case: str, rules: list[list[str]], tmp: Path):
     return rs
 
 
-def _agree(rs, matcher: DurableMatcher, env: dict) -> list[str]:
+def _agree(rs, matchers: list, env: dict) -> list[str]:
     want = match_reference(rs, env)
-    got = matcher.match(env)
-    assert got == want, f"durable {got} != reference {want} for {env.get('case')}"
+    for matcher in matchers:
+        got = matcher.match(env)
+        assert got == want, f"{matcher.name} {got} != reference {want} for {env.get('case')}"
+        if isinstance(matcher, IndexMatcher):
+            assert matcher.first_match(env) == (want[0] if want else None)
     CHECKED["cases"] += 1
     CHECKED["matches"] += len(want)
     return want
@@ -119,18 +124,18 @@ def _agree(rs, matcher: DurableMatcher, env: dict) -> list[str]:
 @given(rules=st.lists(rule_conditions, min_size=1, max_size=8), cases=st.lists(payloads, min_size=6, max_size=14))
 def _check_scalar(tmp_path, rules, cases):
     rs = _compile(SCALAR_CASE, rules, tmp_path)
-    matcher = DurableMatcher(rs)
+    matcher, index = DurableMatcher(rs), IndexMatcher(rs)
     CHECKED["rulesets"] += 1
     prefixes = mini_workspace().prefixes
     for payload in cases:
         value, problems = validate_payload(rs.case_schema, payload, prefixes)
         assert problems == []
-        _agree(rs, matcher, {"case": value, TODAY: CLOCK})
+        _agree(rs, [matcher, index], {"case": value, TODAY: CLOCK})
     assert matcher.stats["fallbacks"] == 0, matcher.last_fallback
 
 
 @pytest.mark.slow
-def test_durable_and_reference_agree_on_generated_rulesets(tmp_path):
+def test_durable_index_and_reference_agree_on_generated_rulesets(tmp_path):
     before = CHECKED["cases"]
     _check_scalar(tmp_path)
     checked = CHECKED["cases"] - before
@@ -175,16 +180,16 @@ graph_payloads = st.fixed_dictionaries({}, optional={
 def _check_graph(tmp_path, rules, cases):
     ws = mini_workspace()
     rs = _compile(GRAPH_CASE, rules, tmp_path)
-    matcher = DurableMatcher(rs)
+    matcher, index = DurableMatcher(rs), IndexMatcher(rs)
     for payload in cases:
         value, problems = validate_payload(rs.case_schema, payload, ws.prefixes)
         assert problems == []
         env, _reads = resolve_facts(rs, value, ws.graph, as_of=CLOCK)
-        _agree(rs, matcher, env)
+        _agree(rs, [matcher, index], env)
     assert matcher.stats["fallbacks"] == 0, matcher.last_fallback
 
 
-def test_durable_and_reference_agree_through_the_graph(tmp_path):
+def test_durable_index_and_reference_agree_through_the_graph(tmp_path):
     _check_graph(tmp_path)
 
 
@@ -193,11 +198,11 @@ def test_durable_and_reference_agree_through_the_graph(tmp_path):
 @pytest.mark.parametrize("a,want", [(1000, 100), (50, 51), (-1, 0)])
 def test_a_hundred_overlapping_ranges_do_not_overflow(tmp_path, a, want):
     rs = _compile("{a: number}", [[f"case.a >= {i}"] for i in range(100)], tmp_path)
-    matcher = DurableMatcher(rs)
+    matcher, index = DurableMatcher(rs), IndexMatcher(rs)
     env = {"case": {"a": a}}
     got = matcher.match(env)
     assert matcher.stats["fallbacks"] == 0, matcher.last_fallback
-    assert got == [f"r{i}" for i in range(want)] == match_reference(rs, env)
+    assert got == [f"r{i}" for i in range(want)] == match_reference(rs, env) == index.match(env)
     assert len(matcher.networks) > 1  # the rules were split to keep each network under the stack size
 
 
@@ -207,10 +212,10 @@ def test_many_rules_mixing_ranges_and_equalities_do_not_overflow(tmp_path):
         rules.append([f"case.a {['>=', '>', '<=', '<', '!='][i % 5]} {i % 97}", f"case.s != \"x{i % 7}\""]
                      + ([f"case.a + case.b > {i % 13}"] if i % 3 == 0 else []))
     rs = _compile('{a: number, b: number, s: string}', rules, tmp_path)
-    matcher = DurableMatcher(rs)
+    matcher, index = DurableMatcher(rs), IndexMatcher(rs)
     for a in (-5, 0, 48, 96, 200):
         env = {"case": {"a": a, "b": 1, "s": "y"}}
-        assert matcher.match(env) == match_reference(rs, env)
+        assert matcher.match(env) == match_reference(rs, env) == index.match(env)
     assert matcher.stats["fallbacks"] == 0, matcher.last_fallback
 
 
@@ -218,9 +223,9 @@ def test_many_rules_mixing_ranges_and_equalities_do_not_overflow(tmp_path):
 
 def test_nan_is_treated_alike(tmp_path):
     rs = _compile('{n: "number?"}', [["case.n != 5"], ["not (case.n > 5)"], ["case.n == case.n"]], tmp_path)
-    matcher = DurableMatcher(rs)
+    matcher, index = DurableMatcher(rs), IndexMatcher(rs)
     env = {"case": {"n": float("nan")}}
-    assert matcher.match(env) == match_reference(rs, env)
+    assert matcher.match(env) == match_reference(rs, env) == index.match(env)
 
 
 def test_infinite_literal_is_rejected_or_matched_alike(tmp_path):
@@ -230,9 +235,9 @@ def test_infinite_literal_is_rejected_or_matched_alike(tmp_path):
     rs, sink = compile_(text, tmp_path / "inf.yaml")
     if sink.errors:
         return
-    matcher = DurableMatcher(rs)
+    matcher, index = DurableMatcher(rs), IndexMatcher(rs)
     env = {"case": {"n": 1}}
-    assert matcher.match(env) == match_reference(rs, env) == ["r0"]
+    assert matcher.match(env) == match_reference(rs, env) == index.match(env) == ["r0"]
 
 
 @given(s=st.text(alphabet="azAZé😀ü", max_size=3), lit=st.sampled_from(["z", "é", "a"]))
@@ -240,34 +245,34 @@ def test_infinite_literal_is_rejected_or_matched_alike(tmp_path):
 def test_non_ascii_text_is_ordered_alike(tmp_path, s, lit):
     rs = _compile('{s: "string?"}', [[f'case.s < "{lit}"'], [f'case.s >= "{lit}"'], [f'case.s == "{lit}"']],
                   tmp_path)
-    matcher = DurableMatcher(rs)
+    matcher, index = DurableMatcher(rs), IndexMatcher(rs)
     env = {"case": {"s": s}}
-    assert matcher.match(env) == match_reference(rs, env)
+    assert matcher.match(env) == match_reference(rs, env) == index.match(env)
 
 
 @pytest.mark.parametrize("literal", ["0.00001", "1e-5", "3e-8", "1e20"])
 def test_exponent_literals_are_matched_alike(tmp_path, literal):
     rs = _compile('{n: "number?"}', [[f"case.n < {literal}"], [f"case.n >= {literal}"]], tmp_path)
-    matcher = DurableMatcher(rs)
+    matcher, index = DurableMatcher(rs), IndexMatcher(rs)
     for n in (0, 1e-6, 2, 1e21):
         env = {"case": {"n": n}}
-        assert matcher.match(env) == match_reference(rs, env)
+        assert matcher.match(env) == match_reference(rs, env) == index.match(env)
 
 
 @pytest.mark.parametrize("n", [1e-6, 1e16, 5e-324])
 def test_exponent_values_match_without_fallback(tmp_path, n):
     rs = _compile('{n: "number?"}', [["case.n < 1"], ["case.n >= 1"]], tmp_path)
-    matcher = DurableMatcher(rs)
+    matcher, index = DurableMatcher(rs), IndexMatcher(rs)
     env = {"case": {"n": n}}
-    assert matcher.match(env) == match_reference(rs, env)
+    assert matcher.match(env) == match_reference(rs, env) == index.match(env)
     assert matcher.stats["fallbacks"] == 0, matcher.last_fallback
 
 
 def test_integers_beyond_64_bits_are_matched_alike(tmp_path):
     rs = _compile('{n: "number?"}', [["case.n < 12345678901234567890"]], tmp_path)
-    matcher = DurableMatcher(rs)
+    matcher, index = DurableMatcher(rs), IndexMatcher(rs)
     env = {"case": {"n": 2**63}}
-    assert matcher.match(env) == match_reference(rs, env)
+    assert matcher.match(env) == match_reference(rs, env) == index.match(env)
 
 
 def test_integers_beyond_2_to_53_and_infinities_are_matched_alike_without_fallback(tmp_path):
@@ -275,10 +280,10 @@ def test_integers_beyond_2_to_53_and_infinities_are_matched_alike_without_fallba
     rs = _compile('{n: "number?"}', [["case.n == 9007199254740992"], ["case.n > 9007199254740992.0"],
                                      ["case.n <= -9007199254740992"], ["case.n < 1e300"], ["case.n != 0.5"]],
                   tmp_path)
-    matcher = DurableMatcher(rs)
+    matcher, index = DurableMatcher(rs), IndexMatcher(rs)
     for n in (2**53, 2**53 + 1, -(2**53) - 1, 2**63, 10**30, float("inf"), float("-inf"), 1e300, 0.5):
         env = {"case": {"n": n}}
-        assert matcher.match(env) == match_reference(rs, env), n
+        assert matcher.match(env) == match_reference(rs, env) == index.match(env), n
     assert matcher.stats["fallbacks"] == 0, matcher.last_fallback
 
 
@@ -293,8 +298,8 @@ def test_text_that_json_escapes_or_ends_before_space_is_matched_alike(tmp_path, 
     lit = json.dumps(literal)
     rs = _compile('{s: "string?"}', [[f"case.s {op} {lit}"] for op in ("==", "!=", "<", "<=", ">", ">=")]
                   + [['case.s > "a"'], ['case.s < "a#"'], ['case.s == "a "']], tmp_path)
-    matcher = DurableMatcher(rs)
+    matcher, index = DurableMatcher(rs), IndexMatcher(rs)
     for s in TRICKY_TEXT:
         env = {"case": {"s": s}}
-        assert matcher.match(env) == match_reference(rs, env), repr(s)
+        assert matcher.match(env) == match_reference(rs, env) == index.match(env), repr(s)
     assert matcher.stats["fallbacks"] == 0, matcher.last_fallback

@@ -1,8 +1,9 @@
 """The interval index: range conditions reach durable-rules as per-case interval fields.
 
-Every test compares the durable-rules matcher with the reference evaluator on the same env
-(the specification), and checks that no case fell back to the reference evaluator (a
-fallback would hide a disagreement). Boundaries: `<` against `<=` at an equal bound, values
+Every test compares the durable-rules matcher (and most the index matcher, which uses the
+same segments) with the reference evaluator on the same env (the specification), and checks
+that no case fell back to the reference evaluator (a fallback would hide a disagreement).
+Boundaries: `<` against `<=` at an equal bound, values
 exactly on, between and beyond the bounds, ints against floats, ±2**53 and beyond, dates,
 text, unknown values (missing, null, NaN, another kind than the path's type).
 """
@@ -23,6 +24,7 @@ from engine.lang.payload import validate_payload
 from engine.lang.semantics import TODAY
 from engine.match import durable
 from engine.match.durable import RULE_BUDGET, DurableMatcher
+from engine.match.index import IndexMatcher
 from engine.match.intervals import PathIndex
 from engine.match.reference import match_reference
 from tests.match import test_differential as td
@@ -40,10 +42,10 @@ def _compile(case: str, rules: list[list[str]], tmp_path):
 
 
 def _agree(rs, values: list, field: str = "n") -> DurableMatcher:
-    matcher = DurableMatcher(rs)
+    matcher, index = DurableMatcher(rs), IndexMatcher(rs)
     for v in values:
         env = {"case": {} if v is _MISSING else {field: v}}
-        assert matcher.match(env) == match_reference(rs, env), repr(v)
+        assert matcher.match(env) == match_reference(rs, env) == index.match(env), repr(v)
     assert matcher.stats["fallbacks"] == 0, matcher.last_fallback
     return matcher
 
@@ -108,10 +110,10 @@ def test_negated_ranges_and_other_atoms_on_the_same_path(tmp_path):
                    ['case.s == "x"', "case.n > 2"], ['case.s == "y"', "case.n > 2"],
                    ["case.n > 2", "case.n < 4", "case.n > 2.5"]],
                   tmp_path)
-    m = DurableMatcher(rs)
+    m, index = DurableMatcher(rs), IndexMatcher(rs)
     for n, s in itertools.product([2, 2.5, 3, 3.5, 4, 5, None], ["x", "y", None]):
         env = {"case": {"n": n, "s": s}}
-        assert m.match(env) == match_reference(rs, env), env
+        assert m.match(env) == match_reference(rs, env) == index.match(env), env
     assert m.stats["fallbacks"] == 0, m.last_fallback
 
 
@@ -127,11 +129,11 @@ def test_random_bands_agree_with_the_reference(tmp_path):
             conds.append(f'case.s == "{rng.choice("abc")}"')
         rules.append(conds)
     rs = _compile('{n: "number?", m: "number?", s: "string?"}', rules, tmp_path)
-    m = DurableMatcher(rs)
+    m, index = DurableMatcher(rs), IndexMatcher(rs)
     values = bounds + [-5, -2, 0.25, 1.5, 3, 7, 11, None, float("nan")]
     for n, mm, s in itertools.product(values, [None, 0, 2, 2.5, 9], ["a", "b", None]):
         env = {"case": {"n": n, "m": mm, "s": s}}
-        assert m.match(env) == match_reference(rs, env), env
+        assert m.match(env) == match_reference(rs, env) == index.match(env), env
     assert m.stats["fallbacks"] == 0, m.last_fallback
 
 
@@ -161,13 +163,13 @@ def test_two_thousand_overlapping_bands_need_fewer_networks_and_agree(tmp_path):
     stack bound, not the rule budget, splits them. Range atoms in the networks needed 15
     networks here (measured before the interval index); now 10."""
     rs = _compile('{a: "number?", r: "number?", s: "string?", t: "string?"}', _bands(2000), tmp_path)
-    m = DurableMatcher(rs)
+    m, index = DurableMatcher(rs), IndexMatcher(rs)
     assert len(m.networks) <= 12
     rng = random.Random(3)
     for _ in range(60):
         env = {"case": {"a": rng.choice([rng.randint(0, 10 ** 6), rng.choice([20, 100, 1000, 50_000])]),
                         "r": rng.choice([None, 1, 3, 5]), "s": rng.choice("abcde"), "t": rng.choice("uvwxyz")}}
-        assert m.match(env) == match_reference(rs, env), env
+        assert m.match(env) == match_reference(rs, env) == index.match(env), env
     assert m.stats["fallbacks"] == 0, m.last_fallback
 
 
@@ -219,7 +221,7 @@ def _check_tiny_networks(tmp_path, rules, cases):
     for payload in cases:
         value, problems = validate_payload(rs.case_schema, payload, mini_workspace().prefixes)
         assert problems == []
-        td._agree(rs, matcher, {"case": value, TODAY: CLOCK})
+        td._agree(rs, [matcher], {"case": value, TODAY: CLOCK})
     assert matcher.stats["fallbacks"] == 0, matcher.last_fallback
     TINY["rulesets"] += 1
     TINY["split"] += len(matcher.networks) > 1
