@@ -79,6 +79,19 @@ def _max_case_bytes(security: dict[str, Any]) -> int:
     return value
 
 
+def _matcher_kind(value: Any) -> str:
+    """`[rules] matcher` (or `RULEBRIDGE_MATCHER`), checked: one of `engine.match.MATCHERS`."""
+    from engine.match import MATCHERS
+
+    kind = str(value or "durable")
+    if kind not in MATCHERS:
+        raise LoadError([Diagnostic("config", f"[rules] matcher = {kind!r}: expected one of {', '.join(MATCHERS)}",
+                                    help="durable (durable-rules' Rete), index (the compiled discrimination "
+                                         "index) or reference (the plain-Python evaluator, for tests); "
+                                         "RULEBRIDGE_MATCHER overrides the file")])
+    return kind
+
+
 class Engine:
     """A loaded workspace ready to decide cases. Compile once, decide many times.
 
@@ -87,13 +100,13 @@ class Engine:
     workspace's `.rulebridge/`); the queue is opened on first use.
     """
 
-    def __init__(self, ws: Workspace, *, matcher: str = "durable", clock: Callable[[], dt.date] | None = None,
+    def __init__(self, ws: Workspace, *, matcher: str | None = None, clock: Callable[[], dt.date] | None = None,
                  new_id: Callable[[], str] | None = None, model: Any = None, llm: Any = None,
                  state: str | None = None, now: Callable[[], dt.datetime] | None = None):
         from engine.llm.config import load_llm_config
 
         self.ws = ws
-        self.matcher_kind = matcher
+        self.matcher_kind = matcher or _matcher_kind(ws.config.section("rules").get("matcher"))
         self.clock = clock or dt.date.today
         self.new_id = new_id or (lambda: uuid.uuid4().hex)
         self._matchers: dict[str, Any] = {}
@@ -120,7 +133,7 @@ class Engine:
         self.max_case_bytes = _max_case_bytes(security)  # a larger case is refused (`case_too_large`)
 
     @classmethod
-    def open(cls, workspace: str | Path = ".", *, matcher: str = "durable", backend: str | None = None,
+    def open(cls, workspace: str | Path = ".", *, matcher: str | None = None, backend: str | None = None,
              clock: Callable[[], dt.date] | None = None, new_id: Callable[[], str] | None = None,
              model: Any = None, llm: Any = None, state: str | None = None,
              now: Callable[[], dt.datetime] | None = None) -> Engine:

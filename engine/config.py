@@ -2,6 +2,7 @@
 environment variables that override it.
 
     section      key          environment variable (wins over the file)
+    [rules]      matcher      RULEBRIDGE_MATCHER      (durable, index or reference)
     [storage]    url          RULEBRIDGE_STATE_URL
     [audit]      url          RULEBRIDGE_AUDIT_URL
     [graph]      backend      RULEBRIDGE_GRAPH_BACKEND
@@ -30,7 +31,7 @@ from engine.lang.source import read_source
 
 DEFAULT_CONFIG: dict[str, Any] = {
     "workspace": {"name": "workspace"},
-    "rules": {"dir": "rules", "actions": "rules/actions.yaml"},
+    "rules": {"dir": "rules", "actions": "rules/actions.yaml", "matcher": "durable"},
     "graph": {"backend": "oxigraph", "data": "knowledge_graph/data", "ontology": "knowledge_graph/ontology",
               "shapes": "knowledge_graph/shapes", "queries": "knowledge_graph/queries", "store_path": ""},
     "prefixes": {},
@@ -44,6 +45,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
 
 # (section, key) -> the environment variable that overrides it
 ENVIRONMENT: dict[tuple[str, str], str] = {
+    ("rules", "matcher"): "RULEBRIDGE_MATCHER",
     ("storage", "url"): "RULEBRIDGE_STATE_URL",
     ("audit", "url"): "RULEBRIDGE_AUDIT_URL",
     ("graph", "backend"): "RULEBRIDGE_GRAPH_BACKEND",

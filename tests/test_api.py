@@ -331,3 +331,27 @@ def test_text_that_is_not_an_iri_is_case_invalid(engine):
     with pytest.raises(CaseError) as err:
         engine.decide(case("I1") | {"payload": {"invoice": "not an iri at all"}})
     assert err.value.code == "case_invalid"
+
+
+def test_the_matcher_comes_from_the_config_and_the_environment(tmp_path, monkeypatch):
+    import shutil
+
+    from engine.errors import LoadError
+    from engine.match.index import IndexMatcher
+
+    shutil.copytree(MINI, tmp_path / "ws")
+    ws = tmp_path / "ws"
+    monkeypatch.delenv("RULEBRIDGE_MATCHER", raising=False)
+    assert Engine.open(ws).matcher_kind == "durable"  # the default
+    toml = ws / "rulebridge.toml"
+    toml.write_text(toml.read_text(encoding="utf-8") + '\n[rules]\nmatcher = "index"\n', encoding="utf-8")
+    e = Engine.open(ws)
+    assert e.matcher_kind == "index" and isinstance(e.matcher_for(next(iter(e.ws.rulesets.values()))), IndexMatcher)
+    assert e.decide(case("I1")).deciding == ["ap.approve.small"]
+    monkeypatch.setenv("RULEBRIDGE_MATCHER", "reference")
+    assert Engine.open(ws).matcher_kind == "reference"
+    assert Engine.open(ws, matcher="durable").matcher_kind == "durable"  # the caller's choice wins
+    monkeypatch.setenv("RULEBRIDGE_MATCHER", "rete")
+    with pytest.raises(LoadError) as exc:
+        Engine.open(ws)
+    assert exc.value.diagnostics[0].code == "config" and "'rete'" in exc.value.diagnostics[0].message
