@@ -56,12 +56,16 @@ class _Walker:
                 self.walk(v, trie)
         elif t is Entity:
             props = value.props
+            # Every property this entity still needs, read together (one look-up of the entity
+            # where the store can) — then recorded in the plan's order, as one by one.
+            need = [edge.prop for name, edge in trie.items() if edge.prop is not None and name not in props]
+            raws = self.store.objects_of(value.iri, need) if len(need) > 1 else None
             for name, edge in trie.items():
                 if edge.prop is None:
                     continue
                 vals = props.get(name)
                 if vals is None:
-                    raw = self.store.objects(value.iri, edge.prop)
+                    raw = raws[edge.prop] if raws is not None else self.store.objects(value.iri, edge.prop)
                     vals = [self.entity(o) if type(o) is IRI else o for o in raw]
                     props[name] = vals
                     self.reads.items.append((value.iri, edge.prop, vals))

@@ -73,10 +73,10 @@ def test_a_read_after_an_update_sees_the_new_value(store):
 
 def test_an_update_that_matches_nothing_keeps_the_cache(store):
     store.objects(f"{EX}a", f"{EX}status")
-    before = store.reads.map
+    before = store.reads.facts
     out = store.update(f"DELETE {{ ?s <{EX}status> ?o }} WHERE {{ ?s <{EX}status> ?o }}", {"s": IRI(f"{EX}zzz")},
                        where=f"?s <{EX}status> ?o")
-    assert not out.applied and store.reads.map is before and len(before) == 1
+    assert not out.applied and store.reads.facts is before and len(before) == 1
 
 
 def test_a_look_up_racing_an_update_leaves_no_stale_value():
@@ -91,8 +91,45 @@ def test_a_look_up_racing_an_update_leaves_no_stale_value():
         cache.reset()
         return value
 
-    assert cache.get(("s", "p"), lambda: load_during_update("s", "p")) == ("old",)
-    assert cache.get(("s", "p"), lambda: (graph["v"],)) == ("new",)
+    assert cache.fact("s", "p", lambda: load_during_update("s", "p")) == ("old",)
+    assert cache.fact("s", "p", lambda: (graph["v"],)) == ("new",)
+    graph["v"] = "old"  # a named query the same way
+    assert cache.get(("ask", "q"), lambda: load_during_update("s", "p")) == ("old",)
+    assert cache.get(("ask", "q"), lambda: (graph["v"],)) == ("new",)
+
+
+def test_a_look_up_racing_a_selective_invalidation_leaves_no_stale_value():
+    """An update that touches only `p` drops `p`'s look-ups; a look-up of `p` that began before it
+    (and read the old value) is not kept afterwards."""
+    from engine.kg.store import ReadCache
+
+    cache = ReadCache(10)
+    graph = {"v": "old"}
+
+    def load_during_update():
+        value = (graph["v"],)
+        graph["v"] = "new"
+        cache.invalidate(frozenset({"p"}))
+        return value
+
+    assert cache.fact("s", "p", load_during_update) == ("old",)
+    assert cache.fact("s", "p", lambda: (graph["v"],)) == ("new",)
+
+
+def test_an_update_drops_only_the_look_ups_of_what_it_touches(store):
+    """An executed action no longer empties the cache for every other case: the look-ups of
+    predicates its template names are dropped (and every named query); the others stay."""
+    assert store.objects(f"{EX}a", f"{EX}status") == ["active"]
+    assert store.objects(f"{EX}a", f"{EX}reports_to") == [IRI(f"{EX}b")]
+    store.select(f"SELECT ?o WHERE {{ <{EX}a> <{EX}status> ?o }}", {})
+    assert len(store.reads.facts) == 2 and len(store.reads.queries) == 1
+    store.update(f"DELETE {{ ?s <{EX}status> ?o }} INSERT {{ ?s <{EX}status> \"gone\" }} "
+                 f"WHERE {{ ?s <{EX}status> ?o }}", {"s": IRI(f"{EX}a")})
+    assert set(store.reads.facts) == {(f"{EX}a", f"{EX}reports_to")} and store.reads.queries == {}
+    assert store.objects(f"{EX}a", f"{EX}status") == ["gone"]
+    # a template whose predicate is a variable may change anything: everything goes
+    store.update("DELETE { ?s ?p ?o } WHERE { ?s ?p ?o . FILTER(false) }", {"s": IRI(f"{EX}zzz")})
+    assert store.reads.facts == {}
 
 
 def test_the_cache_is_bounded_and_can_be_turned_off():
@@ -106,12 +143,13 @@ def test_the_cache_is_bounded_and_can_be_turned_off():
 
     cache = ReadCache(2)
     for s in ("a", "b", "c", "a"):
-        cache.get((s, "p"), lambda s=s: load(s, "p"))
-    assert len(cache.map) <= 2
+        cache.fact(s, "p", lambda s=s: load(s, "p"))
+        cache.get(("ask", s), lambda s=s: load(s, "q"))
+    assert len(cache.facts) + len(cache.queries) <= 2
     off = ReadCache(0)
-    off.get(("a", "p"), lambda: load("a", "p"))
-    off.get(("a", "p"), lambda: load("a", "p"))
-    assert off.map == {} and loads[-2:] == ["a", "a"]
+    off.fact("a", "p", lambda: load("a", "p"))
+    off.fact("a", "p", lambda: load("a", "p"))
+    assert off.facts == {} and loads[-2:] == ["a", "a"]
 
 
 def test_a_bad_read_cache_setting_is_a_config_error(tmp_path):
@@ -142,3 +180,41 @@ def test_a_query_answer_follows_updates(store):
     assert rows == [{"o": "gone"}]
     rows[0]["o"] = "changed by the caller"  # a caller's copy: the kept answer is not touched
     assert store.select(f"SELECT ?o WHERE {{ ?s <{EX}status> ?o }}", {"s": IRI(f"{EX}a")}) == [{"o": "gone"}]
+
+
+# -- all the predicates an entity needs in one look-up (`objects_of`) -------------------------------
+
+def test_objects_of_answers_as_objects_does_and_fills_the_cache(store):
+    preds = [f"{EX}status", f"{EX}reports_to", f"{EX}missing"]
+    got = store.objects_of(f"{EX}a", preds)
+    assert got == {p: store.objects(f"{EX}a", p) for p in preds}
+    assert got[f"{EX}missing"] == [] and (f"{EX}a", f"{EX}missing") in store.reads.facts
+    assert store.objects_of("not an iri", preds) == {p: [] for p in preds}
+
+
+def test_oxigraph_reads_an_entity_in_one_scan_and_gives_up_on_a_hub(tmp_path, monkeypatch):
+    from engine.kg import store as store_module
+
+    f = tmp_path / "g.nt"
+    hub = "".join(f"<{EX}hub> <{EX}links> <{EX}n{i}> .\n" for i in range(40))
+    f.write_text(DATA + hub + f"<{EX}hub> <{EX}status> \"busy\" .\n")
+    st = OxigraphStore.from_files([f])
+    calls = []
+    real = st.store.quads_for_pattern
+
+    class Spy:
+        def quads_for_pattern(self, *a):
+            calls.append(a[1])
+            return real(*a)
+
+        def __getattr__(self, name):
+            return getattr(st.store, name)
+
+    st.store = Spy()
+    st.objects_of(f"{EX}a", [f"{EX}status", f"{EX}reports_to"])
+    assert calls == [None]  # one scan of the subject's triples, no look-up per predicate
+    calls.clear()
+    monkeypatch.setattr(store_module, "SCAN_LIMIT", 10)
+    got = st.objects_of(f"{EX}hub", [f"{EX}status", f"{EX}links"])
+    assert got[f"{EX}status"] == ["busy"] and len(got[f"{EX}links"]) == 40
+    assert calls[0] is None and len(calls) == 3  # the scan stopped at the limit, then one look-up each
