@@ -72,6 +72,22 @@ def native(value: dict[str, Any], convert: Any = None) -> Native:
     return Native(json.loads(text), text)
 
 
+def encoded(value: dict[str, Any], convert: Any = None) -> Native:
+    """An event body the engine built itself, encoded once: its canonical text, and `value` kept
+    as it is (no parse back, no comparison — the work `native` does to prove a caller's value).
+
+    For bodies made by `engine.audit.trail` from a decision: they hold only JSON-native values by
+    construction (dicts with text keys, lists, text, numbers, booleans, None), which
+    `tests/audit/test_trail.py` holds them to. What is stored and hashed is the text either way;
+    a value the encoder refuses (an entity, a date) goes the `native` way, converted and checked."""
+    try:
+        text = canonical_json(value)
+        text.encode("utf-8")  # a lone surrogate: refused by `native` with its path
+    except (TypeError, ValueError, RecursionError):
+        return native(value, convert)
+    return Native(value, text)
+
+
 def check_json_native(value: Any, where: str = "data") -> None:
     """Raise `AuditError(audit_not_json)` naming the first value that is not JSON-native."""
     _check(value, where, 0)

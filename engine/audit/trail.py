@@ -31,7 +31,7 @@ from typing import Any
 
 from engine.lang.semantics import to_json_value
 
-from .canonical import Native, jsonable, native
+from .canonical import Native, encoded, jsonable, native
 
 STEPS = ("received", "facts", "matched", "llm", "verified", "decided", "reviewed", "executed")
 Item = tuple[str, str, str, "dict[str, Any] | Native"]  # (decision id, step, agent, data)
@@ -43,8 +43,8 @@ def _convert(value: Any) -> Any:
 
 
 def _native(value: dict[str, Any]) -> Native:
-    """An event body, checked and canonicalised once (`AuditLog.append` takes it as is)."""
-    return native(value, _convert)
+    """An event body, encoded once (`AuditLog.append` takes it as is; see `canonical.encoded`)."""
+    return encoded(value, _convert)
 
 
 def _plain(value: dict[str, Any]) -> dict[str, Any]:

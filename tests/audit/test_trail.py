@@ -106,3 +106,47 @@ def test_a_chain_run_is_recorded_and_shown(make_log, sql_url):
     assert "chain C-1: failed_compensated (connector_permanent: account closed)" in r.stdout
     assert 'approve_invoice → done (key kkkkkkkkkkkkkkkk) result {"rows": 1} compensation done' in r.stdout
     assert "release_payment → failed (key jjjjjjjjjjjjjjjj) error connector_permanent: account closed" in r.stdout
+
+
+def test_the_engines_event_bodies_are_json_native_as_encoded():
+    """`canonical.encoded` keeps the engine's own bodies as they are, without parsing the text back:
+    that is only sound if every body is JSON-native — what its canonical text parses back to. Held
+    here on every step of the demo's decisions (rules: execute, deny, escalate, no action) and of
+    an LLM decision, with and without escalation."""
+    import json
+
+    from engine.canonical import canonical_json
+    from engine.demo import sample_cases
+    from engine.llm.clients import ScriptedModel
+    from engine.workspace import load_workspace
+    from tests.brightwater import ROOT, answer, discount_case, engine
+
+    ws = load_workspace(ROOT)
+    e = engine(ScriptedModel([answer(confidence=0.95), answer(confidence=0.2)]), ws=ws)
+    try:
+        decisions = [e.decide(c, llm=False) for c in sample_cases(ws, 120)]
+        decisions += [e.decide(discount_case("bwd:SO-3002", 7)), e.decide(discount_case("bwd:SO-3002", 7))]
+        assert {d.outcome for d in decisions} >= {"execute", "escalate", "deny"}
+        assert {d.source for d in decisions} >= {"rule", "llm"}
+        for d in decisions:
+            for _id, step, _agent, body in decision_events(d, e.ws.rulesets[d.ruleset], checked=True):
+                assert json.loads(body.text) == body.data and canonical_json(body.data) == body.text, step
+                assert type(json.loads(body.text)) is dict
+                _walk_native(body.data, step)
+    finally:
+        e.close()
+
+
+def _walk_native(value, where):
+    """Only dict (text keys), list, text, numbers, booleans, None — no tuple, set or object. (A text
+    subclass such as an IRI or an enum member encodes as its text and compares equal to it.)"""
+    t = type(value)
+    if t is dict:
+        for k, v in value.items():
+            assert type(k) is str, (where, k)
+            _walk_native(v, f"{where}.{k}")
+    elif t is list:
+        for i, v in enumerate(value):
+            _walk_native(v, f"{where}[{i}]")
+    else:
+        assert value is None or isinstance(value, (str, int, float)), (where, t)
