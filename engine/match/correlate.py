@@ -275,6 +275,16 @@ class _Net:
     def retained(self) -> int:
         return len(self.by_id)
 
+    def facts_in_sessions(self) -> int:
+        """The facts durable-rules holds for this correlation, counted in its sessions (slow: tests)."""
+        n = 0
+        for sid in range(SESSIONS):
+            try:
+                n += len(json.loads(self.dre.get_facts(self.handle, str(sid))))
+            except self.dre.error:  # a session never used (error 309)
+                continue
+        return n
+
 
 def _utc_date(t: int) -> str:
     return (_EPOCH + dt.timedelta(microseconds=t)).date().isoformat()
@@ -321,7 +331,14 @@ class Correlator:
 
     def retained(self) -> int:
         """How many events are kept as facts in durable-rules' sessions, over every correlation."""
-        return sum(n.retained() for nets in self.nets.values() for n in set(nets))
+        return sum(n.retained() for n in self._unique())
+
+    def facts_in_sessions(self) -> int:
+        """The facts durable-rules itself holds, over every correlation (asks every session: tests)."""
+        return sum(n.facts_in_sessions() for n in self._unique())
+
+    def _unique(self) -> list[_Net]:
+        return list({id(n): n for nets in self.nets.values() for n in nets}.values())
 
 
 __all__ = ["Correlator", "Emitted", "Event", "event_time", "parse_event"]
