@@ -127,6 +127,7 @@ class Engine:
         self._one_db: bool | None = None
         self._database: Any = None
         self._deciding: Deciding | None = None
+        self._correlator: Any = None
         self.recovery: Any = None  # what opening the executor reconciled (`engine.act.execute.RecoveryReport`)
         security = ws.config.section("security")
         self.require_keys = bool(security.get("require_keys", False))
@@ -327,6 +328,39 @@ class Engine:
         `execute(decision.id)`, and with `execute=True` it runs at once (`decision.execution`)."""
         return govern(self.deciding, self, self._case(case), key=key, llm=llm, review=review, execute=execute,
                       max_case_bytes=self.max_case_bytes)
+
+    @property
+    def correlator(self) -> Any:
+        """The correlations of the workspace's stream files and their state
+        (`engine.match.correlate.Correlator`), built on first use; one per engine."""
+        if self._correlator is None:
+            with self._lock:
+                if self._correlator is None:
+                    from engine.match.correlate import Correlator
+
+                    self._correlator = Correlator(self.ws.streams, self.ws.prefixes)
+        return self._correlator
+
+    def observe(self, event: Any, *, key: str | None = None, llm: bool = True,
+                review: bool = True) -> list[Decision]:
+        """Feed one event (`{type, at, id?, payload}`, or a parsed `Event`) to the correlations;
+        returns the decisions of the cases it completes, in correlation order.
+
+        Each emitted case is decided like any case (`decide`: rules, gate, audit); its `received`
+        audit event says which correlation emitted it and which events caused it (`observed`).
+        Events must come in the order of their `at`: an earlier one is refused
+        (`CaseError`, `event_out_of_order`), as is one that fits no declared event type
+        (`event_type_unknown`, `event_invalid`)."""
+        from engine.match.correlate import Event
+
+        correlator = self.correlator
+        ev = event if isinstance(event, Event) else correlator.parse(event)
+        decisions = []
+        for emitted in correlator.observe(ev):
+            case = Case.from_json(emitted.case)
+            case.cause = emitted.cause()
+            decisions.append(self.decide(case, key=key, llm=llm, review=review))
+        return decisions
 
     def audit_refusal(self, decision_id: str, who: str, exc: Exception, **context: Any) -> None:
         """A `refused` event: who was refused, the error's code and message, and what they asked.

@@ -117,6 +117,9 @@ class Case:
     id: str | None = None
     agent: str = "anonymous"
     as_of: str | None = None  # ISO date the rules see as `today()`; the engine clock when absent
+    # what emitted the case when a correlation did (`Engine.observe`): recorded in its `received`
+    # event; never read from a client's JSON
+    cause: dict[str, Any] | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # INVARIANT: a Case's `as_of` is absent or an ISO date, so every stage may read it as one.

@@ -49,10 +49,13 @@ def _sample(ws: Workspace, t: Type, name: str, rng: random.Random, cache: dict[s
 
 
 def sample_cases(ws: Workspace, n: int = 240, *, seed: int = 7) -> list[dict[str, Any]]:
-    """`n` cases spread over the workspace's rulesets, payloads drawn from the graph."""
+    """`n` cases spread over the workspace's rulesets, payloads drawn from the graph. A case type
+    that correlations emit is left out: its cases come from events (`rulebridge observe`), and
+    the demo's recorded model answers stay those of the case types clients send."""
     rng = random.Random(seed)
     cache: dict[str, list[str]] = {}
-    rulesets = sorted(ws.rulesets.values(), key=lambda r: r.name)
+    emitted = {c.case_type for s in ws.streams for c in s.correlations}
+    rulesets = sorted((r for r in ws.rulesets.values() if r.case_type not in emitted), key=lambda r: r.name)
     out = []
     for i in range(n):
         rs = rulesets[i % len(rulesets)]

@@ -84,6 +84,10 @@ CODES: dict[str, str] = {
     "config": "rulebridge.toml is malformed",
     "case_invalid": "a case does not fit the case schema of its ruleset",
     "no_ruleset": "no ruleset decides the case type",
+    "duration_syntax": "a window (`within:`) is not a duration like `7d`, or is longer than a year",
+    "event_invalid": "an event does not fit its event type, or is no event",
+    "event_type_unknown": "an event names no declared event type",
+    "event_out_of_order": "an event is earlier than one already observed",
     "case_too_large": "a case is larger than `[security] max_case_bytes`",
     "test_failed": "a rule test did not get the expected decision",
 }

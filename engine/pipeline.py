@@ -568,7 +568,8 @@ def _decision_of(flow: Flow, d: Deciding) -> Decision:
     guards.sort(key=lambda g: order.get(g.id, len(order)))
     assert flow.as_of is not None
     return Decision(
-        id=d.new_id(), case=Case(case.type, case.payload, case.id, flow.agent.id, case.as_of), ruleset=rs.name,
+        id=d.new_id(), case=Case(case.type, case.payload, case.id, flow.agent.id, case.as_of, case.cause),
+        ruleset=rs.name,
         outcome=flow.outcome, source=flow.source, reason=flow.reason, message=flow.message,
         proposals=flow.proposals, matched=flow.matched, deciding=[r.id for r in flow.hit.deciding], guards=guards,
         rule_revision=f"{rs.name}@{rs.version}", graph_revision=d.graph_revision(), as_of=flow.as_of.isoformat(),

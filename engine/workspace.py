@@ -17,6 +17,8 @@ from engine.kg.ontology import load_schema
 from engine.kg.store import BACKENDS, GraphStore, data_files, open_store
 from engine.lang.actions import ActionCatalog, load_actions
 from engine.lang.compiler import CompileContext, CompiledRuleset, RulesetCompiler
+from engine.lang.source import read_source
+from engine.lang.stream import CompiledStream, StreamCompiler, check_emits, stream_file
 from engine.lang.types import Schema
 
 
@@ -37,6 +39,7 @@ class Workspace:
     diagnostics: list[Diagnostic] = field(default_factory=list)
     agents: Any = None  # engine.govern.agents.AgentRegistry
     gate: Any = None  # engine.govern.verify.Gate (None until the graph is loaded)
+    streams: list[CompiledStream] = field(default_factory=list)  # stream files: events, correlations
 
     @property
     def errors(self) -> list[Diagnostic]:
@@ -49,6 +52,8 @@ class Workspace:
         h = hashlib.sha256()
         for name in sorted(self.rulesets):
             h.update(f"{name}@{self.rulesets[name].version};".encode())
+        for s in self.streams:
+            h.update(f"stream:{s.name}@{s.version};".encode())
         return h.hexdigest()[:12]
 
 
@@ -94,7 +99,12 @@ def load_workspace(root: Path | str, *, load_graph: bool = True, only: list[Path
     agents_file = config.path("agents", "file")
     files = only if only is not None else rule_files(config.path("rules", "dir"), actions_file, agents_file,
                                                      config.path("audit", "mask"))
+    streams: list[CompiledStream] = []
     for f in files:
+        text, _why = read_source(f)
+        if text is not None and stream_file(text):
+            _add_stream(StreamCompiler(f, schema, sink, text=text).compile(), streams, sink)
+            continue
         rs = RulesetCompiler(f, ctx, sink).compile()
         if rs is None:
             continue
@@ -110,6 +120,7 @@ def load_workspace(root: Path | str, *, load_graph: bool = True, only: list[Path
             continue
         rulesets[rs.name] = rs
         by_type[rs.case_type] = rs
+    check_emits(streams, {t: rs.case_schema for t, rs in by_type.items()}, sink)
     store = None
     graph = None
     if load_graph:
@@ -156,7 +167,30 @@ def load_workspace(root: Path | str, *, load_graph: bool = True, only: list[Path
     for d in load_llm_config(config.section("llm"), root, config.llm_environment())[1]:
         sink.error(d.code, d.message, Span(str(root / "rulebridge.toml")), help=d.help)
     return Workspace(root, config, schema, prefixes, actions, queries, rulesets, by_type, store, graph,
-                     sorted(sink.items, key=Diagnostic.sort_key), agents, gate)
+                     sorted(sink.items, key=Diagnostic.sort_key), agents, gate, streams)
+
+
+def _add_stream(stream: CompiledStream | None, streams: list[CompiledStream], sink: DiagnosticSink) -> None:
+    """A compiled stream file joins the workspace unless it reuses a stream name, an event type
+    or a correlation id another one declares."""
+    if stream is None:
+        return
+    for other in streams:
+        if other.name == stream.name:
+            sink.error("duplicate_id", f"stream `{stream.name}` is also defined in {other.file}",
+                       Span(stream.file, 1, 1))
+            return
+        ids = {c.id for c in other.correlations}
+        for c in stream.correlations:
+            if c.id in ids:
+                sink.error("duplicate_id", f"correlation `{c.id}` is also defined in {other.file}", c.span)
+                return
+        for name, et in stream.events.items():
+            if name in other.events:
+                sink.error("duplicate_id", f"event type `{name}` is also declared in {other.file}", et.span,
+                           help="declare each event type once, in the stream file whose correlations use it")
+                return
+    streams.append(stream)
 
 
 def infer_targets(actions: ActionCatalog, config: Config, sink: DiagnosticSink) -> None:

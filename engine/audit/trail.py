@@ -63,7 +63,8 @@ def decision_events(d: Any, rs: Any = None, *, checked: bool = False) -> list[It
     did: str = d.id
     out: list[Item] = [(did, "received", agent, body({
         "case": j["case"], "ruleset": d.ruleset, "rule_revision": d.rule_revision,
-        "graph_revision": d.graph_revision, "as_of": d.as_of, "matcher": d.matcher}))]
+        "graph_revision": d.graph_revision, "as_of": d.as_of, "matcher": d.matcher,
+        **({"observed": d.case.cause} if getattr(d.case, "cause", None) else {})}))]
     if "provenance" in j or "facts" in j:
         out.append((did, "facts", agent, body({
             "facts": j.get("facts", {}), "provenance": j.get("provenance", []), "queries": j.get("queries", [])})))

@@ -232,6 +232,66 @@ def decide(case_file: Path = typer.Argument(..., help="A case as JSON: {type, pa
     _decide(case_file, workspace, fmt, explain=False, key=key, execute=execute)
 
 
+@app.command()
+def observe(events_file: Path = typer.Argument(..., help="Events as JSON Lines: {type, at, id?, payload} each."),
+            workspace: Path = WorkspaceOpt, fmt: Format = FormatOpt, key: str | None = AgentKeyOpt) -> None:
+    """Feed events, in the order of their time, to the correlations of the stream files; decide
+    every case they emit. A line that is no event is reported and skipped (exit 2 at the end)."""
+    from engine.cli.render import render_decision
+
+    engine = _open_engine(workspace, fmt)
+    refused: list[Diagnostic] = []
+    n_events = n_cases = 0
+    try:
+        lines = events_file.open(encoding="utf-8")
+    except (OSError, ValueError) as exc:
+        _fail_diagnostics([Diagnostic("event_invalid", f"the events file `{events_file}` {_unreadable(exc)}")],
+                          fmt, EXIT_INPUT)
+    with lines:
+        for lineno, line in enumerate(_lines(lines, events_file, refused), 1):
+            if not line.strip():
+                continue
+            where = Span(str(events_file), lineno, 1)
+            try:
+                data = json.loads(line)
+                decisions = engine.observe(data, key=key)
+            except json.JSONDecodeError as exc:
+                refused.append(Diagnostic("event_invalid", f"the line {_unreadable(exc)}",
+                                          Span(str(events_file), lineno, exc.colno)))
+                continue
+            except (CaseError, AuthError) as exc:
+                refused += [Diagnostic(d.code, d.message, where, help=d.help) for d in exc.diagnostics]
+                continue
+            n_events += 1
+            for d in decisions:
+                n_cases += 1
+                rs = engine.ws.rulesets[d.ruleset]
+                cause = d.case.cause or {}
+                if fmt == Format.json:
+                    out.print(json.dumps({"line": lineno, "observed": cause, "decision": d.to_json(rs)},
+                                         default=str), markup=False)
+                else:
+                    ids = ", ".join(e["id"] for e in cause.get("events", []))
+                    out.print(f"line {lineno}: correlation {cause.get('correlation')} ({ids})", markup=False)
+                    render_decision(out, d, rs)
+    if fmt == Format.text:
+        out.print(f"{n_events} events observed, {n_cases} cases emitted and decided, {len(refused)} lines refused")
+    if refused:
+        if fmt == Format.json:
+            err.print(render_json(refused), markup=False)
+        else:
+            err.print(render_text(refused), markup=False)
+        raise typer.Exit(EXIT_INPUT)
+
+
+def _lines(f: Any, path: Path, refused: list[Diagnostic]) -> Any:
+    """The lines of a text file; one that is not UTF-8 ends it, reported."""
+    try:
+        yield from f
+    except UnicodeDecodeError as exc:
+        refused.append(Diagnostic("event_invalid", f"the events file `{path}` {_unreadable(exc)}"))
+
+
 @app.command("execute")
 def execute_cmd(ident: str = typer.Argument(..., help="A decision id, or an approved review item (R-...)."),
                 workspace: Path = WorkspaceOpt, fmt: Format = FormatOpt, key: str | None = AgentKeyOpt) -> None:
