@@ -83,7 +83,7 @@ def _matcher_kind(value: Any) -> str:
     """`[rules] matcher` (or `RULEBRIDGE_MATCHER`), checked: one of `engine.match.MATCHERS`."""
     from engine.match import MATCHERS
 
-    kind = str(value or "durable")
+    kind = str(value or "index")
     if kind not in MATCHERS:
         raise LoadError([Diagnostic("config", f"[rules] matcher = {kind!r}: expected one of {', '.join(MATCHERS)}",
                                     help="durable (durable-rules' Rete), index (the compiled discrimination "

@@ -31,7 +31,7 @@ from engine.lang.source import read_source
 
 DEFAULT_CONFIG: dict[str, Any] = {
     "workspace": {"name": "workspace"},
-    "rules": {"dir": "rules", "actions": "rules/actions.yaml", "matcher": "durable"},
+    "rules": {"dir": "rules", "actions": "rules/actions.yaml", "matcher": "index"},
     "graph": {"backend": "oxigraph", "data": "knowledge_graph/data", "ontology": "knowledge_graph/ontology",
               "shapes": "knowledge_graph/shapes", "queries": "knowledge_graph/queries", "store_path": ""},
     "prefixes": {},

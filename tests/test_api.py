@@ -337,20 +337,20 @@ def test_the_matcher_comes_from_the_config_and_the_environment(tmp_path, monkeyp
     import shutil
 
     from engine.errors import LoadError
-    from engine.match.index import IndexMatcher
+    from engine.match.durable import DurableMatcher
 
     shutil.copytree(MINI, tmp_path / "ws")
     ws = tmp_path / "ws"
     monkeypatch.delenv("RULEBRIDGE_MATCHER", raising=False)
-    assert Engine.open(ws).matcher_kind == "durable"  # the default
+    assert Engine.open(ws).matcher_kind == "index"  # the default
     toml = ws / "rulebridge.toml"
-    toml.write_text(toml.read_text(encoding="utf-8") + '\n[rules]\nmatcher = "index"\n', encoding="utf-8")
+    toml.write_text(toml.read_text(encoding="utf-8") + '\n[rules]\nmatcher = "durable"\n', encoding="utf-8")
     e = Engine.open(ws)
-    assert e.matcher_kind == "index" and isinstance(e.matcher_for(next(iter(e.ws.rulesets.values()))), IndexMatcher)
+    assert e.matcher_kind == "durable" and isinstance(e.matcher_for(next(iter(e.ws.rulesets.values()))), DurableMatcher)
     assert e.decide(case("I1")).deciding == ["ap.approve.small"]
     monkeypatch.setenv("RULEBRIDGE_MATCHER", "reference")
     assert Engine.open(ws).matcher_kind == "reference"
-    assert Engine.open(ws, matcher="durable").matcher_kind == "durable"  # the caller's choice wins
+    assert Engine.open(ws, matcher="index").matcher_kind == "index"  # the caller's choice wins
     monkeypatch.setenv("RULEBRIDGE_MATCHER", "rete")
     with pytest.raises(LoadError) as exc:
         Engine.open(ws)

@@ -161,6 +161,17 @@ class CompiledRuleset:
         """Rules by id (built once: `rules` is not changed after compilation)."""
         return {r.id: r for r in self.rules}
 
+    @functools.cached_property
+    def order_rank(self) -> dict[str, int]:
+        """Each rule's position in the ruleset (as written)."""
+        return {r.id: r.order for r in self.rules}
+
+    @functools.cached_property
+    def priority_rank(self) -> dict[str, int]:
+        """Each rule's position in priority order: highest priority first, then as written."""
+        ranked = sorted(self.rules, key=lambda r: (-r.priority, r.order))
+        return {r.id: i for i, r in enumerate(ranked)}
+
 
 def proposed_actions(rules: list[Rule]) -> dict[str, Span | None]:
     """The actions the rules propose, each with where it is first proposed (for diagnostics)."""

@@ -4,11 +4,14 @@
 every rule whose conditions all hold, in ruleset order (the hit policy, `engine.match.hit`,
 picks the deciding ones after):
 
-- `durable` (the default): durable-rules' Rete networks (`engine.match.durable`), the
-  production adapter, also the way to rules over event streams with state and time;
-- `index`: a compiled discrimination index for single-case rules (`engine.match.index`):
-  equality and range atoms indexed per path, candidate rules as bitsets in ruleset order,
-  every other condition evaluated as a closure only for the candidates;
+- `index` (the default, the fastest at every ruleset size measured in
+  `benchmarks/RESULTS-headline.md`): a compiled discrimination index for single-case rules
+  (`engine.match.index`): equality and range atoms indexed per path, candidate rules as
+  bitsets in ruleset order, every other condition evaluated as a closure only for the
+  candidates;
+- `durable`: durable-rules' Rete networks (`engine.match.durable`) over the same rules, kept
+  as a second implementation held to the same tests; durable-rules' own role is rules over
+  event streams with state and time (`engine.match.correlate`);
 - `reference`: the plain-Python evaluator (`engine.match.reference`), the specification
   the other two are held to by the differential tests, and the source of explanations.
 """
@@ -36,8 +39,8 @@ class ReferenceMatcher:
         return match_reference(self.rs, env)
 
 
-def make_matcher(rs: CompiledRuleset, kind: str = "durable") -> Any:
-    """A matcher for one compiled ruleset: `durable` (the default), `index` or `reference`."""
+def make_matcher(rs: CompiledRuleset, kind: str = "index") -> Any:
+    """A matcher for one compiled ruleset: `index` (the default), `durable` or `reference`."""
     if kind == "reference":
         return ReferenceMatcher(rs)
     if kind == "index":
