@@ -331,10 +331,9 @@ def rulesets(s: App, token: Token) -> Response:
 @v1.get("/rulesets/{name}", response_model=RulesetV1, tags=["rules"], summary="One ruleset")
 def ruleset(name: Ident, s: App, token: Token) -> Response:
     caller(s, token, None)
-    found = s.engine.ws.rulesets.get(name) or next(
-        (rs for rs in s.engine.ws.rulesets.values() if rs.name == name), None)
+    found = s.engine.ws.rulesets.get(name)
     if found is None:
-        raise _unknown("ruleset_unknown", "rulesets", name, [rs.name for rs in s.engine.ws.rulesets.values()])
+        raise _unknown("ruleset_unknown", "rulesets", name, s.engine.ws.rulesets)
     return render(_ruleset(found))
 
 
