@@ -127,9 +127,9 @@ def _openapi(app: FastAPI, engine: Engine) -> dict[str, Any]:
     for path in doc.get("paths", {}).values():
         for op in path.values():
             for status, resp in op.get("responses", {}).items():
-                content = resp.get("content", {})
-                if status[:1] in ("4", "5") and "application/json" in content:
-                    resp["content"] = {PROBLEM_JSON: content["application/json"]}
+                schemas = [c.get("schema", {}) for c in resp.get("content", {}).values()]
+                if status[:1] in ("4", "5") and schemas and schemas[0].get("$ref", "").endswith("/ProblemV1"):
+                    resp["content"] = {PROBLEM_JSON: {"schema": schemas[0]}}
     schemas = doc.setdefault("components", {}).setdefault("schemas", {})
     catalog = engine.ws.actions
     for name in sorted(catalog.actions):
