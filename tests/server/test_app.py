@@ -333,3 +333,12 @@ def test_two_apps_count_apart(tmp_path):
 def test_an_unknown_route_and_method_are_problems(api):
     assert_problem(api.client.get("/v2/nothing"), 404, "not_found")
     assert_problem(api.client.delete("/v1/actions"), 405, "method_not_allowed")
+
+
+def test_serve_refuses_more_than_one_worker_with_a_reason():
+    from typer.testing import CliRunner
+
+    from engine.cli.main import app
+
+    r = CliRunner().invoke(app, ["serve", "--workers", "2"])
+    assert r.exit_code == 2 and "serve_workers" in r.output and "in-memory graph" in r.output
