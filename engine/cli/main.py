@@ -633,6 +633,64 @@ def agents_revoke(ident: str = typer.Argument(..., help="A declared agent or rev
         out.print(f"[red]revoked[/] {ident} ({n} active key(s) revoked): {reason}")
 
 
+@app.command()
+def serve(workspace: Path = WorkspaceOpt,
+          host: str = typer.Option("127.0.0.1", "--host", help="The address to listen on."),
+          port: int = typer.Option(8000, "--port", min=0, max=65535, help="The port to listen on."),
+          workers: int = typer.Option(1, "--workers", min=1, help="Worker processes (only 1 for now)."),
+          require_keys: bool | None = typer.Option(None, "--require-keys/--no-require-keys",
+                                                   help="Every request must carry a key (default: `[server] "
+                                                        "require_keys`, else on)."),
+          max_body_bytes: int = typer.Option(1024 * 1024, "--max-body-bytes", min=1,
+                                             help="Larger request bodies are refused (413)."),
+          log_level: str = typer.Option("info", "--log-level", help="uvicorn's log level.")) -> None:
+    """Serve the HTTP API (FastAPI under uvicorn) on the embedded defaults: /v1, /docs, /metrics."""
+    if workers > 1:
+        _fail_diagnostics([Diagnostic("serve_workers", f"--workers {workers}: one worker process for now",
+                                      help="each worker would hold its own in-memory graph, so an action one "
+                                           "executes would be unseen by the others; run one worker per workspace "
+                                           "(several behind a proxy need `oxigraph-disk` or `sparql` and a shared "
+                                           "state database, which is not supported yet)")], Format.text, EXIT_INPUT)
+    try:
+        from engine.server.serve import ServeOptions
+        from engine.server.serve import serve as run_server
+    except ImportError as exc:  # fastapi or uvicorn missing
+        _fail_diagnostics([Diagnostic("serve_unavailable", f"the HTTP server cannot start: {exc}",
+                                      help="fastapi and uvicorn are dependencies of rulebridge: reinstall it")],
+                          Format.text, EXIT_FINDINGS)
+    from engine.config import load_config
+    from engine.errors import DiagnosticSink
+
+    configured = load_config(workspace.resolve(), DiagnosticSink()).section("server").get("require_keys", True)
+    keys = bool(configured) if require_keys is None else require_keys
+    try:
+        run_server(workspace, ServeOptions(host=host, port=port, require_keys=keys, max_body_bytes=max_body_bytes,
+                                           log_level=log_level))
+    except LoadError as exc:
+        _fail_diagnostics(exc.diagnostics, Format.text, EXIT_FINDINGS)
+
+
+@app.command()
+def openapi(workspace: Path = WorkspaceOpt,
+            output: Path | None = typer.Option(None, "--output", "-o", help="A file (default: stdout).")) -> None:
+    """Write the HTTP API's OpenAPI document (with the workspace's action schemas)."""
+    from engine.server.app import create_app
+
+    engine = _open_engine(workspace, Format.text)
+    text = openapi_text(create_app(engine).openapi())
+    if output is None:
+        out.print(text, markup=False, end="")
+    else:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(text, encoding="utf-8")
+        err.print(f"wrote {output}", markup=False)
+
+
+def openapi_text(doc: dict[str, Any]) -> str:
+    """The OpenAPI document as it is kept in the repository (docs/openapi.json)."""
+    return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+
+
 def main() -> None:
     """The `rulebridge` console script: `app`, every failure reported as one coded line."""
     run(app)
