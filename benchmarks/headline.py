@@ -96,12 +96,17 @@ def bench_workspace(tmp: Path, n_rules: int, triples: int, *, cache: Path, seed:
     return make_workspace(tmp / name, n_rules, data, store_dir=own, seed=seed)
 
 
-def open_engine(root: Path, matcher: str, *, state: str | None = None, execute: bool = False) -> Any:
-    """The engine, warmed, with the stores a decision writes opened (first use is not a decision)."""
+def open_engine(root: Path, matcher: str, *, state: str | None = None, execute: bool = False,
+                serving: bool = True) -> Any:
+    """The engine, warmed, with the stores a decision writes opened (first use is not a decision).
+
+    `serving`: a process that decides from now on, as `rulebridge serve` does — `warm(freeze=True)`
+    takes what is loaded out of the garbage collector's way. The parent that only creates the
+    tables or verifies the chain does not freeze: it drops the engine and its graph store after."""
     from engine.api import Engine
 
     e = Engine.open(root, matcher=matcher, clock=lambda: AS_OF, state=state)
-    e.warm()
+    e.warm(freeze=serving)
     _ = e.audit, e.decisions, e.queue
     if execute:
         _ = e.executor
@@ -304,7 +309,7 @@ def run_throughput(args: argparse.Namespace, n_rules: int, procs: int, matcher: 
             reset_pg(state)
         # The tables are created once, before the workers race to it; the graph store is released
         # (RocksDB: one process at a time) when the engine is collected.
-        e = open_engine(roots[0], matcher, state=state)
+        e = open_engine(roots[0], matcher, state=state, serving=False)
         e.close()
         del e
         gc.collect()
@@ -336,7 +341,7 @@ def run_throughput(args: argparse.Namespace, n_rules: int, procs: int, matcher: 
         total = sum(o["decisions"] for o in outs)
         decided = total + sum(o["warmup"] for o in outs)
         t0 = time.perf_counter()
-        e = open_engine(roots[0], matcher, state=state)
+        e = open_engine(roots[0], matcher, state=state, serving=False)
         report = e.audit.verify()
         verify_s = time.perf_counter() - t0
         db = create_engine(state)

@@ -292,17 +292,18 @@ class Engine:
                     m = self._matchers[rs.name] = make_matcher(rs, self.matcher_kind)
         return m
 
-    def warm(self, *, freeze: bool = True) -> None:
+    def warm(self, *, freeze: bool = False) -> None:
         """Get ready to serve: build every ruleset's matcher now rather than on its first case, and
         (`freeze`) move everything loaded so far out of the garbage collector's way.
 
         A loaded workspace is hundreds of thousands of long-lived objects (compiled rules, the
         matchers' networks, graph caches); every full collection would walk them all again, in the
         middle of some decision. `gc.freeze()` puts them in the permanent generation: decisions
-        measured ~10% faster at p50 and mean on the demo workspace's audited decisions. Call it
-        once, after opening the engines a process serves with: objects frozen are never collected
-        as cyclic garbage, so a process that opens and drops engines again and again should pass
-        `freeze=False`."""
+        measured ~10% faster at p50 and mean on the demo workspace's audited decisions. A
+        serving process (`rulebridge serve`, the demo) passes `freeze=True` once, after opening
+        the engines it serves with. Not the default: objects frozen are never collected as cyclic
+        garbage, so an engine dropped afterwards keeps its memory — and its on-disk graph store
+        open (locked) — until the process ends."""
         import gc
 
         for rs in self.ws.rulesets.values():

@@ -357,15 +357,15 @@ def test_the_matcher_comes_from_the_config_and_the_environment(tmp_path, monkeyp
     assert exc.value.diagnostics[0].code == "config" and "'rete'" in exc.value.diagnostics[0].message
 
 
-def test_warm_freezes_what_is_loaded_unless_asked_not_to():
+def test_warm_freezes_what_is_loaded_only_when_asked():
     import gc
 
     e = Engine.open(MINI)
     gc.unfreeze()
     try:
-        e.warm(freeze=False)
-        assert gc.get_freeze_count() == 0
         e.warm()
+        assert gc.get_freeze_count() == 0
+        e.warm(freeze=True)
         assert gc.get_freeze_count() > 0  # the workspace's objects are out of the collector's way
     finally:
         gc.unfreeze()

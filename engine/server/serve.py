@@ -44,7 +44,7 @@ def serve(workspace: Path, options: ServeOptions) -> None:
     from engine.server.app import create_app
 
     engine = Engine.open(workspace)
-    engine.warm()
+    engine.warm(freeze=True)  # a serving process: what is loaded stays out of the collector's way
     app = create_app(engine, require_keys=options.require_keys, max_body_bytes=options.max_body_bytes,
                      body_timeout=options.body_timeout, close_engine=True)
     uvicorn.run(app, host=options.host, port=options.port, workers=None, log_level=options.log_level,
