@@ -28,7 +28,7 @@ def bench_engine(tmp_path_factory):
     data.mkdir()
     brightwater.write(data / "graph.nt", seed=7, scale=0.05, fmt="nt")
     root = rp.make_workspace(base / "ws", 40, data, store_dir=base / "store")
-    return Engine.open(root, clock=lambda: dt.date(2026, 11, 1))
+    return Engine.open(root, matcher="durable", clock=lambda: dt.date(2026, 11, 1))  # its adapter stats
 
 
 def test_generated_ruleset_is_deterministic_and_realistic():
