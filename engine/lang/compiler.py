@@ -199,7 +199,8 @@ def _loc(d: Any, key: str, default: Span | None) -> Span | None:
     return default
 
 
-def _check_keys(d: LDict, allowed: tuple[str, ...], what: str, sink: DiagnosticSink) -> None:
+def check_keys(d: LDict, allowed: tuple[str, ...], what: str, sink: DiagnosticSink) -> None:
+    """Every key of `d` not in `allowed` is a `schema` error, with a "did you mean" suggestion."""
     for k in d:
         if k not in allowed:
             help_, sug = suggest_help(str(k), allowed, "keys")
@@ -246,7 +247,7 @@ class RulesetCompiler:
             self.sink.error("schema", "a rule file is a mapping with `ruleset:`, `on:`, `case:` and `rules:`",
                             span_of(data, top))
             return None
-        _check_keys(data, RULESET_KEYS, "a ruleset", self.sink)
+        check_keys(data, RULESET_KEYS, "a ruleset", self.sink)
         for key in ("ruleset", "on", "case"):
             if key not in data or isinstance(data.get(key), LNone):
                 self.sink.error("schema", f"missing `{key}:`", top, help=_MISSING_HELP[key])
@@ -370,7 +371,7 @@ class RulesetCompiler:
             if not isinstance(item, LDict):
                 self.sink.error("schema", "a rule is a mapping with `id`, `when` and `then`", span_of(item, where))
                 continue
-            _check_keys(item, RULE_KEYS, "a rule", self.sink)
+            check_keys(item, RULE_KEYS, "a rule", self.sink)
             rid = item.get("id")
             if not rid:
                 self.sink.error("schema", "rule without `id`", item.span, help="give every rule a stable dotted id")
@@ -476,7 +477,7 @@ class RulesetCompiler:
             return None
         kind = kinds[0]
         allowed = ("action", "params", "note") if kind == "action" else (kind,)
-        _check_keys(spec, allowed, "`then`", self.sink)
+        check_keys(spec, allowed, "`then`", self.sink)
         if kind != "action":
             return Consequence(kind, message=str(spec[kind] or ""), span=spec.key_spans.get(kind))
         name = str(spec["action"])
@@ -555,7 +556,7 @@ class RulesetCompiler:
                 self.sink.error("schema", "a guard is a mapping with `id`, `deny_when` or `review_when`, and "
                                 "`message`", span_of(item, top))
                 continue
-            _check_keys(item, GUARD_KEYS, "a guard", self.sink)
+            check_keys(item, GUARD_KEYS, "a guard", self.sink)
             gid = str(item.get("id") or "")
             if not gid:
                 self.sink.error("schema", "guard without `id`", item.span)
@@ -684,7 +685,7 @@ class RulesetCompiler:
             if not isinstance(item, LDict):
                 self.sink.error("schema", "a test is a mapping with `name`, `case` and `expect`", span_of(item, top))
                 continue
-            _check_keys(item, TEST_KEYS, "a test", self.sink)
+            check_keys(item, TEST_KEYS, "a test", self.sink)
             name = str(item.get("name") or "")
             if not name:
                 self.sink.error("schema", "test without `name`", item.span)
@@ -696,7 +697,7 @@ class RulesetCompiler:
             if not isinstance(expect, LDict):
                 self.sink.error("schema", f"test `{name}` needs `expect:` with at least `outcome:`", item.span)
                 continue
-            _check_keys(expect, EXPECT_KEYS, "`expect`", self.sink)
+            check_keys(expect, EXPECT_KEYS, "`expect`", self.sink)
             case = item.get("case", LDict())
             if not isinstance(case, LDict):
                 self.sink.error("schema", f"`case` of test `{name}` is the payload mapping", span_of(case, item.span))

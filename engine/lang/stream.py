@@ -9,6 +9,7 @@ against that case type's `case:` schema once every ruleset is compiled.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from typing import Any
 from engine.errors import DiagnosticSink, Span, suggest_help
 
 from .actions import parse_type
+from .compiler import check_keys
 from .source import LDict, LInt, LList, LNone, LStr, load_yaml, span_of
 from .types import STRING, Schema, Type
 
@@ -104,26 +106,24 @@ class StreamCompiler:
         self.path, self.file, self.schema, self.sink, self.text = path, str(path), schema, sink, text
 
     def compile(self) -> CompiledStream | None:
+        if self.text is None:  # read once: parsed, and hashed for the stream's revision
+            with contextlib.suppress(OSError, UnicodeDecodeError):  # `load_yaml` reports it with its code
+                self.text = self.path.read_text(encoding="utf-8")
         data = load_yaml(self.path, self.sink, text=self.text)
         top = Span(self.file, 1, 1)
         if not isinstance(data, LDict):
             self.sink.error("schema", "a stream file is a mapping with `stream:`, `events:` and `correlations:`",
                             span_of(data, top))
             return None
-        for k in data:
-            if k not in STREAM_KEYS:
-                help_, sug = suggest_help(str(k), STREAM_KEYS, "keys")
-                self.sink.error("schema", f"unknown key `{k}` in a stream file", data.key_spans.get(k),
-                                help=help_, suggestion=sug)
+        check_keys(data, STREAM_KEYS, "a stream file", self.sink)
         for key in ("stream", "events", "correlations"):
             if key not in data or isinstance(data[key], LNone):
                 self.sink.error("schema", f"missing `{key}:`", top,
                                 help="a stream file has `stream:` (its name), `events:` and `correlations:`")
         events = self._events(data.get("events"), top)
         correlations = self._correlations(data.get("correlations"), events, top)
-        text = self.text if self.text is not None else self.path.read_text(encoding="utf-8")
         return CompiledStream(str(data.get("stream") or self.path.stem),
-                              hashlib.sha256(text.encode()).hexdigest()[:12], self.file,
+                              hashlib.sha256((self.text or "").encode()).hexdigest()[:12], self.file,
                               str(data.get("description") or ""), events, correlations)
 
     def _events(self, spec: Any, top: Span) -> dict[str, EventType]:
@@ -187,11 +187,7 @@ class StreamCompiler:
         if not isinstance(d, LDict):
             self.sink.error("schema", "a correlation is a mapping with `id`, a pattern and `emits`", where)
             return None
-        for k in d:
-            if k not in CORRELATION_KEYS:
-                help_, sug = suggest_help(str(k), CORRELATION_KEYS, "keys")
-                self.sink.error("schema", f"unknown key `{k}` in a correlation", d.key_spans.get(k),
-                                help=help_, suggestion=sug)
+        check_keys(d, CORRELATION_KEYS, "a correlation", self.sink)
         for key in ("id", "within", "emits"):
             if key not in d:
                 self.sink.error("schema", f"missing `{key}:` in a correlation", where,
@@ -301,11 +297,7 @@ class StreamCompiler:
                             help="for example `emits: {case: fraud.suspicious_invoice, payload: {invoice: "
                                  "then.invoice}}`")
             return None
-        for k in spec:
-            if k not in EMITS_KEYS:
-                help_, sug = suggest_help(str(k), EMITS_KEYS, "keys")
-                self.sink.error("schema", f"unknown key `{k}` in `emits:`", spec.key_spans.get(k), help=help_,
-                                suggestion=sug)
+        check_keys(spec, EMITS_KEYS, "`emits:`", self.sink)
         payload: dict[str, tuple[str, str | None]] = {}
         spans: dict[str, Span | None] = {}
         raw = spec.get("payload")
